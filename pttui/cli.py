@@ -1,0 +1,102 @@
+"""The ``pttui`` entry point: argparse, one line per error, exit codes from DESIGN.md.
+
+Exit codes: 0 success, 1 a check found problems, 2 the input cannot be read or the
+command line is wrong, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from pttui import __version__
+from pttui.clicmds import COMMANDS
+
+EXIT_OK, EXIT_MISMATCH, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other error
+        sys.stderr.write(f"pttui: error: {message} (see 'pttui {self._cmd()}--help')\n")
+        raise SystemExit(EXIT_UNREADABLE)
+
+    def _cmd(self) -> str:
+        parts = self.prog.split()[1:]
+        return " ".join(parts) + " " if parts else ""
+
+
+def _command_help() -> dict[str, str]:
+    # Kept here rather than in each module so --help imports no command module.
+    return {
+        "inspect": "show what a checkpoint holds, without running any of its code",
+        "load": "try a real torch.load in a subprocess and explain any failure",
+        "devices": "show CPU RAM and GPUs (NVML), torch and CUDA versions",
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pttui", description=(
+        "Inspect, diagnose and repair PyTorch checkpoints that will not load."),
+        epilog="Run 'pttui COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"pttui {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback when something fails")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    helps = _command_help()
+    for name in COMMANDS:
+        sub.add_parser(name, help=helps.get(name), description=helps.get(name))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Fill in only the chosen command's options, so --help imports nothing heavy.
+    cmd = next((a for a in argv if not a.startswith("-")), None)
+    if cmd in COMMANDS:
+        module = importlib.import_module(f"pttui.clicmds.{COMMANDS[cmd]}")
+        module.add_arguments(parser._subparsers._group_actions[0].choices[cmd])  # type: ignore[union-attr]
+    if cmd is not None and cmd not in COMMANDS:
+        return _default(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        return _default(argv)
+    return _run(module.run, args, argv)
+
+
+def _default(argv: list[str]) -> int:
+    """``pttui [PATH]``: open a folder (or a file within it)."""
+    parser = _Parser(prog="pttui", description="Open a folder of checkpoints (default: here).")
+    parser.add_argument("path", nargs="?", default=".", help="a folder or a checkpoint file")
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    from pttui.clicmds import folder
+    return _run(folder.run, args, argv)
+
+
+def _run(fn, args: argparse.Namespace, argv: list[str]) -> int:
+    from pttui.core.meta import ReadError
+
+    try:
+        return int(fn(args))
+    except ReadError as err:
+        if args.debug:
+            raise
+        sys.stderr.write(f"pttui: {err}\n")
+        return EXIT_UNREADABLE
+    except KeyboardInterrupt:
+        sys.stderr.write("pttui: interrupted\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if args.debug:
+            raise
+        sys.stderr.write(f"pttui: internal error: {type(err).__name__}: {err} "
+                         "(rerun with --debug for the traceback, and please report it)\n")
+        return EXIT_UNREADABLE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,41 @@
+"""``pttui [PATH]`` without a terminal UI: the folder's checkpoints, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pttui.core import humanize as hz
+from pttui.core.folder import list_folder
+from pttui.core.meta import ReadError
+
+_MARK_TEXT = {"unsafe-globals": "DANGEROUS globals", "needs-allowlist": "weights_only refuses",
+              "cuda-saved": "saved on CUDA", "unreadable": "unreadable", "damaged": "damaged"}
+
+
+def run(args: argparse.Namespace) -> int:
+    path = args.path or "."
+    if os.path.isfile(path):
+        from pttui.clicmds import inspect
+        args.json, args.select, args.depth = False, None, None
+        return inspect.run(args)
+    if not os.path.isdir(path):
+        raise ReadError(f"{path}: no such file or folder")
+    entries = list_folder(path)
+    sys.stdout.write(f"{os.path.abspath(path)}\n")
+    if not entries:
+        sys.stdout.write("  no checkpoints here\n")
+    for e in entries:
+        if e.is_dir:
+            sys.stdout.write(f"  {e.name}\n")
+            continue
+        size = hz.nbytes(e.size) if e.size else ""
+        what = hz.plural(e.tensors, "tensor") if e.format and "unreadable" not in e.marks else ""
+        marks = "; ".join(_MARK_TEXT.get(m, m) for m in e.marks)
+        line = f"  {e.name:<40} {size:>10}  {e.badge:<12} {what:<13} {marks}"
+        if "unreadable" in e.marks:
+            line += f": {e.message}"
+        sys.stdout.write(line.rstrip()[:220] + "\n")
+    sys.stdout.write("\nInspect one: pttui inspect FILE   (add --json for scripts)\n")
+    return 0

@@ -1,0 +1,88 @@
+"""``pttui inspect PATH``: what a checkpoint holds, read without running any of it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from pttui.core import humanize as hz
+from pttui.core.keytree import build_tree, walk
+from pttui.core.meta import Checkpoint
+from pttui.core.reader import open_checkpoint
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="a checkpoint file, a *.index.json, or a DCP folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object (see docs/cli.md)")
+    p.add_argument("--select", metavar="PATH.IN.CONTAINER",
+                   help="the container to list, e.g. state_dict or model_ema ('' = root)")
+    p.add_argument("--depth", type=int, default=None, metavar="N",
+                   help="show the key tree N levels deep (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    select = None if args.select is None else tuple(p for p in args.select.split(".") if p)
+    ckpt = open_checkpoint(args.path, select)
+    if args.json:
+        json.dump(ckpt.to_json(), sys.stdout, separators=(",", ":"))
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write("\n".join(render(ckpt, args.depth)) + "\n")
+    return 0
+
+
+def render(ckpt: Checkpoint, depth: int | None = None) -> list[str]:
+    tensors = ckpt.tensors
+    lines = [f"{ckpt.path}  ({ckpt.format})"]
+    total_bytes = sum(t.nbytes for t in tensors.values())
+    sel = ".".join(ckpt.selected) if ckpt.selected else "(root)"
+    lines.append(f"  {hz.plural(len(tensors), 'tensor')} · {hz.count(sum(t.numel for t in tensors.values()))} "
+                 f"elements · {hz.nbytes(total_bytes)}   container: {sel}")
+    by_dtype: Counter[str] = Counter()
+    for t in tensors.values():
+        by_dtype[t.dtype] += t.nbytes
+    if by_dtype:
+        lines.append("  dtypes:  " + ", ".join(f"{d} {hz.nbytes(b)}" for d, b in by_dtype.most_common()))
+        lines.append("  stored on:  " + ", ".join(ckpt.devices))
+    if len(ckpt.containers) > 1:
+        lines.append("  containers:")
+        for c in ckpt.containers:
+            mark = "*" if c.path == ckpt.selected else " "
+            lines.append(f"   {mark} {'.'.join(c.path) or '(root)':<28} {c.kind:<11} "
+                         f"{hz.plural(len(c.tensors), 'tensor'):>14}  {hz.count(c.params):>7} elements")
+    g = ckpt.globals
+    if g.allowed or g.blocked or g.dangerous:
+        lines.append(f"  globals:  {len(g.allowed)} allowed by weights_only, "
+                     f"{len(g.blocked)} blocked, {len(g.dangerous)} dangerous")
+        for name in g.dangerous:
+            lines.append(f"    DANGEROUS  {name}  (a full load would run or import this)")
+        for name in g.blocked:
+            lines.append(f"    blocked    {name}")
+    for key, value in ckpt.other.items():
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        lines.append(f"  {key} = {text if len(text) <= 100 else text[:99] + '…'}")
+    for note in ckpt.notes:
+        lines.append(f"  note: {note}")
+    lines.append("")
+    lines.extend(tree_lines(tensors, depth))
+    return lines
+
+
+def tree_lines(tensors, depth: int | None = None) -> list[str]:
+    rows = []
+    for level, e in walk(build_tree(tensors), depth):
+        label = "  " * level + e.label
+        n, t = e.node, e.node.tensor
+        if t is not None and not n.children:
+            desc = f"{hz.shape(t.shape):<20} {t.dtype:<9} {t.device}"
+            if e.repeat > 1:
+                desc += f"   ×{e.repeat}"
+        else:
+            reps = f"{e.repeat} × " if e.repeat > 1 else ""
+            desc = (f"{reps}{hz.plural(n.count, 'tensor')}, {hz.count(n.params)} elements, "
+                    f"{hz.nbytes(n.nbytes)}")
+        rows.append((label, desc))
+    width = min(60, max((len(label) for label, _ in rows), default=0))
+    return [f"{label:<{width}}  {desc}" for label, desc in rows]

@@ -1,0 +1,1 @@
+"""The engine: reading, comparing, repairing. No Textual, no prompt_toolkit, torch only lazily."""

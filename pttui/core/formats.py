@@ -1,0 +1,92 @@
+"""Tell a checkpoint's format by its content, never by its extension alone.
+
+Each answer names what to do when a file is not a checkpoint at all, because
+"invalid load key, 'v'" is not a message a user can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pttui.core import stfile
+from pttui.core.meta import ReadError
+
+ZIP, LEGACY, TAR, SAFETENSORS, SHARDED, DCP = (
+    "torch-zip", "torch-legacy", "torch-legacy-tar", "safetensors", "sharded", "dcp")
+
+_OTHER_MAGIC = [
+    (b"\x93NUMPY", "a NumPy .npy array file"),
+    (b"GGUF", "a GGUF file (llama.cpp); convert it with llama.cpp's tools"),
+    (b"\x89HDF", "an HDF5 file (Keras/TensorFlow weights)"),
+    (b"\x1f\x8b", "a gzip-compressed file; decompress it first (gunzip)"),
+    (b"BZh", "a bzip2-compressed file; decompress it first"),
+    (b"\xfd7zXZ", "an xz-compressed file; decompress it first"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file; decompress it first"),
+    (b"version https://git-lfs", "a Git LFS pointer, not the weights: run 'git lfs pull'"),
+    (b"<!DOCTYPE", "an HTML page (a failed download?)"),
+    (b"<html", "an HTML page (a failed download?)"),
+]
+
+
+def detect(path: str) -> str:
+    """The format name of ``path`` (file or directory), or ReadError saying what it is."""
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, ".metadata")):
+            return DCP
+        raise ReadError(f"{path}: a folder without a .metadata file; open a checkpoint file "
+                        "inside it, or its *.index.json for a sharded set")
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except FileNotFoundError:
+        raise ReadError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ReadError(f"{path}: is a folder") from None
+    except PermissionError:
+        raise ReadError(f"{path}: permission denied; check the file's permissions") from None
+    except OSError as err:
+        raise ReadError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if size == 0:
+        raise ReadError(f"{path}: the file is empty (0 bytes); the save or copy did not "
+                        "finish")
+    if head.startswith(b"PK\x03\x04"):
+        return ZIP
+    if head.startswith(b"PK\x05\x06"):
+        raise ReadError(f"{path}: an empty zip archive; not a checkpoint")
+    if stfile.looks_like(head, size):
+        return SAFETENSORS
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return TAR
+    if head[:1] == b"\x80" and 2 <= head[1:2][0] <= 5:
+        return LEGACY
+    if head.lstrip()[:1] == b"{" and _is_index(path):
+        return SHARDED
+    for magic, what in _OTHER_MAGIC:
+        if head.startswith(magic):
+            raise ReadError(f"{path}: {what}, not a PyTorch checkpoint")
+    if _is_text(head):
+        raise ReadError(f"{path}: a text file, not a checkpoint (did a download save an error "
+                        "page?)")
+    raise ReadError(f"{path}: not a format pttui recognises (torch zip, legacy torch, "
+                    "TorchScript, safetensors, sharded index, DCP folder)")
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _is_index(path: str) -> bool:
+    if os.path.getsize(path) > 64 << 20:
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("weight_map"), dict)

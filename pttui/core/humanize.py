@@ -1,0 +1,29 @@
+"""Numbers for people: sizes, counts, shapes. Shared by the CLI, the shell and the TUI."""
+
+from __future__ import annotations
+
+
+def nbytes(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def count(n: int) -> str:
+    """11689512 -> '11.7M'."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.1f}{suffix}"
+    return str(n)
+
+
+def shape(s: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in s) + "]"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")

@@ -1,0 +1,177 @@
+"""``open_checkpoint``: any supported file or folder -> :class:`Checkpoint`, metadata only.
+
+Reads no tensor bytes, runs no pickled code and imports nothing named in a file;
+time grows with the number of keys, not the size of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pttui.core import containers as ct
+from pttui.core import formats, globalscan, stfile
+from pttui.core.meta import Checkpoint, Container, GlobalsScan, ReadError, TensorMeta
+from pttui.core.torchfile import Unpickled, read_legacy, read_zip
+from pttui.core.unpickler import DType, Opaque, called_globals
+from pttui.core.zipindex import ZipIndex
+
+
+def open_checkpoint(path: str, select: tuple[str, ...] | list[str] | None = None) -> Checkpoint:
+    """Read ``path``'s structure. ``select`` picks a container by its path."""
+    fmt = formats.detect(path)
+    if fmt == formats.SHARDED:
+        ckpt = _read_sharded(path)
+    elif fmt == formats.DCP:
+        ckpt = _read_dcp(path)
+    elif fmt == formats.TAR:
+        raise ReadError(f"{path}: a legacy tar checkpoint (PyTorch 0.1-0.3); pttui cannot read "
+                        "its structure yet. Try 'pttui load' to load it with torch in a "
+                        "subprocess")
+    else:
+        ckpt = _read_file(path, fmt)
+    if select is not None:
+        want = tuple(select)
+        if ckpt.container(want) is None:
+            have = ", ".join(".".join(c.path) or "(root)" for c in ckpt.containers) or "none"
+            raise ReadError(f"{path}: no container {'.'.join(want) or '(root)'}; "
+                            f"the containers are: {have}")
+        ckpt.selected = want
+    return ckpt
+
+
+def _read_file(path: str, fmt: str, shard: str | None = None) -> Checkpoint:
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if fmt == formats.SAFETENSORS:
+            container, meta = stfile.read(f, size, path, shard)
+            return Checkpoint(path, fmt, [container], (), metadata=dict(meta),
+                              other={"__metadata__": meta} if meta else {})
+        if fmt == formats.ZIP:
+            un = read_zip(f, ZipIndex(f, size, path), path, shard)
+        else:
+            un = read_legacy(f, size, path, shard)
+    return _from_unpickled(path, un)
+
+
+def _from_unpickled(path: str, un: Unpickled) -> Checkpoint:
+    found = ct.find_containers(un.root, path)
+    chosen = ct.best(found)
+    scan = globalscan.scan(un.unpickler.globals, called_globals(un.unpickler))
+    notes = list(un.notes) + [f"problem: {p}" for p in _dedupe(un.problems)]
+    if not found:
+        notes.append("no tensors found: this file holds no weights")
+    ckpt = Checkpoint(path, un.format, found, chosen.path if chosen else None, scan,
+                      ct.other_entries(un.root, found, path), notes)
+    ckpt.storage_offsets = un.offsets
+    ckpt.state_metadata = _state_metadata(un.root, chosen)
+    return ckpt
+
+
+def _dedupe(items: list[str], limit: int = 20) -> list[str]:
+    out = list(dict.fromkeys(items))
+    if len(out) > limit:
+        out = out[:limit] + [f"... and {len(out) - limit} more"]
+    return out
+
+
+def _state_metadata(root: Any, chosen: Container | None) -> Any:
+    """The ``_metadata`` a state_dict carries (BatchNorm versions); export keeps it."""
+    node = root
+    for part in (chosen.path if chosen else ()):
+        node = dict(ct.children(node)).get(part)
+    return getattr(node, "_metadata", None) if isinstance(node, dict) else None
+
+
+# -- sharded sets -------------------------------------------------------------------
+
+def _read_sharded(index_path: str) -> Checkpoint:
+    with open(index_path, encoding="utf-8") as f:
+        doc = json.load(f)
+    folder = os.path.dirname(os.path.abspath(index_path))
+    weight_map = doc["weight_map"]
+    shards: dict[str, list[str]] = {}
+    for key, shard in weight_map.items():
+        if not isinstance(key, str) or not isinstance(shard, str):
+            raise ReadError(f"{index_path}: weight_map must map tensor names to file names")
+        shards.setdefault(shard, []).append(key)
+    tensors: dict[str, TensorMeta] = {}
+    notes: list[str] = []
+    scan = GlobalsScan()
+    for shard, keys in shards.items():
+        shard_path = _inside(folder, shard, index_path)
+        part = _read_file(shard_path, formats.detect(shard_path), shard=shard)
+        got = part.tensors
+        missing = [k for k in keys if k not in got]
+        if missing:
+            raise ReadError(f"{index_path}: {len(missing)} tensors the index places in {shard} "
+                            f"are not there (first: {missing[0]}); the set is incomplete")
+        extra = len(got) - len(keys)
+        if extra > 0:
+            notes.append(f"{shard} holds {extra} tensors the index does not list")
+        for k in keys:
+            tensors[k] = got[k]
+        for cls in ("allowed", "blocked", "dangerous"):
+            getattr(scan, cls).extend(getattr(part.globals, cls))
+        notes.extend(f"{shard}: {n}" for n in part.notes)
+    scan = GlobalsScan(*(sorted(set(getattr(scan, c))) for c in ("allowed", "blocked",
+                                                                   "dangerous")))
+    other = {k: v for k, v in doc.items() if k != "weight_map"}
+    ckpt = Checkpoint(index_path, formats.SHARDED, [Container((), tensors)], (), scan,
+                      ct.summarize(other) if other else {}, notes)
+    ckpt.shards = sorted(shards)
+    return ckpt
+
+
+def _inside(folder: str, name: str, label: str) -> str:
+    target = os.path.realpath(os.path.join(folder, name))
+    if os.path.commonpath([os.path.realpath(folder), target]) != os.path.realpath(folder):
+        raise ReadError(f"{label}: the index points outside its folder ({name}); refusing")
+    if not os.path.isfile(target):
+        raise ReadError(f"{label}: shard {name} is missing; download or copy the whole set")
+    return target
+
+
+# -- torch.distributed.checkpoint folders ----------------------------------------------
+
+def _read_dcp(folder: str) -> Checkpoint:
+    from pttui.core.unpickler import RestrictedUnpickler
+
+    meta_path = os.path.join(folder, ".metadata")
+    with open(meta_path, "rb") as f:
+        data = f.read(1 << 30)
+
+    def no_pid(pid: Any) -> Any:
+        raise ReadError(f"{meta_path}: unexpected persistent reference")
+
+    up = RestrictedUnpickler(data, no_pid, meta_path)
+    root = up.run()
+    sdm = root.state.get("state_dict_metadata") if isinstance(root, Opaque) and isinstance(
+        root.state, dict) else None
+    if not isinstance(sdm, dict):
+        raise ReadError(f"{meta_path}: not a torch.distributed.checkpoint metadata file")
+    tensors: dict[str, TensorMeta] = {}
+    other: dict[str, Any] = {}
+    for key, m in sdm.items():
+        t = _dcp_tensor(str(key), m)
+        if t is None:
+            other[str(key)] = "<non-tensor entry>"
+        else:
+            tensors[t.key] = t
+    scan = globalscan.scan(up.globals, called_globals(up))
+    return Checkpoint(folder, formats.DCP, [Container((), tensors)], (), scan, other,
+                      [f"problem: {p}" for p in up.problems])
+
+
+def _dcp_tensor(key: str, m: Any) -> TensorMeta | None:
+    if not (isinstance(m, Opaque) and isinstance(m.state, dict)
+            and type(m).qualname.endswith("TensorStorageMetadata")):
+        return None
+    props, size = m.state.get("properties"), m.state.get("size")
+    st = props.state if isinstance(props, Opaque) else None
+    dtype = st[0] if isinstance(st, tuple) and st else (
+        st.get("dtype") if isinstance(st, dict) else None)
+    if not isinstance(size, tuple) or not all(isinstance(d, int) for d in size):
+        return None
+    return TensorMeta(key, size, str(dtype) if isinstance(dtype, DType) else "unknown", "cpu")

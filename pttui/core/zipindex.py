@@ -1,0 +1,157 @@
+"""A strict reader of a zip archive's central directory, made for torch's zip format.
+
+We parse the directory ourselves instead of using ``zipfile`` because pttui must
+know exactly which bytes torch would read (duplicate names, zip64 offsets,
+compressed or encrypted records are all refused or reported), and because it
+needs each record's absolute data offset to read tensors without unpickling.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from pttui.core.meta import ReadError
+
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOC = b"PK\x06\x07"
+_EOCD64 = b"PK\x06\x06"
+_CDH = b"PK\x01\x02"
+_LFH = b"PK\x03\x04"
+_CDH_FMT = struct.Struct("<4s6H3L5H2L")  # 46 bytes
+_LFH_FMT = struct.Struct("<4s5H3L2H")  # 30 bytes
+_MAX_COMMENT = 0xFFFF
+_MAX_ENTRIES = 5_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ZipEntry:
+    name: str
+    header_offset: int
+    compressed_size: int
+    size: int
+    method: int
+    flags: int
+
+
+class ZipIndex:
+    """Names and locations of every record; ``data_offset`` reads one local header."""
+
+    def __init__(self, f: BinaryIO, file_size: int, label: str) -> None:
+        self._f = f
+        self.file_size = file_size
+        self.label = label
+        self.entries: dict[str, ZipEntry] = {}
+        self.duplicates: list[str] = []
+        self._read_directory()
+
+    # -- central directory -------------------------------------------------
+    def _read_directory(self) -> None:
+        f, size = self._f, self.file_size
+        tail_len = min(size, 22 + _MAX_COMMENT)
+        f.seek(size - tail_len)
+        tail = f.read(tail_len)
+        pos = tail.rfind(_EOCD)
+        if pos < 0 or len(tail) - pos < 22:
+            raise ReadError(f"{self.label}: the zip directory is missing (file truncated or not "
+                            "fully written); re-copy or re-save the checkpoint")
+        (_, _disk, _cd_disk, _n_disk, n_entries, cd_size, cd_offset,
+         _clen) = struct.unpack_from("<4s4H2LH", tail, pos)
+        eocd_abs = size - tail_len + pos
+        if pos >= 20 and tail[pos - 20:pos - 16] == _EOCD64_LOC:
+            (eocd64_off,) = struct.unpack_from("<Q", tail, pos - 12)
+            if not 0 <= eocd64_off <= size - 56:
+                raise ReadError(f"{self.label}: the zip64 directory pointer is out of range; "
+                                "the file is damaged")
+            f.seek(eocd64_off)
+            rec = f.read(56)
+            if rec[:4] != _EOCD64:
+                raise ReadError(f"{self.label}: the zip64 directory record is damaged")
+            n_entries, cd_size, cd_offset = struct.unpack_from("<QQQ", rec, 32)
+            eocd_abs = eocd64_off
+        if n_entries > _MAX_ENTRIES or cd_offset + cd_size > eocd_abs:
+            raise ReadError(f"{self.label}: the zip directory points past the end of the file "
+                            "(truncated download or interrupted save)")
+        f.seek(cd_offset)
+        cd = f.read(cd_size)
+        if len(cd) != cd_size:
+            raise ReadError(f"{self.label}: the zip directory is truncated")
+        self._parse(cd, n_entries)
+
+    def _parse(self, cd: bytes, n_entries: int) -> None:
+        unpack, off, end = _CDH_FMT.unpack_from, 0, len(cd)
+        entries = self.entries
+        for _ in range(n_entries):
+            if off + 46 > end:
+                raise ReadError(f"{self.label}: the zip directory is truncated")
+            (sig, _vm, _vn, flags, method, _t, _d, _crc, csize, usize, nlen, xlen, clen,
+             _disk, _ia, _ea, lho) = unpack(cd, off)
+            if sig != _CDH:
+                raise ReadError(f"{self.label}: the zip directory is damaged (bad entry "
+                                "signature)")
+            name_b = cd[off + 46:off + 46 + nlen]
+            if 0xFFFFFFFF in (csize, usize, lho):
+                usize, csize, lho = _zip64_extra(cd[off + 46 + nlen:off + 46 + nlen + xlen],
+                                                 usize, csize, lho)
+            off += 46 + nlen + xlen + clen
+            name = name_b.decode("utf-8", "surrogateescape")
+            if name in entries:
+                self.duplicates.append(name)
+                continue
+            entries[name] = ZipEntry(name, lho, csize, usize, method, flags)
+        if off > end:
+            raise ReadError(f"{self.label}: the zip directory is truncated")
+
+    # -- records -----------------------------------------------------------
+    def data_offset(self, entry: ZipEntry) -> int:
+        """Absolute offset of a record's bytes, after checking it is stored plainly."""
+        if entry.flags & 0x1:
+            raise ReadError(f"{self.label}: record {entry.name} is encrypted; torch cannot "
+                            "read it either")
+        if entry.method != 0:
+            raise ReadError(f"{self.label}: record {entry.name} is compressed (method "
+                            f"{entry.method}); torch only reads stored records. Re-save with "
+                            "torch.save or repack without compression")
+        self._f.seek(entry.header_offset)
+        lfh = self._f.read(30)
+        if len(lfh) < 30 or lfh[:4] != _LFH:
+            raise ReadError(f"{self.label}: record {entry.name} has no valid local header; "
+                            "the file is damaged")
+        nlen, xlen = struct.unpack_from("<2H", lfh, 26)
+        start = entry.header_offset + 30 + nlen + xlen
+        if start + entry.size > self.file_size:
+            raise ReadError(f"{self.label}: record {entry.name} runs past the end of the file "
+                            "(truncated)")
+        return start
+
+    def read(self, entry: ZipEntry, limit: int | None = None) -> bytes:
+        start = self.data_offset(entry)
+        n = entry.size if limit is None else min(limit, entry.size)
+        self._f.seek(start)
+        data = self._f.read(n)
+        if len(data) != n:
+            raise ReadError(f"{self.label}: record {entry.name} is truncated")
+        return data
+
+
+def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int, int]:
+    i = 0
+    while i + 4 <= len(extra):
+        hid, hlen = struct.unpack_from("<2H", extra, i)
+        if hid == 0x0001:
+            body, j = extra[i + 4:i + 4 + hlen], 0
+            vals = []
+            for cur in (usize, csize, lho):
+                if cur == 0xFFFFFFFF:
+                    if j + 8 > len(body):
+                        break
+                    vals.append(struct.unpack_from("<Q", body, j)[0])
+                    j += 8
+                else:
+                    vals.append(cur)
+            if len(vals) == 3:
+                return vals[0], vals[1], vals[2]
+            break
+        i += 4 + hlen
+    raise ReadError("zip64 sizes are missing from a record's extra field; the file is damaged")
