@@ -75,10 +75,11 @@ def detect(path: str) -> str:
 
 def _is_text(head: bytes) -> bool:
     try:
-        head.decode("utf-8")
+        text = head.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return True
+    printable = sum(c.isprintable() or c in "\n\r\t" for c in text)
+    return "\x00" not in text and printable >= 0.95 * len(text)
 
 
 def _is_index(path: str) -> bool:

@@ -1,0 +1,104 @@
+"""``pttui inspect`` and ``pttui [DIR]`` as a user and a script see them."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+
+from .helpers import run_cli
+
+
+@pytest.fixture()
+def ckpt(tmp_path):
+    path = tmp_path / "run.ckpt"
+    layers = {f"model.layers.{i}.attn.weight": torch.zeros(8, 8) for i in range(4)}
+    torch.save({"epoch": 3, "state_dict": {**layers, "model.head.weight": torch.zeros(2, 8)}},
+               path)
+    return path
+
+
+def test_json_contract(ckpt):
+    res = run_cli("inspect", str(ckpt), "--json")
+    assert res.returncode == 0 and res.stderr == ""
+    doc = json.loads(res.stdout)
+    assert set(doc) == {"path", "format", "containers", "selected", "tensors", "globals", "other"}
+    assert doc["format"] == "torch-zip"
+    assert doc["selected"] == ["state_dict"]
+    assert doc["containers"][0] == {"path": ["state_dict"], "tensors": 5, "params": 4 * 64 + 16,
+                                    "kind": "state_dict"}
+    assert doc["tensors"][0] == {"key": "model.layers.0.attn.weight", "shape": [8, 8],
+                                 "dtype": "float32", "device": "cpu", "nbytes": 256}
+    assert set(doc["globals"]) == {"allowed", "blocked", "dangerous"}
+    assert doc["other"] == {"epoch": 3}
+
+
+def test_human_output_collapses_repeated_blocks(ckpt):
+    res = run_cli("inspect", str(ckpt))
+    assert res.returncode == 0
+    assert "{0..3}" in res.stdout
+    assert "epoch = 3" in res.stdout
+    assert "container: state_dict" in res.stdout
+
+
+def test_select_and_bad_select(ckpt):
+    res = run_cli("inspect", str(ckpt), "--json", "--select", "state_dict")
+    assert json.loads(res.stdout)["selected"] == ["state_dict"]
+    res = run_cli("inspect", str(ckpt), "--select", "ema")
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "no container ema" in res.stderr
+
+
+@pytest.mark.parametrize("content, needle", [(b"", "empty"), (b"hello\n", "text file"),
+                                             (b"\x00\x01\x02\x03" * 8, "not a format")])
+def test_unreadable_exit_2_one_line_no_traceback(tmp_path, content, needle):
+    p = tmp_path / "bad.pt"
+    p.write_bytes(content)
+    res = run_cli("inspect", str(p))
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr.count("\n") == 1 and needle in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_file_and_debug_traceback(tmp_path):
+    res = run_cli("inspect", str(tmp_path / "nope.pt"))
+    assert res.returncode == 2 and "no such file" in res.stderr
+    res = run_cli("--debug", "inspect", str(tmp_path / "nope.pt"))
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    res = run_cli("inspect")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    res = run_cli("inspect", "x.pt", "--depth", "many")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+
+
+def test_help_is_fast():
+    run_cli("--help")  # warm the file cache
+    start = time.perf_counter()
+    res = run_cli("--help")
+    assert res.returncode == 0 and "inspect" in res.stdout
+    # interpreter start included; the budget for pttui itself is far below this
+    assert time.perf_counter() - start < 1.5
+
+
+def test_folder_listing_marks_what_needs_attention(tmp_path, ckpt):
+    import argparse
+
+    torch.save({"w": torch.zeros(1), "args": argparse.Namespace(a=1)}, tmp_path / "needs.pt")
+    (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04garbage")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "sub").mkdir()
+    res = run_cli(str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    lines = {line.split()[0]: line for line in res.stdout.splitlines()[1:] if line.strip()}
+    assert "5 tensors" in lines["run.ckpt"]
+    assert "weights_only refuses" in lines["needs.pt"]
+    assert "unreadable" in lines["broken.pt"]
+    assert "sub/" in lines and "notes.txt" not in lines
+    res = run_cli(str(ckpt))  # a file: its reading
+    assert res.returncode == 0 and "container: state_dict" in res.stdout

@@ -1,0 +1,300 @@
+"""The reader against real torch.save files: what it reports is what torch.load returns."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import zipfile
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+
+from pttui.core.meta import ReadError
+from pttui.core.reader import open_checkpoint
+
+from .helpers import reader_facts, torch_facts
+
+
+def _save(tmp_path, obj, name="ckpt.pt", **kw):
+    path = tmp_path / name
+    torch.save(obj, path, **kw)
+    return path
+
+
+@pytest.fixture(scope="module")
+def squeeze():
+    torch.manual_seed(0)
+    return torchvision.models.squeezenet1_1(weights=None)
+
+
+def test_plain_state_dict_matches_torch(tmp_path, squeeze):
+    sd = squeeze.state_dict()
+    ckpt = open_checkpoint(str(_save(tmp_path, sd)))
+    assert ckpt.format == "torch-zip"
+    assert ckpt.selected == ()
+    assert reader_facts(ckpt.tensors) == torch_facts(sd)
+    assert list(ckpt.tensors) == list(sd)  # state_dict order is kept
+    assert ckpt.containers[0].params == sum(v.numel() for v in sd.values())
+    assert all(t.nbytes == v.numel() * v.element_size() for t, v in
+               zip(ckpt.tensors.values(), sd.values()))
+    # BatchNorm/version metadata travels with the state_dict
+    assert ckpt.state_metadata[""] == {"version": 1}
+
+
+def test_legacy_format_matches_torch_and_locates_storages(tmp_path):
+    sd = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.ones(4, dtype=torch.int64)}
+    path = _save(tmp_path, sd, _use_new_zipfile_serialization=False)
+    ckpt = open_checkpoint(str(path))
+    assert ckpt.format == "torch-legacy"
+    assert reader_facts(ckpt.tensors) == torch_facts(sd)
+    raw = path.read_bytes()
+    # the located offsets really point at each tensor's bytes
+    for key, t in ckpt.tensors.items():
+        off = ckpt.storage_offsets[t.storage.key]
+        assert raw[off:off + t.nbytes] == sd[key].numpy().tobytes()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64, torch.int8,
+                                   torch.uint8, torch.bool, torch.complex64, torch.uint16,
+                                   torch.float8_e4m3fn, torch.float8_e5m2, torch.int32])
+def test_every_dtype(tmp_path, dtype):
+    sd = {"x": torch.zeros(3, 5, dtype=dtype)}
+    ckpt = open_checkpoint(str(_save(tmp_path, sd)))
+    assert reader_facts(ckpt.tensors) == torch_facts(sd)
+    assert ckpt.tensors["x"].nbytes == 15 * torch.empty((), dtype=dtype).element_size()
+
+
+def test_views_ties_and_parameters(tmp_path):
+    base = torch.arange(20, dtype=torch.float32)
+    emb = nn.Parameter(torch.zeros(10, 4))
+    sd = {"view": base[5:15].view(2, 5), "whole": base, "emb.weight": emb, "head.weight": emb,
+          "t": base.view(4, 5).t()}
+    ckpt = open_checkpoint(str(_save(tmp_path, sd)))
+    t = ckpt.tensors
+    assert reader_facts(t) == torch_facts(sd)
+    assert t["view"].storage_offset == 5 and t["view"].storage.ident == t["whole"].storage.ident
+    assert t["emb.weight"].storage.ident == t["head.weight"].storage.ident  # tied
+    assert t["emb.weight"].kind == "parameter"
+    assert t["t"].stride == (1, 5)
+
+
+def test_quantized_and_sparse(tmp_path):
+    q = torch.quantize_per_tensor(torch.rand(4, 4), 0.1, 0, torch.qint8)
+    sp = torch.eye(3).to_sparse()
+    sd = {"q": q, "sp": sp}
+    ckpt = open_checkpoint(str(_save(tmp_path, sd)))
+    assert ckpt.tensors["q"].shape == (4, 4) and ckpt.tensors["q"].dtype == "qint8"
+    assert ckpt.tensors["sp"].shape == (3, 3) and ckpt.tensors["sp"].kind == "sparse"
+
+
+def test_cuda_locations_are_kept(tmp_path):
+    """A file saved on a GPU says cuda:0; the reader reports it as stored."""
+    tag = lambda storage: "cuda:1" if getattr(storage, "_pttui_fake_cuda", False) else None  # noqa: E731
+    torch.serialization.register_package(0, tag, lambda obj, loc: obj if loc.startswith("cuda") else None)
+    w = torch.ones(3)
+    w.untyped_storage()._pttui_fake_cuda = True
+    path = _save(tmp_path, {"w": w, "cpu": torch.zeros(1)})
+    ckpt = open_checkpoint(str(path))
+    assert ckpt.tensors["w"].device == "cuda:1"
+    assert ckpt.tensors["cpu"].device == "cpu"
+
+
+def test_whole_pickled_module_gives_state_dict_keys(tmp_path):
+    class WithBuffers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+            self.head = nn.Linear(4, 2)
+            self.register_buffer("scratch", torch.zeros(2), persistent=False)
+            self.register_buffer("kept", torch.zeros(3))
+
+    model = nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3))
+    big = torchvision.models.squeezenet1_1(weights=None, num_classes=3)
+    for m in (model, big):
+        path = _save(tmp_path, m, "whole.pt")
+        ckpt = open_checkpoint(str(path))
+        assert ckpt.containers[0].kind == "module"
+        assert reader_facts(ckpt.tensors) == torch_facts(m.state_dict())
+        assert list(ckpt.tensors) == list(m.state_dict())
+        assert "torch.nn.modules.linear.Linear" in ckpt.globals.blocked or m is big
+    # non-persistent buffers are not in state_dict, so not in the reading either
+    mod = WithBuffers()
+    sd = mod.state_dict()
+    # a class defined in a test can't be pickled by reference; rebuild it as a module tree
+    seq = nn.Sequential()
+    seq.body, seq.head = mod.body, mod.head
+    seq.register_buffer("scratch", torch.zeros(2), persistent=False)
+    ckpt = open_checkpoint(str(_save(tmp_path, seq, "np.pt")))
+    assert "scratch" not in ckpt.tensors
+    assert set(ckpt.tensors) == set(seq.state_dict())
+    assert set(sd) - {"kept"} == set(ckpt.tensors)
+
+
+def test_training_checkpoint_containers_and_other(tmp_path, squeeze):
+    sd = squeeze.state_dict()
+    opt = torch.optim.SGD(squeeze.parameters(), lr=0.1, momentum=0.9)
+    squeeze(torch.rand(1, 3, 64, 64)).sum().backward()
+    opt.step()
+    obj = {"epoch": 7, "model": sd, "model_ema": {k: v.clone() for k, v in sd.items()},
+           "optimizer": opt.state_dict(), "args": argparse.Namespace(lr=0.1, arch="sq"),
+           "best_acc": 0.5}
+    ckpt = open_checkpoint(str(_save(tmp_path, obj)))
+    paths = {c.path: c.kind for c in ckpt.containers}
+    assert paths[("model",)] == "state_dict"
+    assert paths[("model_ema",)] == "state_dict"
+    assert paths[("optimizer", "state")] == "optimizer"
+    assert ckpt.selected == ("model",)  # raw weights over EMA and optimizer state
+    assert ckpt.other["epoch"] == 7 and ckpt.other["best_acc"] == 0.5
+    assert ckpt.other["args"]["__class__"] == "argparse.Namespace"
+    assert ckpt.other["args"]["lr"] == 0.1
+    assert ckpt.globals.blocked == ["argparse.Namespace"]
+    sel = open_checkpoint(str(tmp_path / "ckpt.pt"), select=("model_ema",))
+    assert sel.selected == ("model_ema",)
+    with pytest.raises(ReadError, match="no container nope"):
+        open_checkpoint(str(tmp_path / "ckpt.pt"), select=("nope",))
+
+
+def test_numpy_scalar_is_decoded_without_numpy(tmp_path):
+    import numpy as np
+
+    path = _save(tmp_path, {"w": torch.zeros(1), "acc": np.float64(0.913), "n": np.int64(3)})
+    ckpt = open_checkpoint(str(path))
+    assert ckpt.other == {"acc": 0.913, "n": 3}
+    assert "numpy.core.multiarray.scalar" in ckpt.globals.blocked or \
+        "numpy._core.multiarray.scalar" in ckpt.globals.blocked
+
+
+def test_torchscript_archive(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.rand(1, 3, 8, 8))
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    ckpt = open_checkpoint(str(path))
+    assert ckpt.format == "torchscript"
+    assert reader_facts(ckpt.tensors) == torch_facts(torch.jit.load(str(path)).state_dict())
+    assert ckpt.globals.dangerous == []
+
+
+def test_safetensors_agrees_with_the_library(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    sd = {"a.weight": torch.zeros(3, 4), "b": torch.ones(2, dtype=torch.bfloat16),
+          "c": torch.zeros(0, 5, dtype=torch.int64)}
+    path = tmp_path / "m.safetensors"
+    save_file(sd, str(path), metadata={"format": "pt"})
+    ckpt = open_checkpoint(str(path))
+    assert ckpt.format == "safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        lib = {k: (list(f.get_slice(k).get_shape()), str(f.get_tensor(k).dtype)[6:])
+               for k in f.keys()}
+        assert f.metadata() == ckpt.metadata == {"format": "pt"}
+    assert reader_facts(ckpt.tensors) == lib
+
+
+def test_sharded_sets(tmp_path):
+    import json
+
+    from safetensors.torch import save_file
+
+    a, b = {"x.weight": torch.zeros(2, 2)}, {"y.weight": torch.ones(3), "y.bias": torch.ones(1)}
+    save_file(a, str(tmp_path / "m-1.safetensors"))
+    save_file(b, str(tmp_path / "m-2.safetensors"))
+    wm = {"x.weight": "m-1.safetensors", "y.weight": "m-2.safetensors", "y.bias": "m-2.safetensors"}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": wm}))
+    ckpt = open_checkpoint(str(tmp_path / "model.safetensors.index.json"))
+    assert ckpt.format == "sharded"
+    assert {k: t.storage.shard for k, t in ckpt.tensors.items()} == wm
+    # pytorch_model.bin style
+    torch.save(a, tmp_path / "p-1.bin")
+    torch.save(b, tmp_path / "p-2.bin")
+    wm2 = {k: v.replace("m-", "p-").replace(".safetensors", ".bin") for k, v in wm.items()}
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": wm2}))
+    ckpt = open_checkpoint(str(tmp_path / "pytorch_model.bin.index.json"))
+    assert set(ckpt.tensors) == set(wm2)
+    # a map pointing outside its folder is refused
+    (tmp_path / "evil.index.json").write_text(json.dumps({"weight_map": {"x": "../../etc/passwd"}}))
+    with pytest.raises(ReadError, match="outside its folder"):
+        open_checkpoint(str(tmp_path / "evil.index.json"))
+    (tmp_path / "gone.index.json").write_text(json.dumps({"weight_map": {"x": "nope.safetensors"}}))
+    with pytest.raises(ReadError, match="missing"):
+        open_checkpoint(str(tmp_path / "gone.index.json"))
+
+
+def test_dcp_folder(tmp_path):
+    import torch.distributed.checkpoint as dcp
+
+    sd = {"a.weight": torch.zeros(3, 4), "b": torch.ones(2, dtype=torch.bfloat16)}
+    dcp.save(sd, checkpoint_id=str(tmp_path / "dcp"), no_dist=True)
+    ckpt = open_checkpoint(str(tmp_path / "dcp"))
+    assert ckpt.format == "dcp"
+    assert reader_facts(ckpt.tensors) == torch_facts(sd)
+
+
+# -- files that are not (whole) checkpoints -------------------------------------------
+
+def _zip_without(path, dropped: str):
+    src = zipfile.ZipFile(path)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            if not info.filename.endswith(dropped):
+                dst.writestr(info, src.read(info.filename))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case, expect", [
+    ("empty", "empty"),
+    ("text", "text file"),
+    ("npy", "NumPy"),
+    ("plain_pickle", "did not write"),
+    ("truncated", "zip directory"),
+    ("no_data_pkl", "no data.pkl"),
+    ("lfs", "Git LFS"),
+])
+def test_unreadable_files_get_one_clear_line(tmp_path, case, expect):
+    import pickle
+
+    import numpy as np
+
+    good = _save(tmp_path, {"w": torch.zeros(100, 100)}, "good.pt")
+    p = tmp_path / f"{case}.pt"
+    if case == "empty":
+        p.write_bytes(b"")
+    elif case == "text":
+        p.write_text("Not Found\n")
+    elif case == "npy":
+        np.save(p.with_suffix(".npy"), np.zeros(3))
+        p.write_bytes(p.with_suffix(".npy").read_bytes())
+    elif case == "plain_pickle":
+        p.write_bytes(pickle.dumps({"a": [1, 2]}, protocol=4))
+    elif case == "truncated":
+        p.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    elif case == "no_data_pkl":
+        p.write_bytes(_zip_without(good, "data.pkl"))
+    elif case == "lfs":
+        p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n")
+    with pytest.raises(ReadError) as err:
+        open_checkpoint(str(p))
+    msg = str(err.value)
+    assert expect in msg and "\n" not in msg and msg.startswith(str(p))
+
+
+def test_duplicate_zip_records_are_refused(tmp_path):
+    good = _save(tmp_path, {"w": torch.zeros(2)}, "good.pt")
+    src = zipfile.ZipFile(good)
+    buf = io.BytesIO()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                dst.writestr(info, src.read(info.filename))
+            dst.writestr(src.infolist()[0], b"\x80\x02}q\x00.")  # a second data.pkl
+    p = tmp_path / "dup.pt"
+    p.write_bytes(buf.getvalue())
+    with pytest.raises(ReadError, match="duplicate"):
+        open_checkpoint(str(p))
