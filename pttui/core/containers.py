@@ -245,6 +245,9 @@ def summarize(value: Any, depth: int = 4, width: int = 40) -> Any:
             out_l.append(f"… {len(seq) - width} more")
         return out_l
     if isinstance(value, Opaque):
+        if getattr(type(value), "called", False) and value.args:
+            return {"__call__": type(value).qualname,
+                    "args": summarize(list(value.args), depth - 1, width)}
         out_o: dict[str, Any] = {"__class__": type(value).qualname}
         if isinstance(value.state, dict):
             out_o.update(summarize(value.state, depth - 1, width))

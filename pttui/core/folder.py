@@ -52,11 +52,7 @@ def list_folder(folder: str) -> list[FileEntry]:
         if name.startswith(".") or name == "__pycache__" or name.endswith(_SKIP_EXT):
             continue
         if os.path.isdir(path):
-            is_dcp = os.path.isfile(os.path.join(path, ".metadata"))
-            entry = FileEntry(path, name + "/", 0, is_dir=not is_dcp)
-            if is_dcp:
-                _examine(entry)
-            out.append(entry)
+            out.append(_folder_entry(path, name))
             continue
         if name.endswith(".json") and not name.endswith(".index.json"):
             continue
@@ -69,6 +65,34 @@ def list_folder(folder: str) -> list[FileEntry]:
         if "not-checkpoint" not in entry.marks:
             out.append(entry)
     return out
+
+
+def _folder_entry(path: str, name: str) -> FileEntry:
+    """A DCP folder or a folder holding one sharded index opens as a checkpoint."""
+    if os.path.isfile(os.path.join(path, ".metadata")):
+        entry = FileEntry(path, name + "/", _tree_size(path))
+        _examine(entry)
+        return entry
+    try:
+        indexes = [n for n in os.listdir(path) if n.endswith(".index.json")]
+    except OSError:
+        indexes = []
+    if len(indexes) == 1:
+        entry = FileEntry(os.path.join(path, indexes[0]), f"{name}/{indexes[0]}", _tree_size(path))
+        _examine(entry)
+        return entry
+    return FileEntry(path, name + "/", 0, is_dir=True)
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
 
 
 def _examine(entry: FileEntry) -> None:

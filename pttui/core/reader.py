@@ -115,6 +115,7 @@ def _read_sharded(index_path: str) -> Checkpoint:
         for cls in ("allowed", "blocked", "dangerous"):
             getattr(scan, cls).extend(getattr(part.globals, cls))
         notes.extend(f"{shard}: {n}" for n in part.notes)
+    tensors = {k: tensors[k] for k in weight_map}  # the index's order, not shard order
     scan = GlobalsScan(*(sorted(set(getattr(scan, c))) for c in ("allowed", "blocked",
                                                                    "dangerous")))
     other = {k: v for k, v in doc.items() if k != "weight_map"}

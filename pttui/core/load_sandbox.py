@@ -1,0 +1,75 @@
+"""How the ``torch.load`` child process is started: command line, environment, limits.
+
+The child is where a file's pickle runs, so it gets as little as it needs. Every
+load runs from a fresh empty folder (so no ``torch.py`` next to a checkpoint can
+shadow a real module) with ``-P`` where Python has it. A ``weights_only=False``
+load, which runs whatever the file pickled, also gets an environment reduced to
+an allow-list with every credential-looking variable dropped, no inherited file
+descriptors, and resource ceilings the child applies to itself (see
+``_load_child.apply_limits``) before it touches the file. This is damage control,
+not isolation: the code still runs as the user and can read the user's files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+from collections.abc import Mapping
+
+import pttui
+
+# Variables a torch load may need; everything else is dropped for an unsafe load.
+_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM",
+         "TMPDIR", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONIOENCODING", "VIRTUAL_ENV",
+         "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH", "CUDA_*", "NVIDIA_*",
+         "PYTORCH_*", "TORCH_*", "OMP_NUM_THREADS", "MKL_*", "OPENBLAS_*", "KMP_*",
+         "NCCL_*", "HIP_*", "ROCR_*", "XDG_RUNTIME_DIR")
+
+# Never passed to an unsafe load, even when _KEEP matches (TORCH_HUB_TOKEN, ...).
+SENSITIVE = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "*TOKEN*", "*SECRET*",
+             "*PASSWORD*", "*PASSWD*", "*CREDENTIAL*", "*_KEY", "*_KEY_ID", "*APIKEY*",
+             "*API_KEY*", "AWS_*", "GOOGLE_*", "GCLOUD_*", "GCP_*", "AZURE_*", "HF_*",
+             "HUGGING_FACE_*", "HUGGINGFACE_*", "WANDB_*", "COMET_*", "NEPTUNE_*",
+             "MLFLOW_*", "OPENAI_*", "ANTHROPIC_*", "GITHUB_*", "GH_*", "GITLAB_*",
+             "DOCKER_*", "KUBECONFIG", "NETRC", "KRB5CCNAME", "DATABASE_URL", "*_DSN",
+             "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "*_PROXY", "*_proxy")
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, p.upper()) for p in patterns)
+
+
+def is_sensitive(name: str) -> bool:
+    return _matches(name, SENSITIVE)
+
+
+def package_root() -> str:
+    """The folder that holds the ``pttui`` package, so the child imports this very copy."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(pttui.__file__)))
+
+
+def child_env(unsafe: bool, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The child's environment: ours (safe load) or an allow-list minus secrets (unsafe)."""
+    base = dict(os.environ if base is None else base)
+    if unsafe:
+        env = {k: v for k, v in base.items() if _matches(k, _KEEP) and not is_sensitive(k)}
+    else:
+        env = base
+    root = package_root()
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    env["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONSTARTUP", None)
+    env.pop("PYTHONINSPECT", None)
+    return env
+
+
+def child_command() -> list[str]:
+    """``python [-P] -m pttui.core._load_child``; the request follows as one JSON argument."""
+    cmd = [sys.executable]
+    if sys.version_info >= (3, 11):
+        cmd.append("-P")  # do not put the working folder on sys.path
+    return [*cmd, "-m", "pttui.core._load_child"]

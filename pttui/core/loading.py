@@ -1,0 +1,420 @@
+"""Real ``torch.load`` attempts, each in a child process that can be cancelled.
+
+The pttui process never unpickles a user's file with torch: a C-level unpickle
+holds the GIL (the UI would freeze), can take all memory, can crash, and with
+``weights_only=False`` runs the file's code. So every attempt spawns
+``python -m pttui.core._load_child`` in its own process group, which reports back
+one JSON object; cancelling kills the whole group, which frees its memory.
+
+**One load at a time.** A module-level lock admits one running child per pttui
+process: two checkpoints in memory at once is how a box runs out of RAM. An
+attempt started while another runs waits in state ``queued`` (``start`` and
+``poll`` never block); a queued attempt also collects a finished predecessor
+nobody polled, so a forgotten handle cannot wedge the queue.
+
+Use :func:`attempt_load` from a script or a thread, or drive a
+:class:`LoadAttempt` (``start`` / ``poll`` / ``cancel`` / ``wait``) from a worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from pttui.core import devices, formats, load_sandbox
+from pttui.core import load_failures as lf
+from pttui.core.load_failures import Fix, LoadFailure
+from pttui.core.meta import ReadError
+
+_MAP_RE = re.compile(r"^(auto|keep|cpu|meta|cuda|cuda:\d+)$")
+_GLOBAL_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_TORCH_LEGACY_MAGIC = b"l\xfc\x9cF\xf9 j\xa8P\x19"  # pickled 0x1950a86a20f9469cfc6c
+_POLL_S = 0.03
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPolicy:
+    """How to call ``torch.load``.
+
+    ``map_location``: ``auto`` (cuda if torch sees one, else cpu), ``cpu``, ``cuda``,
+    ``cuda:N``, ``meta`` (shapes only, no memory) or ``keep`` (None: where the file
+    says, which reproduces the original failure). ``allow_globals`` are
+    ``module.Name`` strings the child imports and passes to
+    ``torch.serialization.safe_globals``; importing runs that module, which is
+    why only names the user chose go here. ``mmap`` None: on for torch zip files.
+    """
+
+    weights_only: bool = True
+    allow_globals: tuple[str, ...] = ()
+    map_location: str = "auto"
+    mmap: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow_globals", tuple(self.allow_globals))
+        if not _MAP_RE.match(self.map_location):
+            raise ValueError(f"map_location {self.map_location!r} is not one of auto, keep, "
+                             "cpu, meta, cuda, cuda:N")
+        for name in self.allow_globals:
+            if not _GLOBAL_RE.match(name):
+                raise ValueError(f"allowed global {name!r} must be a dotted 'module.Name' "
+                                 "(for example argparse.Namespace)")
+
+    def with_changes(self, changes: dict[str, Any]) -> LoadPolicy:
+        """A copy with ``changes`` applied; ``allow_globals`` are added, not replaced."""
+        changes = dict(changes)
+        if "allow_globals" in changes:
+            extra = [g for g in changes["allow_globals"] if g not in self.allow_globals]
+            changes["allow_globals"] = (*self.allow_globals, *extra)
+        return replace(self, **changes)
+
+    def apply(self, fix: Fix) -> LoadPolicy:
+        return self.with_changes(fix.changes)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["allow_globals"] = list(self.allow_globals)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LoadPolicy:
+        return cls(bool(d.get("weights_only", True)), tuple(d.get("allow_globals") or ()),
+                   d.get("map_location", "auto"), d.get("mmap"))
+
+
+@dataclass(slots=True)
+class LoadResult:
+    """What one attempt gave: a summary of the loaded object, or a classified failure.
+
+    ``policy`` is the effective one (auto resolved, as the child really called
+    torch). ``seconds`` is wall time including Python start and the torch import;
+    ``peak_rss`` is the child's peak resident memory, that import included.
+    """
+
+    ok: bool
+    path: str
+    format: str
+    policy: dict[str, Any]
+    summary: dict[str, Any] | None = None
+    failure: LoadFailure | None = None
+    seconds: float = 0.0
+    load_seconds: float | None = None
+    peak_rss: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return "ok" if self.ok else (self.failure.kind if self.failure else lf.LOAD_ERROR)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "ok": self.ok, "kind": self.kind, "format": self.format,
+                "policy": self.policy, "summary": self.summary,
+                "failure": self.failure.to_json() if self.failure else None,
+                "seconds": self.seconds, "load_seconds": self.load_seconds,
+                "peak_rss": self.peak_rss, "warnings": self.warnings}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> LoadResult:
+        failure = LoadFailure.from_json(d["failure"]) if d.get("failure") else None
+        return cls(d["ok"], d["path"], d["format"], d["policy"], d.get("summary"), failure,
+                   d.get("seconds", 0.0), d.get("load_seconds"), d.get("peak_rss"),
+                   list(d.get("warnings") or []))
+
+
+_LOAD_LOCK = threading.Lock()  # held by the one attempt whose child runs now
+_current: LoadAttempt | None = None
+_live: set[LoadAttempt] = set()  # running children, killed at exit
+
+
+class LoadAttempt:
+    """One load, driven without blocking: ``start()``, then ``poll()`` until a result.
+
+    States: new -> queued (waiting for the one-at-a-time lock) -> running -> done.
+    ``timeout`` counts from the moment the child starts. ``memory_limit`` (bytes
+    above the child's baseline) makes an overrun a MemoryError; an unsafe load gets
+    one by default. Raises ReadError for a path that cannot be read, ValueError for
+    ``weights_only=False`` without ``consent=True``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], policy: LoadPolicy | None = None, *,
+                 consent: bool = False, force: bool = False, timeout: float | None = None,
+                 memory_limit: int | None = None) -> None:
+        self.policy = policy or LoadPolicy()
+        if not self.policy.weights_only and not consent:
+            raise ValueError("weights_only=False runs the code pickled in the file; pass "
+                             "consent=True only after the user explicitly agreed")
+        self.path = os.path.abspath(os.fspath(path))
+        self.size = _check_readable(self.path)
+        self.format, self.not_checkpoint = sniff(self.path)
+        self.mmap = self.policy.mmap if self.policy.mmap is not None else (
+            self.format == formats.ZIP)
+        self.force, self.timeout, self.memory_limit = force, timeout, memory_limit
+        self.state = "new"
+        self.result: LoadResult | None = None
+        self.pid: int | None = None
+        self._mu = threading.RLock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out = b""
+        self._reader: threading.Thread | None = None
+        self._err: Any = None
+        self._cwd: str | None = None
+        self._t0 = 0.0
+
+    # -- public ------------------------------------------------------------------------
+
+    def start(self) -> LoadAttempt:
+        with self._mu:
+            if self.state != "new":
+                return self
+            self._t0 = time.monotonic()
+            refusal = None if self.force else self._precheck()
+            if refusal is not None:
+                self._finish(refusal)
+                return self
+            self.state = "queued"
+            self._try_spawn()
+            return self
+
+    def poll(self) -> LoadResult | None:
+        """The result when done, else None; never blocks. Also enforces the timeout."""
+        with self._mu:
+            if self.state == "new":
+                self.start()
+            if self.state == "queued":
+                self._try_spawn()
+            if self.state == "running":
+                if _exited(self.pid):
+                    self._collect()
+                elif self.timeout is not None and time.monotonic() - self._t0 > self.timeout:
+                    self._kill()
+                    self._finish(lf.timed_out(self.timeout))
+            return self.result
+
+    def cancel(self) -> LoadResult:
+        """Stop now: kill the child's process group (its memory is freed) or leave the queue."""
+        with self._mu:
+            if self.state == "running":
+                self._kill()
+            if self.state != "done":
+                self._finish(lf.cancelled())
+            assert self.result is not None
+            return self.result
+
+    def wait(self, timeout: float | None = None) -> LoadResult | None:
+        """Block until done (None if ``timeout`` seconds pass first)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while (r := self.poll()) is None:
+            if end is not None and time.monotonic() >= end:
+                return None
+            time.sleep(_POLL_S)
+        return r
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _precheck(self) -> LoadFailure | None:
+        """Refuse, with numbers, a load that cannot fit (file size as the estimate)."""
+        target = self.policy.map_location
+        if target == "meta":
+            return None
+        device = "cpu" if target in ("cpu", "keep") else target
+        fit = devices.fits(self.size, devices.snapshot(), device)
+        if fit.device == "cpu" and self.mmap:
+            return None  # mapped pages stay on disk until touched
+        if fit.fits is False and fit.available is not None:
+            return lf.out_of_memory_precheck(self.size, fit.available, fit.device,
+                                             devices.format_bytes(self.size))
+        return None
+
+    def _try_spawn(self) -> None:
+        global _current
+        if not _LOAD_LOCK.acquire(blocking=False):
+            other = _current
+            if other is None or other is self:
+                return
+            other.poll()  # collects a finished child nobody polled, releasing the lock
+            if not _LOAD_LOCK.acquire(blocking=False):
+                return
+        _current = self
+        try:
+            self._spawn()
+        except OSError as err:
+            self._finish(LoadFailure(lf.CRASHED, str(err), "The load process could not be "
+                                     f"started: {err.strerror or err}.", [], type(err).__name__))
+
+    def _spawn(self) -> None:
+        unsafe = not self.policy.weights_only
+        request = {"path": self.path, "format": self.format, "size": self.size,
+                   "weights_only": self.policy.weights_only,
+                   "allow_globals": list(self.policy.allow_globals),
+                   "map_location": self.policy.map_location, "mmap": self.mmap,
+                   "unsafe": unsafe, "memory_limit": self.memory_limit}
+        self._cwd = tempfile.mkdtemp(prefix="pttui-load-")
+        self._err = tempfile.TemporaryFile()
+        self._proc = subprocess.Popen(
+            [*load_sandbox.child_command(), json.dumps(request)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._err, cwd=self._cwd,
+            env=load_sandbox.child_env(unsafe), start_new_session=True, close_fds=True)
+        self.pid = self._proc.pid
+        self.state = "running"
+        self._t0 = time.monotonic()
+        _live.add(self)
+        self._reader = threading.Thread(target=self._read, name=f"pttui-load-{self.pid}",
+                                        daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        self._out = self._proc.stdout.read()
+
+    def _kill(self) -> None:
+        """SIGKILL the whole group (grandchildren too), then reap the child."""
+        assert self._proc is not None
+        _killpg(self._proc.pid)
+        self._proc.wait()
+
+    def _collect(self) -> None:
+        assert self._proc is not None
+        _killpg(self._proc.pid)  # the exited leader still pins the group id: no reuse race
+        rc = self._proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        try:
+            report = json.loads(self._out.decode("utf-8")) if rc == 0 else None
+        except ValueError:
+            report = None
+        if not isinstance(report, dict):
+            self._finish(lf.crashed(rc, self._stderr_tail(), killed_by_us=False))
+        elif report.get("ok"):
+            self._finish(None, report)
+        else:
+            failure = lf.classify(report.get("error") or {}, fmt=self.format, path=self.path,
+                                  not_checkpoint=self.not_checkpoint,
+                                  extra=report.get("extra"),
+                                  map_location=str(report.get("effective", {}).get(
+                                      "map_location", self.policy.map_location)))
+            self._finish(failure, report)
+
+    def _stderr_tail(self, limit: int = 4000) -> str:
+        if self._err is None:
+            return ""
+        self._err.seek(0, os.SEEK_END)
+        self._err.seek(max(0, self._err.tell() - limit))
+        return self._err.read().decode("utf-8", "replace")
+
+    def _finish(self, failure: LoadFailure | None, report: dict[str, Any] | None = None
+                ) -> None:
+        global _current
+        report = report or {}
+        policy = {**self.policy.to_json(), "mmap": self.mmap, **report.get("effective", {})}
+        self.result = LoadResult(
+            ok=failure is None, path=self.path, format=self.format, policy=policy,
+            summary=report.get("summary"), failure=failure,
+            seconds=time.monotonic() - self._t0 if self._t0 else 0.0,
+            load_seconds=report.get("load_seconds"), peak_rss=report.get("peak_rss"),
+            warnings=list(report.get("warnings") or []))
+        self.state = "done"
+        self._cleanup()
+        if _current is self:
+            _current = None
+            _LOAD_LOCK.release()
+
+    def _cleanup(self) -> None:
+        _live.discard(self)
+        if self._proc is not None and self._proc.stdin is not None:
+            self._proc.stdin.close()
+        if self._err is not None:
+            self._err.close()
+            self._err = None
+        if self._cwd is not None:
+            shutil.rmtree(self._cwd, ignore_errors=True)
+            self._cwd = None
+
+
+def attempt_load(path: str | os.PathLike[str], policy: LoadPolicy | None = None, *,
+                 consent: bool = False, force: bool = False,
+                 cancel: threading.Event | None = None, timeout: float | None = None,
+                 memory_limit: int | None = None) -> LoadResult:
+    """Load ``path`` in a child process and wait; ``cancel.set()`` stops it from any thread.
+
+    ``consent=True`` is required with ``weights_only=False`` (ValueError otherwise);
+    ``force=True`` skips the memory pre-check. Missing or unreadable files raise
+    ReadError; every other outcome is a :class:`LoadResult`.
+    """
+    attempt = LoadAttempt(path, policy, consent=consent, force=force, timeout=timeout,
+                          memory_limit=memory_limit)
+    try:
+        attempt.start()
+        while (result := attempt.poll()) is None:
+            if cancel is not None and cancel.wait(_POLL_S):
+                return attempt.cancel()
+            if cancel is None:
+                time.sleep(_POLL_S)
+        return result
+    except BaseException:
+        attempt.cancel()  # Ctrl-C or an error here must not leave the child running
+        raise
+
+
+def sniff(path: str) -> tuple[str, str | None]:
+    """(format, what it is when it is no checkpoint at all), from the first bytes only."""
+    try:
+        fmt = formats.detect(path)
+    except ReadError as err:
+        return "unknown", str(err).removeprefix(f"{path}: ")
+    if fmt == formats.LEGACY:
+        with open(path, "rb") as f:
+            if _TORCH_LEGACY_MAGIC not in f.read(64):
+                return "pickle", ("a plain pickle (pickle.dump, joblib, ...), not a file "
+                                  "torch.save wrote")
+    if fmt == formats.SHARDED:
+        return fmt, ("the index of a sharded checkpoint; load the shard files it lists "
+                     "(or open the index with 'pttui inspect')")
+    return fmt, None
+
+
+def _check_readable(path: str) -> int:
+    if os.path.isdir(path):
+        hint = (" (a torch.distributed.checkpoint folder: use torch.distributed.checkpoint"
+                ".load)" if os.path.isfile(os.path.join(path, ".metadata")) else "")
+        raise ReadError(f"{path}: is a folder; torch.load needs a file{hint}")
+    try:
+        with open(path, "rb"):
+            return os.path.getsize(path)
+    except FileNotFoundError:
+        raise ReadError(f"{path}: no such file; check the path") from None
+    except PermissionError:
+        raise ReadError(f"{path}: permission denied; check the file's permissions") from None
+    except OSError as err:
+        raise ReadError(f"{path}: cannot read it ({err.strerror or err})") from None
+
+
+def _exited(pid: int | None) -> bool:
+    """Has the child exited? Leaves it unreaped (a zombie), so its group id stays ours."""
+    if pid is None:
+        return True
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@atexit.register
+def _kill_live_children() -> None:
+    for attempt in list(_live):
+        attempt.cancel()
