@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections import Counter
@@ -24,10 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     select = None if args.select is None else tuple(p for p in args.select.split(".") if p)
+    gc.disable()  # a short-lived process building many small objects; see reader.py
     ckpt = open_checkpoint(args.path, select)
     if args.json:
-        json.dump(ckpt.to_json(), sys.stdout, separators=(",", ":"))
-        sys.stdout.write("\n")
+        sys.stdout.write(json.dumps(ckpt.to_json(), separators=(",", ":")) + "\n")
     else:
         sys.stdout.write("\n".join(render(ckpt, args.depth)) + "\n")
     return 0

@@ -137,7 +137,7 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
             report: dict[str, Any] = {"ok": True, "summary": summary,
                                       "load_seconds": load_seconds}
         except BaseException as err:  # noqa: BLE001 - every failure is reported, none raised
-            message = str(err) if not isinstance(err, KeyError) else _key_error(err)
+            message = str(err)
             report = {"ok": False, "error": {"type": type(err).__name__, "message": message,
                                              "stage": stage}}
             if "Weights only load failed" in message:
@@ -148,10 +148,6 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
     report["warnings"] = list(dict.fromkeys(
         str(w.message).strip().splitlines()[0] for w in caught if str(w.message).strip()))[:10]
     return report
-
-
-def _key_error(err: KeyError) -> str:
-    return f"KeyError {err}"  # str(KeyError('x')) is just "'x'"
 
 
 def _resolve_device(map_location: str, torch: Any) -> str | None:

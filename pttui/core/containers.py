@@ -54,20 +54,31 @@ def children(node: Any) -> Iterator[tuple[str, Any]]:
     """Named children of a generic node (dict, list, object state)."""
     if isinstance(node, dict):
         for k, v in node.items():
-            yield _key(k), v
-    elif isinstance(node, (list, tuple)):
+            yield (k if type(k) is str else _key(k)), v
+    elif type(node) in (list, tuple):
         for i, v in enumerate(node):
             yield str(i), v
     elif isinstance(node, Opaque):
         if isinstance(node.state, dict):
-            for k, v in node.state.items():
-                yield _key(k), v
-        if isinstance(node.items, dict):
-            for k, v in node.items.items():
-                yield _key(k), v
-        elif isinstance(node.items, list):
-            for i, v in enumerate(node.items):
-                yield str(i), v
+            yield from children(node.state)
+        if isinstance(node.items, (dict, list)):
+            yield from children(node.items)
+
+
+def _values(node: Any) -> Any:
+    """Children without names: the cheap walk for "holds tensors?"."""
+    if isinstance(node, dict):
+        return node.values()
+    if type(node) in (list, tuple):
+        return node
+    out: list = []
+    if isinstance(node.state, dict):
+        out.extend(node.state.values())
+    if isinstance(node.items, dict):
+        out.extend(node.items.values())
+    elif isinstance(node.items, list):
+        out.extend(node.items)
+    return out
 
 
 def _key(k: Any) -> str:
@@ -79,12 +90,13 @@ def _key(k: Any) -> str:
 
 
 def _is_container(node: Any) -> bool:
-    return isinstance(node, (dict, list, tuple)) or (
+    t = type(node)
+    return t is dict or t in (list, tuple) or isinstance(node, dict) or (
         isinstance(node, Opaque) and (node.state is not None or node.items is not None))
 
 
 def _tensor_ok(t: TensorMeta) -> bool:
-    return type(t.shape) is tuple and isinstance(t.dtype, str) and isinstance(t.device, str)
+    return type(t.shape) is tuple and type(t.dtype) is str and isinstance(t.device, str)
 
 
 class Walker:
@@ -96,41 +108,47 @@ class Walker:
         self._keep: list[Any] = []  # keeps ids stable while we look at them
 
     def holds_tensors(self, root: Any) -> bool:
-        if isinstance(root, TensorMeta):
+        if type(root) is TensorMeta:
             return True
         if not _is_container(root):
             return False
-        if id(root) in self._holds:
-            return self._holds[id(root)]
-        # iterative post-order
+        holds = self._holds
+        if id(root) in holds:
+            return holds[id(root)]
         order: list[Any] = []
         stack, seen = [root], {id(root)}
         while stack:
             node = stack.pop()
             order.append(node)
-            self._keep.append(node)
-            for _, child in children(node):
-                self.budget.spend()
-                if _is_container(child) and id(child) not in seen and id(child) not in self._holds:
+            vals = _values(node)
+            self.budget.spend(len(vals))
+            for child in vals:
+                if type(child) in (str, int, float, bool, TensorMeta) or child is None:
+                    continue
+                if id(child) not in seen and id(child) not in holds and _is_container(child):
                     seen.add(id(child))
                     stack.append(child)
+        self._keep.extend(order)
         for node in reversed(order):
-            self._holds[id(node)] = any(
-                isinstance(c, TensorMeta) or (_is_container(c) and self._holds.get(id(c), False))
-                for _, c in children(node))
-        return self._holds[id(root)]
+            found = False
+            for c in _values(node):
+                if type(c) is TensorMeta or holds.get(id(c), False):
+                    found = True
+                    break
+            holds[id(node)] = found
+        return holds[id(root)]
 
     def flatten(self, root: Any) -> dict[str, TensorMeta]:
         """Dotted keys of every tensor under root, in state_dict order."""
         out: dict[str, TensorMeta] = {}
         stack: list[tuple[str, Any]] = [("", root)]
         seen: set[int] = set()
+        holds = self.holds_tensors
         while stack:
             key, node = stack.pop()
-            self.budget.spend()
-            if isinstance(node, TensorMeta):
+            if type(node) is TensorMeta:
                 if _tensor_ok(node):
-                    out[key] = node.renamed(key)
+                    out[key] = TensorMeta(key, *node[1:])
                 continue
             mod = _module_state(node)
             if mod is not None:
@@ -140,10 +158,10 @@ class Walker:
                     continue  # the same plain container reached twice: walk it once
                 seen.add(id(node))
                 items = list(children(node))
+            self.budget.spend(len(items))
             prefix = key + "." if key else ""
             for name, child in reversed(items):
-                if isinstance(child, TensorMeta) or (
-                        _is_container(child) and self.holds_tensors(child)):
+                if type(child) is TensorMeta or holds(child):
                     stack.append((prefix + name, child))
         return out
 
@@ -165,10 +183,9 @@ def _module_items(st: dict) -> Iterator[tuple[str, Any]]:
             yield _key(name), sub
 
 
-def find_containers(root: Any, label: str) -> list[Container]:
+def find_containers(root: Any, walker: Walker) -> list[Container]:
     """Every candidate state_dict, top-down: a node with tensors of its own, a module,
     or a mapping all of whose entries hold tensors, is one candidate."""
-    walker = Walker(label)
     found: list[Container] = []
     stack: list[tuple[tuple[str, ...], Any]] = [((), root)]
     seen: set[int] = set()
@@ -178,10 +195,10 @@ def find_containers(root: Any, label: str) -> list[Container]:
             continue
         seen.add(id(node))
         kids = list(children(node))
-        direct = any(isinstance(c, TensorMeta) for _, c in kids)
+        direct = any(type(c) is TensorMeta for _, c in kids)
         holding = [(k, c) for k, c in kids if c is not None and (
-            isinstance(c, TensorMeta) or walker.holds_tensors(c))]
-        others = [k for k, c in kids if c is not None and (k, c) not in holding]
+            type(c) is TensorMeta or walker.holds_tensors(c))]
+        others = sum(c is not None for _, c in kids) - len(holding)
         module = _module_state(node) is not None or _is_scripted(node)
         if module or direct or (holding and not others):
             tensors = walker.flatten(node)
@@ -225,7 +242,7 @@ def summarize(value: Any, depth: int = 4, width: int = 40) -> Any:
         return value if not isinstance(value, str) or len(value) <= 200 else value[:200] + "…"
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
-    if isinstance(value, TensorMeta):
+    if type(value) is TensorMeta:
         return f"<tensor {value.dtype}{list(value.shape)}>"
     scalar = _numpy_scalar(value)
     if scalar is not None:
@@ -269,10 +286,9 @@ def _numpy_scalar(value: Any) -> Any:
     return struct.unpack(fmt, value.args[1])[0]
 
 
-def other_entries(root: Any, containers: list[Container], walker_label: str) -> dict[str, Any]:
+def other_entries(root: Any, walker: Walker) -> dict[str, Any]:
     """Top-level entries that hold no tensors (epoch, global_step, hyper_parameters, args)."""
-    walker = Walker(walker_label)
     if _module_state(root) is not None or _is_scripted(root) or not _is_container(root):
         return {}
     return {k: summarize(v) for k, v in children(root)
-            if not isinstance(v, TensorMeta) and not walker.holds_tensors(v)}
+            if type(v) is not TensorMeta and not walker.holds_tensors(v)}

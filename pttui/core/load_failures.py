@@ -79,26 +79,31 @@ class LoadFailure:
     fixes: list[Fix] = field(default_factory=list)
     error_type: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    headline: str = ""  # the one line of torch's message worth showing first
 
-    @property
-    def headline(self) -> str:
-        """The first line of torch's message (or of the explanation when torch said nothing)."""
-        for text in (self.message, self.explanation):
-            line = text.strip().splitlines()[0].strip() if text.strip() else ""
-            if line:
-                return line if len(line) <= 200 else line[:197] + "..."
-        return self.kind
+    def __post_init__(self) -> None:
+        if not self.headline:
+            self.headline = _first_line(self.message) or _first_line(self.explanation)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "message": self.message, "explanation": self.explanation,
                 "fixes": [f.to_json() for f in self.fixes], "error_type": self.error_type,
-                "details": self.details}
+                "details": self.details, "headline": self.headline}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LoadFailure:
         return cls(d["kind"], d.get("message", ""), d.get("explanation", ""),
                    [Fix.from_json(f) for f in d.get("fixes", [])], d.get("error_type"),
-                   dict(d.get("details") or {}))
+                   dict(d.get("details") or {}), d.get("headline", ""))
+
+
+def _first_line(text: str, limit: int = 200) -> str:
+    """The first line, cut to its first sentence when long (torch's sentences run on)."""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    cut = line.find(". ")
+    if len(line) > 120 and cut > 0:
+        line = line[:cut + 1]
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _unsafe_fix(path_hint: str = "PATH") -> Fix:
@@ -112,6 +117,8 @@ _DEVICE_RE = re.compile(r"Attempting to deserialize object on (?:a )?(\w+) devic
 _DEVICE_COUNT_RE = re.compile(r"device_count\(\) is (\d+)")
 _NOT_ALLOWED_RE = re.compile(r"GLOBAL (\S+) was not an allowed global by default")
 _BLOCKED_MODULE_RE = re.compile(r"unsupported GLOBAL (\S+) whose module (\S+) is blocked")
+_BUT_GOT_RE = re.compile(r"but got <class '([\w.]+)'>")
+_WO_REASON_RE = re.compile(r"Trying to load unsupported GLOBAL [^\n]*|Unsupported operand \d+")
 _NO_MODULE_RE = re.compile(r"No module named '([^']+)'")
 _NO_ATTR_RE = re.compile(r"Can't get attribute '([^']+)' on <module '([^']+)'")
 _OOM_MARKERS = ("can't allocate memory", "cannot allocate memory", "out of memory",
@@ -122,13 +129,15 @@ _CORRUPT_MARKERS = ("PytorchStreamReader failed", "invalid header or archive is 
 
 def classify(error: dict[str, Any], *, fmt: str, path: str,
              not_checkpoint: str | None = None, extra: dict[str, Any] | None = None,
-             map_location: str = "auto") -> LoadFailure:
+             policy: dict[str, Any] | None = None) -> LoadFailure:
     """Classify the child's ``error`` ({"type", "message", "stage"}) for a file of ``fmt``.
 
     ``not_checkpoint`` is pttui's own description when the file is no checkpoint at
     all (text, empty, .npy, ...); ``extra`` carries what the child found out
-    beyond the message (every unsafe global, pttui's own globals scan).
+    beyond the message (every unsafe global, pttui's own globals scan); ``policy``
+    is the effective policy of the attempt (LoadPolicy fields, auto resolved).
     """
+    policy = policy or {}
     etype = str(error.get("type") or "Exception")
     msg = strip_ansi(str(error.get("message") or "")).strip()
     extra = extra or {}
@@ -139,7 +148,11 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
         return LoadFailure(kind, msg, explanation, fixes or [], etype, details)
 
     if etype in ("MemoryError", "OutOfMemoryError") or any(m in low for m in _OOM_MARKERS):
-        return out_of_memory_from_child(msg, etype, map_location)
+        return out_of_memory_from_child(msg, etype, str(policy.get("map_location", "cpu")),
+                                        mmap_possible=fmt == "torch-zip" and not policy.get("mmap"))
+    if not_checkpoint is not None:  # torch's message about it would only mislead
+        what = f"{not_checkpoint[:1].upper()}{not_checkpoint[1:]}."
+        return LoadFailure(NOT_A_CHECKPOINT, msg, what, [], etype, headline=_first_line(what))
     if etype == "ModuleNotFoundError" or _NO_MODULE_RE.search(msg) or _NO_ATTR_RE.search(msg):
         return _missing_module(msg, etype, error.get("stage"))
     m = _DEVICE_RE.search(msg)
@@ -178,14 +191,12 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
             "it: the JSON header or the data after it is damaged or truncated."),
             [Fix("download or copy the file again; safetensors files cannot be repaired "
                  "by loading options")])
-    if not_checkpoint is not None:
-        return fail(NOT_A_CHECKPOINT, f"This is not a PyTorch checkpoint: {not_checkpoint}.")
     if "mmap can only be used" in msg:
         return fail(MMAP_UNSUPPORTED, (
             "mmap works only for files in torch's zip format (PyTorch 1.6+); this file is "
             "in the older pickle format."), [Fix("load without mmap", {"mmap": False})])
     if "Weights only load failed" in msg:
-        return _weights_only(msg, etype, extra, path)
+        return _weights_only(msg, etype, extra, path, list(policy.get("allow_globals") or ()))
     if fmt == "torch-legacy" and ("Invalid magic number" in msg or "Unsupported operand" in msg):
         return fail(NOT_A_CHECKPOINT, (
             "This is a plain pickle (pickle.dump, joblib, ...), not a file torch.save wrote; "
@@ -237,11 +248,13 @@ def _missing_module(msg: str, etype: str, stage: Any) -> LoadFailure:
     return LoadFailure(MISSING_MODULE, msg, text, fixes, etype, {"module": module})
 
 
-def _weights_only(msg: str, etype: str, extra: dict[str, Any], path: str) -> LoadFailure:
-    named = _NOT_ALLOWED_RE.findall(msg)
+def _weights_only(msg: str, etype: str, extra: dict[str, Any], path: str,
+                  allowed: list[str]) -> LoadFailure:
+    named = _NOT_ALLOWED_RE.findall(msg) + _BUT_GOT_RE.findall(msg)
     blocked_mod = _BLOCKED_MODULE_RE.findall(msg)
     names = [_full_name(n) for n in named] + [n for n, _ in blocked_mod]
-    names += [n for n in extra.get("unsafe_globals") or [] if n not in names]
+    names += sorted(n for n in extra.get("unsafe_globals") or []
+                    if n not in names and n not in allowed)
     classes = _class_globals(names, extra.get("globals_scan"))
     harmless, trust, dangerous = (classes[k] for k in ("harmless", "needs_trust", "dangerous"))
     fixes: list[Fix] = []
@@ -268,7 +281,18 @@ def _weights_only(msg: str, etype: str, extra: dict[str, Any], path: str) -> Loa
         text = ("weights_only=True could not rebuild something in this file (an opcode or "
                 "object torch's restricted unpickler does not support).")
     fixes.append(_unsafe_fix(path))
-    return LoadFailure(WEIGHTS_ONLY, msg, text, fixes, etype, {"globals": classes})
+    return LoadFailure(WEIGHTS_ONLY, msg, text, fixes, etype, {"globals": classes},
+                       _wo_headline(msg))
+
+
+def _wo_headline(msg: str) -> str:
+    """The unpickler's own reason, not the paragraph about PyTorch 2.6 around it."""
+    marker = "WeightsUnpickler error:"
+    if marker in msg:
+        rest = msg.split(marker, 1)[1].strip()
+        return _first_line(rest.split(" Please use ")[0]) if rest else ""
+    m = _WO_REASON_RE.search(msg)
+    return _first_line(m.group(0)) if m else ""
 
 
 def _full_name(name: str) -> str:
@@ -310,15 +334,18 @@ def _safe_globals_code(names: list[str], path: str) -> str:
 
 # -- failures the parent decides, not torch ----------------------------------------------
 
-def out_of_memory_from_child(msg: str, etype: str, map_location: str) -> LoadFailure:
+def out_of_memory_from_child(msg: str, etype: str, map_location: str,
+                             mmap_possible: bool = False) -> LoadFailure:
     where = "GPU" if map_location.startswith("cuda") else "RAM"
+    fixes = [Fix("memory-map the file so tensor bytes stay on disk until used",
+                 {"mmap": True})] if mmap_possible else []
+    if where == "GPU":
+        fixes.append(Fix("load to the CPU instead", {"map_location": "cpu"}))
+    fixes.append(Fix("read shapes only, without memory, on the meta device",
+                     {"map_location": "meta"}))
     return LoadFailure(OUT_OF_MEMORY, msg, (
         f"The load ran out of memory ({where}). A checkpoint needs about its file size in "
-        "memory on the target device, more while it is being unpickled."), [
-        Fix("memory-map the file so tensor bytes stay on disk until used (torch zip "
-            "files only)", {"mmap": True}),
-        Fix("read shapes only, without memory, on the meta device", {"map_location": "meta"}),
-    ], etype)
+        "memory on the target device, more while it is being unpickled."), fixes, etype)
 
 
 def out_of_memory_precheck(needed: int, available: int, device: str, human: str

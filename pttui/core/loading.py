@@ -298,10 +298,11 @@ class LoadAttempt:
         else:
             failure = lf.classify(report.get("error") or {}, fmt=self.format, path=self.path,
                                   not_checkpoint=self.not_checkpoint,
-                                  extra=report.get("extra"),
-                                  map_location=str(report.get("effective", {}).get(
-                                      "map_location", self.policy.map_location)))
+                                  extra=report.get("extra"), policy=self._effective(report))
             self._finish(failure, report)
+
+    def _effective(self, report: dict[str, Any]) -> dict[str, Any]:
+        return {**self.policy.to_json(), "mmap": self.mmap, **report.get("effective", {})}
 
     def _stderr_tail(self, limit: int = 4000) -> str:
         if self._err is None:
@@ -314,9 +315,9 @@ class LoadAttempt:
                 ) -> None:
         global _current
         report = report or {}
-        policy = {**self.policy.to_json(), "mmap": self.mmap, **report.get("effective", {})}
         self.result = LoadResult(
-            ok=failure is None, path=self.path, format=self.format, policy=policy,
+            ok=failure is None, path=self.path, format=self.format,
+            policy=self._effective(report),
             summary=report.get("summary"), failure=failure,
             seconds=time.monotonic() - self._t0 if self._t0 else 0.0,
             load_seconds=report.get("load_seconds"), peak_rss=report.get("peak_rss"),

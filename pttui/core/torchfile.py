@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from pttui.core import dtypes
 from pttui.core.meta import ReadError, StorageRef
-from pttui.core.unpickler import DType, RestrictedUnpickler, StorageToken, StorageType
+from pttui.core.unpickler import DType, RestrictedUnpickler, StorageType, StorageView
 from pttui.core.zipindex import ZipIndex
 
 MAX_PICKLE_BYTES = 1 << 31  # data.pkl larger than 2 GiB is not a checkpoint we can trust
@@ -39,39 +39,33 @@ class _Storages:
 
     def __init__(self, label: str, shard: str | None, records: set[str] | None) -> None:
         self.label, self.shard, self.records = label, shard, records
-        self.tokens: dict[str, StorageToken] = {}
+        self.tokens: dict[str, StorageRef] = {}
         self.problems: list[str] = []
         self.order: list[str] = []
 
     def __call__(self, pid: Any) -> Any:
-        if isinstance(pid, tuple) and pid and pid[0] == "module" and len(pid) >= 2:
+        if type(pid) is tuple and len(pid) in (5, 6) and pid[0] == "storage":
+            _, stype, key, location, numel = pid[:5]
+            if (type(stype) not in (StorageType, DType) or type(key) is not str
+                    or type(location) is not str or type(numel) is not int or numel < 0):
+                raise ReadError(f"{self.label}: a storage reference is malformed "
+                                f"({_short_repr(pid)}); the file is damaged")
+            ref = self.tokens.get(key)
+            if ref is None:
+                ref = StorageRef(key, str(stype), numel, location, self.shard)
+                self.tokens[key] = ref
+                self.order.append(key)
+                if self.records is not None and key not in self.records:
+                    self.problems.append(f"storage {key} is referenced but its data record "
+                                         "is missing; torch will fail to load this file")
+            view = pid[5] if len(pid) == 6 else None
+            if type(view) is tuple and len(view) == 3 and type(view[1]) is int:
+                return StorageView(ref, view[1])
+            return ref
+        if type(pid) is tuple and len(pid) >= 2 and pid[0] == "module":
             return pid[1]  # legacy whole-model pickles: ('module', cls, file, source)
-        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
-            raise ReadError(f"{self.label}: the pickle references data pttui does not "
-                            f"recognise ({_short_repr(pid)}); it is not a torch.save file")
-        _, stype, key, location, numel = pid[:5]
-        if not isinstance(stype, (StorageType, DType)):
-            raise ReadError(f"{self.label}: storage {key!r} has an unknown storage type; "
-                            "the file was written by an unknown tool or is damaged")
-        if not isinstance(key, str) or not isinstance(location, str) or not isinstance(
-                numel, int) or isinstance(numel, bool) or numel < 0:
-            raise ReadError(f"{self.label}: a storage reference is malformed; "
-                            "the file is damaged")
-        token = self.tokens.get(key)
-        if token is None:
-            dt = str(stype)
-            token = StorageToken(StorageRef(key, dt, numel, location, self.shard))
-            self.tokens[key] = token
-            self.order.append(key)
-            if self.records is not None and key not in self.records:
-                self.problems.append(f"storage {key} is referenced but its data record is "
-                                     "missing; torch will fail to load this file")
-        view = pid[5] if len(pid) == 6 else None
-        if isinstance(view, tuple) and len(view) == 3:
-            _view_key, offset, view_numel = view
-            if isinstance(offset, int) and isinstance(view_numel, int):
-                return StorageToken(token.ref, offset, view_numel)
-        return token
+        raise ReadError(f"{self.label}: the pickle references data pttui does not "
+                        f"recognise ({_short_repr(pid)}); it is not a torch.save file")
 
 
 def _short_repr(x: Any) -> str:
@@ -119,7 +113,7 @@ def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unp
         out.notes.append("tensors are stored big-endian")
     for key in storages.order:
         rec = index.entries.get(f"{prefix}data/{key}")
-        ref = storages.tokens[key].ref
+        ref = storages.tokens[key]
         if rec is not None and rec.size < ref.nbytes:
             out.problems.append(f"storage {key} declares {ref.nbytes:,} bytes but its record "
                                 f"holds {rec.size:,}; the file is damaged")
@@ -169,8 +163,8 @@ def _locate_legacy_storages(f: BinaryIO, size: int, keys: Any, storages: _Storag
         return
     pos = f.tell()
     for key in keys:
-        token = storages.tokens.get(key) if isinstance(key, str) else None
-        if token is None:
+        ref = storages.tokens.get(key) if isinstance(key, str) else None
+        if ref is None:
             out.problems.append(f"storage {key!r} is listed but never referenced")
             return
         f.seek(pos)
@@ -179,8 +173,8 @@ def _locate_legacy_storages(f: BinaryIO, size: int, keys: Any, storages: _Storag
             out.problems.append(f"storage {key} is cut off: the file is truncated")
             return
         (numel,) = struct.unpack("<q", head)
-        nbytes = numel * dtypes.itemsize(token.ref.dtype)
-        if numel != token.ref.numel or pos + 8 + nbytes > size:
+        nbytes = numel * dtypes.itemsize(ref.dtype)
+        if numel != ref.numel or pos + 8 + nbytes > size:
             out.problems.append(f"storage {key} is cut off or inconsistent: the file is "
                                 "truncated or damaged")
             return

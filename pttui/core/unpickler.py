@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
+import math
+import operator
 import pickle
 from collections import OrderedDict
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from pttui.core import dtypes
 from pttui.core.meta import ReadError, StorageRef, TensorMeta
@@ -88,25 +90,24 @@ class Device(str):
     """A ``torch.device`` token (``cuda:0``)."""
 
 
-class StorageToken:
-    """What persistent_load returns: one storage record of the archive."""
+class StorageView(NamedTuple):
+    """A legacy-format view into a storage (``view_metadata`` in the persistent id)."""
 
-    __slots__ = ("ref", "view_offset", "view_numel")
-
-    def __init__(self, ref: StorageRef, view_offset: int = 0, view_numel: int | None = None):
-        self.ref = ref
-        self.view_offset = view_offset
-        self.view_numel = view_numel
+    ref: StorageRef
+    offset: int
 
 
 def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return type(x) is int
 
 
 def _int_tuple(x: Any, what: str) -> tuple[int, ...]:
-    if isinstance(x, (tuple, list)) and all(_is_int(v) for v in x) and len(x) <= 64:
+    if type(x) in (tuple, list) and len(x) <= 64 and all(type(v) is int for v in x):
         return tuple(x)
     raise _BadTensor(f"{what} is not a tuple of integers")
+
+
+_INT = frozenset({int})
 
 
 class _BadTensor(Exception):
@@ -114,38 +115,40 @@ class _BadTensor(Exception):
 
 
 class TensorBuilder:
-    """Turns torch's rebuild calls into TensorMeta, checking every argument."""
+    """Turns torch's rebuild calls into TensorMeta, checking every argument.
+
+    This is the hot path of reading (once per tensor), so checks are type() tests.
+    """
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
 
     def tensor(self, storage: Any, offset: Any, size: Any, stride: Any,
                dtype: str | None = None, kind: str = "tensor") -> TensorMeta | Opaque:
-        try:
-            if not isinstance(storage, StorageToken):
-                raise _BadTensor("its storage is not a storage record")
-            if not _is_int(offset) or offset < 0:
-                raise _BadTensor("its storage offset is not a non-negative integer")
-            shape, strides = _int_tuple(size, "its shape"), _int_tuple(stride, "its stride")
-            if any(d < 0 for d in shape) or len(strides) != len(shape):
-                raise _BadTensor(f"shape {list(shape)} / stride {list(strides)} is invalid")
-        except _BadTensor as err:
-            self.problems.append(f"a tensor could not be described: {err}")
+        if type(storage) is StorageView:
+            offset = offset + storage.offset if type(offset) is int else offset
+            storage = storage.ref
+        if (type(storage) is not StorageRef or type(offset) is not int or offset < 0
+                or type(size) is not tuple or type(stride) is not tuple
+                or len(size) != len(stride) or len(size) > 64):
+            self.problems.append("a tensor's storage, offset, shape or stride is malformed")
             return _bad_tensor()
-        ref = storage.ref
-        dt = dtype or ref.dtype
-        offset += storage.view_offset
-        numel = 1
-        for d in shape:
-            numel *= d
+        if not (_INT.issuperset(map(type, size)) and _INT.issuperset(map(type, stride))) or (
+                size and (min(size) < 0 or min(stride) < 0)):
+            self.problems.append(f"a tensor has an invalid shape {list(size)!r} or "
+                                 f"stride {list(stride)!r}")
+            return _bad_tensor()
+        numel = math.prod(size)
+        span = sum(map(operator.mul, size, stride)) - sum(stride)  # sum((d - 1) * s)
+        dt = dtype or storage.dtype
         if numel:
-            last = offset + sum((d - 1) * s for d, s in zip(shape, strides))
-            cap = ref.nbytes * 8 // dtypes.itemsize_bits(dt) if dtype else ref.numel
-            if last >= cap or any(s < 0 for s in strides):
+            cap = storage.numel if dtype is None else (
+                storage.numel * dtypes.itemsize_bits(storage.dtype) // dtypes.itemsize_bits(dt))
+            if offset + span >= cap:
                 self.problems.append(
-                    f"storage {ref.key}: a {dt} view of shape {list(shape)} at offset {offset} "
-                    f"reaches past the storage's {cap} elements")
-        return TensorMeta("", shape, dt, ref.location, ref, offset, strides, kind)
+                    f"storage {storage.key}: a {dt} view of shape {list(size)} at offset "
+                    f"{offset} reaches past the storage's {cap} elements")
+        return TensorMeta("", size, dt, storage.location, storage, offset, stride, kind)
 
     # torch._utils rebuild functions, same signatures as torch's
     def rebuild_tensor(self, storage, storage_offset, size, stride, *_):
@@ -183,7 +186,7 @@ class TensorBuilder:
         return TensorMeta("", shape, dt or "unknown", str(device), None, 0, None, "subclass")
 
     def rebuild_sparse(self, layout, data, *_):
-        if isinstance(data, tuple) and len(data) >= 3:
+        if type(data) is tuple and len(data) >= 3:
             values = data[1]
             try:
                 shape = _int_tuple(tuple(data[2]), "its shape")

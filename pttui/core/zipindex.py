@@ -9,8 +9,7 @@ needs each record's absolute data offset to read tensors without unpickling.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from pttui.core.meta import ReadError
 
@@ -25,8 +24,7 @@ _MAX_COMMENT = 0xFFFF
 _MAX_ENTRIES = 5_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class ZipEntry:
+class ZipEntry(NamedTuple):
     name: str
     header_offset: int
     compressed_size: int
