@@ -30,6 +30,10 @@ def _command_help() -> dict[str, str]:
     # Kept here rather than in each module so --help imports no command module.
     return {
         "inspect": "show what a checkpoint holds, without running any of its code",
+        "check": "compare a checkpoint with a model: would a strict load succeed?",
+        "fix": "repair a checkpoint for a model (--auto or --recipe) and export it",
+        "diff": "compare two checkpoints: keys, shapes, dtypes, and values",
+        "recipe": "show a saved repair recipe, or render it for mmengine, transformers or Python",
         "load": "try a real torch.load in a subprocess and explain any failure",
         "devices": "show CPU RAM and GPUs (NVML), torch and CUDA versions",
     }

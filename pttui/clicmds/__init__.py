@@ -6,6 +6,10 @@ Modules are imported only when their command runs, so ``pttui --help`` stays fas
 # subcommand name -> module under pttui.clicmds; the order is the order in --help
 COMMANDS: dict[str, str] = {
     "inspect": "inspect",
+    "check": "check",
+    "fix": "fix",
+    "diff": "diff",
+    "recipe": "recipe",
     "load": "load",
     "devices": "devices",
 }
