@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     first = next((c for c in (_fix_command(args, fx) for fx in f.fixes
                               if not fx.unsafe) if c), None)
     hint = f"; try: {first}" if first else ""
-    sys.stderr.write(f"pttui: {args.path} did not load ({f.kind}): {f.headline}{hint}\n")
+    why = f.headline.rstrip(".")
+    sys.stderr.write(f"pttui: {args.path} did not load ({f.kind}): {why}{hint}\n")
     return 1
 
 

@@ -190,7 +190,7 @@ def _load_safetensors(path: str, device: str | None, torch: Any) -> dict[str, An
         meta = f.metadata()
         if device == "meta":
             tensors = {}
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 - safe_open is no dict
                 sl = f.get_slice(key)
                 dtype = getattr(torch, SAFETENSORS_DTYPES.get(sl.get_dtype(), "uint8"))
                 tensors[key] = torch.empty(sl.get_shape(), dtype=dtype, device="meta")

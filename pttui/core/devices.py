@@ -22,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pttui.core import humanize
+
 
 @dataclass(slots=True)
 class CpuInfo:
@@ -83,14 +85,8 @@ class Fit:
 
 
 def format_bytes(n: int | None) -> str:
-    if n is None:
-        return "N/A"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
+    """Sizes for people; a field NVML could not read is "N/A"."""
+    return "N/A" if n is None else humanize.nbytes(n)
 
 
 # -- NVML -----------------------------------------------------------------------------
@@ -290,7 +286,7 @@ def snapshot() -> DeviceSnapshot:
     if gpus:
         ordinals, notes = cuda_ordinals(os.environ.get("CUDA_VISIBLE_DEVICES"),
                                         [g.uuid for g in gpus])
-        for g, o in zip(gpus, ordinals):
+        for g, o in zip(gpus, ordinals, strict=True):
             g.cuda_ordinal = o
         if (len({g.name for g in gpus}) > 1
                 and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID"):

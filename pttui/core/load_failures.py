@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core import globalscan
+from pttui.core import globalscan, humanize
 
 DEVICE_UNAVAILABLE = "device_unavailable"
 WEIGHTS_ONLY = "weights_only_blocked"
@@ -128,14 +128,17 @@ _CORRUPT_MARKERS = ("PytorchStreamReader failed", "invalid header or archive is 
 
 
 def classify(error: dict[str, Any], *, fmt: str, path: str,
-             not_checkpoint: str | None = None, extra: dict[str, Any] | None = None,
-             policy: dict[str, Any] | None = None) -> LoadFailure:
+             not_checkpoint: str | None = None, damage: str | None = None,
+             extra: dict[str, Any] | None = None, policy: dict[str, Any] | None = None
+             ) -> LoadFailure:
     """Classify the child's ``error`` ({"type", "message", "stage"}) for a file of ``fmt``.
 
     ``not_checkpoint`` is pttui's own description when the file is no checkpoint at
-    all (text, empty, .npy, ...); ``extra`` carries what the child found out
-    beyond the message (every unsafe global, pttui's own globals scan); ``policy``
-    is the effective policy of the attempt (LoadPolicy fields, auto resolved).
+    all (text, empty, .npy, ...), ``damage`` what it found broken in a torch zip
+    (torch's own message for that can be a bare "Invalid argument"); ``extra``
+    carries what the child found out beyond the message (every unsafe global,
+    pttui's own globals scan); ``policy`` is the effective policy of the attempt
+    (LoadPolicy fields, auto resolved).
     """
     policy = policy or {}
     etype = str(error.get("type") or "Exception")
@@ -143,13 +146,13 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
     extra = extra or {}
     low = msg.lower()
 
-    def fail(kind: str, explanation: str, fixes: list[Fix] | None = None, **details: Any
-             ) -> LoadFailure:
-        return LoadFailure(kind, msg, explanation, fixes or [], etype, details)
+    def fail(kind: str, explanation: str, fixes: list[Fix] | None = None) -> LoadFailure:
+        return LoadFailure(kind, msg, explanation, fixes or [], etype)
 
     if etype in ("MemoryError", "OutOfMemoryError") or any(m in low for m in _OOM_MARKERS):
+        can_mmap = fmt == "torch-zip" and not policy.get("mmap")
         return out_of_memory_from_child(msg, etype, str(policy.get("map_location", "cpu")),
-                                        mmap_possible=fmt == "torch-zip" and not policy.get("mmap"))
+                                        mmap_possible=can_mmap)
     if not_checkpoint is not None:  # torch's message about it would only mislead
         what = f"{not_checkpoint[:1].upper()}{not_checkpoint[1:]}."
         return LoadFailure(NOT_A_CHECKPOINT, msg, what, [], etype, headline=_first_line(what))
@@ -179,10 +182,11 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
             "gone. The tensor records may still be there, but nothing says which is which."),
             [Fix("re-save from the source, or fetch the file again; compare its size and "
                  "checksum with the original")])
-    if any(m in msg for m in _CORRUPT_MARKERS):
+    if any(m in msg for m in _CORRUPT_MARKERS) or damage:
+        found = f" pttui checked too: {damage}." if damage else ""
         return fail(CORRUPT_ZIP, (
             "The zip container is damaged: most often the file is truncated (an "
-            "interrupted copy or download, or a save that never finished)."),
+            f"interrupted copy or download, or a save that never finished).{found}"),
             [Fix("copy or download the file again and compare its size with the "
                  "original; a truncated zip cannot be repaired")])
     if fmt == "safetensors" or etype == "SafetensorError":
@@ -197,10 +201,6 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
             "in the older pickle format."), [Fix("load without mmap", {"mmap": False})])
     if "Weights only load failed" in msg:
         return _weights_only(msg, etype, extra, path, list(policy.get("allow_globals") or ()))
-    if fmt == "torch-legacy" and ("Invalid magic number" in msg or "Unsupported operand" in msg):
-        return fail(NOT_A_CHECKPOINT, (
-            "This is a plain pickle (pickle.dump, joblib, ...), not a file torch.save wrote; "
-            "torch.load cannot read it, and pttui will not unpickle it for you."))
     return fail(LOAD_ERROR, "torch could not load the file; its message above is all we know.")
 
 
@@ -348,19 +348,15 @@ def out_of_memory_from_child(msg: str, etype: str, map_location: str,
         "memory on the target device, more while it is being unpickled."), fixes, etype)
 
 
-def out_of_memory_precheck(needed: int, available: int, device: str, human: str
-                           ) -> LoadFailure:
+def out_of_memory_precheck(needed: int, available: int, device: str) -> LoadFailure:
     return LoadFailure(OUT_OF_MEMORY, "", (
-        f"Not started: the load needs about {human} ({needed:,} bytes, the file size) on "
-        f"{device}, more than the {_gib(available)} available there. Loading anyway risks "
-        "the out-of-memory killer taking down more than this load."), [
+        f"Not started: the load needs about {humanize.nbytes(needed)} ({needed:,} bytes, the "
+        f"file size) on {device}, more than the {humanize.nbytes(available)} available "
+        "there. Loading anyway risks the out-of-memory killer taking down more than this "
+        "load."), [
         Fix("read shapes only, without memory, on the meta device", {"map_location": "meta"}),
         Fix("try anyway (skip the memory check)", force=True),
     ], None, {"needed": needed, "available": available, "device": device})
-
-
-def _gib(n: int) -> str:
-    return f"{n / (1 << 30):.1f} GiB"
 
 
 def timed_out(seconds: float) -> LoadFailure:

@@ -1,4 +1,4 @@
-"""How the ``torch.load`` child process is started: command line, environment, limits.
+"""How the ``torch.load`` child process is started and stopped: command, environment, limits.
 
 The child is where a file's pickle runs, so it gets as little as it needs. Every
 load runs from a fresh empty folder (so no ``torch.py`` next to a checkpoint can
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import signal
 import sys
 from collections.abc import Mapping
 
@@ -21,7 +22,8 @@ import pttui
 
 # Variables a torch load may need; everything else is dropped for an unsafe load.
 _KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM",
-         "TMPDIR", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONIOENCODING", "VIRTUAL_ENV",
+         "TMPDIR", "PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONNOUSERSITE",
+         "PYTHONHASHSEED", "PYTHONIOENCODING", "VIRTUAL_ENV",
          "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "LD_LIBRARY_PATH", "CUDA_*", "NVIDIA_*",
          "PYTORCH_*", "TORCH_*", "OMP_NUM_THREADS", "MKL_*", "OPENBLAS_*", "KMP_*",
          "NCCL_*", "HIP_*", "ROCR_*", "XDG_RUNTIME_DIR")
@@ -33,7 +35,7 @@ SENSITIVE = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "*TOKEN*", "*SE
              "HUGGING_FACE_*", "HUGGINGFACE_*", "WANDB_*", "COMET_*", "NEPTUNE_*",
              "MLFLOW_*", "OPENAI_*", "ANTHROPIC_*", "GITHUB_*", "GH_*", "GITLAB_*",
              "DOCKER_*", "KUBECONFIG", "NETRC", "KRB5CCNAME", "DATABASE_URL", "*_DSN",
-             "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "*_PROXY", "*_proxy")
+             "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "*_PROXY")
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -73,3 +75,21 @@ def child_command() -> list[str]:
     if sys.version_info >= (3, 11):
         cmd.append("-P")  # do not put the working folder on sys.path
     return [*cmd, "-m", "pttui.core._load_child"]
+
+
+def exited(pid: int | None) -> bool:
+    """Has the child exited? Leaves it unreaped (a zombie), so its group id stays ours."""
+    if pid is None:
+        return True
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def kill_group(pgid: int) -> None:
+    """SIGKILL the child's whole process group: whatever the file started dies with it."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

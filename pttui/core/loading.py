@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -34,11 +33,11 @@ from typing import Any
 from pttui.core import devices, formats, load_sandbox
 from pttui.core import load_failures as lf
 from pttui.core.load_failures import Fix, LoadFailure
+from pttui.core.load_sniff import sniff
 from pttui.core.meta import ReadError
 
 _MAP_RE = re.compile(r"^(auto|keep|cpu|meta|cuda|cuda:\d+)$")
 _GLOBAL_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_TORCH_LEGACY_MAGIC = b"l\xfc\x9cF\xf9 j\xa8P\x19"  # pickled 0x1950a86a20f9469cfc6c
 _POLL_S = 0.03
 
 
@@ -154,7 +153,8 @@ class LoadAttempt:
                              "consent=True only after the user explicitly agreed")
         self.path = os.path.abspath(os.fspath(path))
         self.size = _check_readable(self.path)
-        self.format, self.not_checkpoint = sniff(self.path)
+        self.sniffed = sniff(self.path)
+        self.format = self.sniffed.format
         self.mmap = self.policy.mmap if self.policy.mmap is not None else (
             self.format == formats.ZIP)
         self.force, self.timeout, self.memory_limit = force, timeout, memory_limit
@@ -192,7 +192,7 @@ class LoadAttempt:
             if self.state == "queued":
                 self._try_spawn()
             if self.state == "running":
-                if _exited(self.pid):
+                if load_sandbox.exited(self.pid):
                     self._collect()
                 elif self.timeout is not None and time.monotonic() - self._t0 > self.timeout:
                     self._kill()
@@ -230,8 +230,7 @@ class LoadAttempt:
         if fit.device == "cpu" and self.mmap:
             return None  # mapped pages stay on disk until touched
         if fit.fits is False and fit.available is not None:
-            return lf.out_of_memory_precheck(self.size, fit.available, fit.device,
-                                             devices.format_bytes(self.size))
+            return lf.out_of_memory_precheck(self.size, fit.available, fit.device)
         return None
 
     def _try_spawn(self) -> None:
@@ -246,9 +245,10 @@ class LoadAttempt:
         _current = self
         try:
             self._spawn()
-        except OSError as err:
+        except Exception as err:  # noqa: BLE001 - never keep the lock for a child that isn't
+            why = getattr(err, "strerror", None) or err
             self._finish(LoadFailure(lf.CRASHED, str(err), "The load process could not be "
-                                     f"started: {err.strerror or err}.", [], type(err).__name__))
+                                     f"started: {why}.", [], type(err).__name__))
 
     def _spawn(self) -> None:
         unsafe = not self.policy.weights_only
@@ -278,12 +278,13 @@ class LoadAttempt:
     def _kill(self) -> None:
         """SIGKILL the whole group (grandchildren too), then reap the child."""
         assert self._proc is not None
-        _killpg(self._proc.pid)
+        load_sandbox.kill_group(self._proc.pid)
         self._proc.wait()
 
     def _collect(self) -> None:
         assert self._proc is not None
-        _killpg(self._proc.pid)  # the exited leader still pins the group id: no reuse race
+        # the exited, unreaped leader still pins the group id, so this kills no stranger
+        load_sandbox.kill_group(self._proc.pid)
         rc = self._proc.wait()
         if self._reader is not None:
             self._reader.join(timeout=5)
@@ -297,7 +298,8 @@ class LoadAttempt:
             self._finish(None, report)
         else:
             failure = lf.classify(report.get("error") or {}, fmt=self.format, path=self.path,
-                                  not_checkpoint=self.not_checkpoint,
+                                  not_checkpoint=self.sniffed.not_checkpoint,
+                                  damage=self.sniffed.damage,
                                   extra=report.get("extra"), policy=self._effective(report))
             self._finish(failure, report)
 
@@ -330,8 +332,14 @@ class LoadAttempt:
 
     def _cleanup(self) -> None:
         _live.discard(self)
-        if self._proc is not None and self._proc.stdin is not None:
-            self._proc.stdin.close()
+        if self._reader is not None:
+            self._reader.join(timeout=1)  # the group is dead, so its stdout is at EOF
+        if self._proc is not None:
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+            # a process that left our group may still hold stdout: then the reader keeps it
+            if self._proc.stdout is not None and not (self._reader and self._reader.is_alive()):
+                self._proc.stdout.close()
         if self._err is not None:
             self._err.close()
             self._err = None
@@ -352,6 +360,8 @@ def attempt_load(path: str | os.PathLike[str], policy: LoadPolicy | None = None,
     """
     attempt = LoadAttempt(path, policy, consent=consent, force=force, timeout=timeout,
                           memory_limit=memory_limit)
+    if cancel is not None and cancel.is_set():
+        return attempt.cancel()
     try:
         attempt.start()
         while (result := attempt.poll()) is None:
@@ -363,23 +373,6 @@ def attempt_load(path: str | os.PathLike[str], policy: LoadPolicy | None = None,
     except BaseException:
         attempt.cancel()  # Ctrl-C or an error here must not leave the child running
         raise
-
-
-def sniff(path: str) -> tuple[str, str | None]:
-    """(format, what it is when it is no checkpoint at all), from the first bytes only."""
-    try:
-        fmt = formats.detect(path)
-    except ReadError as err:
-        return "unknown", str(err).removeprefix(f"{path}: ")
-    if fmt == formats.LEGACY:
-        with open(path, "rb") as f:
-            if _TORCH_LEGACY_MAGIC not in f.read(64):
-                return "pickle", ("a plain pickle (pickle.dump, joblib, ...), not a file "
-                                  "torch.save wrote")
-    if fmt == formats.SHARDED:
-        return fmt, ("the index of a sharded checkpoint; load the shard files it lists "
-                     "(or open the index with 'pttui inspect')")
-    return fmt, None
 
 
 def _check_readable(path: str) -> int:
@@ -396,23 +389,6 @@ def _check_readable(path: str) -> int:
         raise ReadError(f"{path}: permission denied; check the file's permissions") from None
     except OSError as err:
         raise ReadError(f"{path}: cannot read it ({err.strerror or err})") from None
-
-
-def _exited(pid: int | None) -> bool:
-    """Has the child exited? Leaves it unreaped (a zombie), so its group id stays ours."""
-    if pid is None:
-        return True
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _killpg(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 @atexit.register
