@@ -33,3 +33,16 @@ def torch_facts(sd) -> dict:
 
 def reader_facts(tensors) -> dict:
     return {t.key: (list(t.shape), t.dtype) for t in tensors.values()}
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the CLI in this process (torch is already imported here): fast, same code path."""
+    from pttui.cli import main
+
+    capsys.readouterr()
+    try:
+        rc = main(list(args))
+    except SystemExit as exc:  # argparse usage errors
+        rc = int(exc.code or 0)
+    out = capsys.readouterr()
+    return rc, out.out, out.err

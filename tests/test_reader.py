@@ -92,10 +92,15 @@ def test_quantized_and_sparse(tmp_path):
 def test_cuda_locations_are_kept(tmp_path):
     """A file saved on a GPU says cuda:0; the reader reports it as stored."""
     tag = lambda storage: "cuda:1" if getattr(storage, "_pttui_fake_cuda", False) else None  # noqa: E731
-    torch.serialization.register_package(0, tag, lambda obj, loc: obj if loc.startswith("cuda") else None)
-    w = torch.ones(3)
-    w.untyped_storage()._pttui_fake_cuda = True
-    path = _save(tmp_path, {"w": w, "cpu": torch.zeros(1)})
+    registry = torch.serialization._package_registry
+    before = list(registry)
+    torch.serialization.register_package(-50, tag, lambda obj, loc: None)
+    try:
+        w = torch.ones(3)
+        w.untyped_storage()._pttui_fake_cuda = True
+        path = _save(tmp_path, {"w": w, "cpu": torch.zeros(1)})
+    finally:
+        registry[:] = before  # leave torch.load as other tests expect it
     ckpt = open_checkpoint(str(path))
     assert ckpt.tensors["w"].device == "cuda:1"
     assert ckpt.tensors["cpu"].device == "cpu"

@@ -1,0 +1,45 @@
+"""``pttui check PATH --model SPEC``: would a strict load succeed? Exit 0 yes, 1 no."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pttui.clicmds._common import add_target_arguments, open_source_and_target
+from pttui.core import report_text as rt
+from pttui.core.autofix import choose_container
+from pttui.core.compare import compare, diagnose
+from pttui.core.suggest import suggest
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="the checkpoint to check")
+    add_target_arguments(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    ckpt, target, chosen = open_source_and_target(args)
+    if not chosen:
+        ckpt = choose_container(ckpt, target)
+    tensors = ckpt.tensors
+    report = compare(tensors, target, ckpt_metadata=ckpt.state_metadata)
+    notes = diagnose(tensors, target, report, ckpt.containers)
+    steps = suggest(tensors, target, metadata=ckpt.state_metadata)
+    if args.json:
+        doc = report.to_json()
+        doc.update({"path": ckpt.path, "model": args.model, "container": list(ckpt.selected or ()),
+                    "diagnosis": notes, "suggestions": [s.to_json() for s in steps]})
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        sel = ".".join(ckpt.selected or ()) or "(root)"
+        lines = [f"{ckpt.path}  ->  {getattr(target, 'label', args.model)}",
+                 f"  container: {sel}", "  " + rt.verdict(report), "  " + rt.coverage(report)]
+        lines += [f"  · {n}" for n in notes]
+        lines += ["  " + line for line in rt.problem_lines(report)]
+        if steps:
+            lines.append("  suggested steps (pttui fix --auto applies the safe ones):")
+            lines += rt.suggestion_lines(steps)
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0 if report.strict_ok else 1

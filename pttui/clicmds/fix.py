@@ -1,0 +1,89 @@
+"""``pttui fix PATH --model SPEC (--auto | --recipe R.json) -o OUT``: repair and export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from pttui.clicmds._common import add_target_arguments, open_source_and_target
+from pttui.core import report_text as rt
+from pttui.core.autofix import auto_fix, reopen
+from pttui.core.modmeta import carry_metadata
+from pttui.core.compare import compare
+from pttui.core.meta import ReadError
+from pttui.core.recipe import Recipe
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="the checkpoint to repair (never modified)")
+    add_target_arguments(p)
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--auto", action="store_true", help="apply the safe suggestions in order")
+    how.add_argument("--recipe", metavar="R.json", help="replay a saved recipe")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="where to write: .pt/.pth/.bin (torch.save) or .safetensors")
+    p.add_argument("--recipe-out", metavar="R.json",
+                   help="where to write the recipe applied (default: OUT.recipe.json)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.add_argument("--dry-run", action="store_true", help="show what would be done; write nothing")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pttui.core.export import export
+
+    ckpt, target, chosen = open_source_and_target(args)
+    if args.auto:
+        result = auto_fix(ckpt, target, choose=not chosen)  # the user's --select wins
+        recipe, report, refused, ckpt = result.recipe, result.report, result.refused, result.ckpt
+        steps = [s.title for s in result.steps]
+    else:
+        recipe = Recipe.load(args.recipe)
+        ckpt = reopen(ckpt, recipe)
+        report = compare(recipe.apply(ckpt.tensors), target,
+                         accepted_missing=recipe.accepted_missing,
+                         ckpt_metadata=carry_metadata(ckpt.state_metadata, recipe))
+        steps = [op.describe() for op in recipe.ops]
+        refused = None if report.ok_with_accepted else (
+            "the recipe does not make the checkpoint load: " + rt.verdict(report).split(": ", 1)[1])
+    doc = {"path": ckpt.path, "model": args.model, "steps": steps, "refused": refused,
+           "report": report.to_json()}
+    if refused:
+        _emit(args, doc, [f"pttui: refusing to fix {ckpt.path}: {refused}"], err=True)
+        return 1
+    recipe_out = args.recipe_out or args.output + ".recipe.json"
+    lines = [f"{ckpt.path}  ->  {args.output}"] + [f"  step: {s}" for s in steps]
+    lines.append("  " + rt.verdict(report))
+    if args.dry_run:
+        _emit(args, doc, lines + ["  (dry run: nothing written)"])
+        return 0
+    if os.path.exists(recipe_out) and not args.force:
+        raise ReadError(f"{recipe_out}: exists; pass --force to overwrite it or --recipe-out "
+                        "to write elsewhere")
+    mapping = recipe.apply(ckpt.tensors)
+    result = export(ckpt, mapping, ckpt.tensors, args.output, force=args.force,
+                    metadata=carry_metadata(ckpt.state_metadata, recipe))
+    recipe.save(recipe_out)
+    doc.update({"output": result.path, "recipe_out": recipe_out, "verified": result.verified,
+                "notes": result.problems, "tensors": result.tensors,
+                "aliases": result.aliases})
+    lines.append(f"  wrote {result.path}: {result.tensors} tensors, "
+                 f"{result.nbytes:,} bytes in {result.seconds:.2f}s")
+    lines.append("  verified: every tensor read back equals the source (keys, shapes, dtypes, "
+                 "checksums)")
+    lines += [f"  note: {p}" for p in result.problems]
+    lines.append(f"  recipe: {recipe_out}  (replay: pttui fix PATH --model {args.model} "
+                 f"--recipe {recipe_out} -o OUT)")
+    _emit(args, doc, lines)
+    return 0
+
+
+def _emit(args: argparse.Namespace, doc: dict, lines: list[str], err: bool = False) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(doc, default=str) + "\n")
+        if err:
+            sys.stderr.write(lines[0] + "\n")
+    else:
+        (sys.stderr if err else sys.stdout).write("\n".join(lines) + "\n")

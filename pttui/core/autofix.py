@@ -1,0 +1,118 @@
+"""``fix --auto``: apply the safe suggestions in order, and know when to refuse.
+
+It refuses rather than "fixing" a wrong file: a different model variant, or a
+result that would leave more than a tenth of the model uninitialised beyond a
+replaced head, or that throws away most of the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pttui.core.compare import Report, best_container, compare, diagnose, variant_mismatch
+from pttui.core.modmeta import carry_metadata
+from pttui.core.meta import Checkpoint, TensorMeta
+from pttui.core.recipe import AcceptMissing, Recipe, SelectContainer
+from pttui.core.reader import open_checkpoint
+from pttui.core.suggest import Suggestion, suggest
+
+MAX_UNINITIALISED = 0.10  # of the model's elements, beyond a replaced head
+MAX_DROPPED = 0.10  # of the checkpoint's elements, beyond a replaced head and benign keys
+
+
+@dataclass
+class AutoResult:
+    ckpt: Checkpoint
+    recipe: Recipe
+    report: Report
+    steps: list[Suggestion] = field(default_factory=list)
+    refused: str | None = None
+    diagnosis: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.refused is None and self.report.ok_with_accepted
+
+
+def choose_container(ckpt: Checkpoint, target: Any) -> Checkpoint:
+    """Re-select the container that fits the target best (EMA vs model vs optimizer)."""
+    if len(ckpt.containers) < 2:
+        return ckpt
+    path, _report = best_container(ckpt, target)
+    if path is not None and tuple(path) != ckpt.selected:
+        ckpt.selected = tuple(path)
+    return ckpt
+
+
+def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = True
+             ) -> AutoResult:
+    if choose:
+        ckpt = choose_container(ckpt, target)
+    recipe = Recipe([SelectContainer(tuple(ckpt.selected or ()))], source=ckpt.path,
+                    target=getattr(target, "spec", None),
+                    model_args=dict(getattr(target, "args", {}) or {}))
+    tensors = ckpt.tensors
+    report = compare(tensors, target, ckpt_metadata=ckpt.state_metadata)
+    result = AutoResult(ckpt, recipe, report, diagnosis=diagnose(tensors, target, report,
+                                                                ckpt.containers))
+    if variant_mismatch(report, tensors, target):
+        result.refused = ("the checkpoint is a different variant of the model (layer shapes "
+                          "or block counts differ); renaming or dropping keys will not fix "
+                          "it — use the matching model")
+        return result
+    head_keys: set[str] = set()
+    for _ in range(max_steps):
+        current = recipe.apply(tensors)
+        meta = carry_metadata(ckpt.state_metadata, recipe)
+        found = [s for s in suggest(current, target, recipe.accepted_missing, meta) if s.safe]
+        if not found:
+            break
+        step = found[0]
+        recipe.ops.extend(step.ops)
+        result.steps.append(step)
+        if step.kind == "head":
+            head_keys.update(k for op in step.ops if isinstance(op, AcceptMissing)
+                             for k in op.keys)
+    final = recipe.apply(tensors)
+    result.report = compare(final, target, accepted_missing=recipe.accepted_missing,
+                            ckpt_metadata=carry_metadata(ckpt.state_metadata, recipe))
+    result.refused = _refusal(tensors, final, target, result.report, head_keys)
+    return result
+
+
+def _refusal(before: dict[str, TensorMeta], after: dict[str, TensorMeta], target: Any,
+             report: Report, head_keys: set[str]) -> str | None:
+    expected = target.tensors
+    total = sum(t.numel for t in expected.values()) or 1
+    uninit = sum(expected[k].numel for k in report.missing
+                 if k in expected and k not in head_keys)
+    if uninit / total > MAX_UNINITIALISED:
+        return (f"{uninit / total:.0%} of the model's elements would stay uninitialised "
+                f"({len(report.missing)} keys); this checkpoint does not hold this model's "
+                "weights — check the model spec or the container")
+    kept_sources = {m.key for m in after.values()}
+    benign = set(report.benign_unexpected)
+    dropped = sum(t.numel for k, t in before.items()
+                  if t.key not in kept_sources and k not in benign and k not in head_keys)
+    have = sum(t.numel for t in before.values()) or 1
+    if dropped / have > MAX_DROPPED:
+        return (f"it would drop {dropped / have:.0%} of the checkpoint's elements; refusing "
+                "to fix a wrong file by throwing most of it away")
+    if not report.ok_with_accepted:
+        return ("no safe step left, and the model still would not load: "
+                f"{len(report.missing)} missing, {len(report.unexpected)} unexpected, "
+                f"{len(report.shape_mismatch)} shape mismatches; write a recipe by hand "
+                "(see docs/recipes.md)")
+    return None
+
+
+def reopen(ckpt: Checkpoint, recipe: Recipe) -> Checkpoint:
+    """The checkpoint with the recipe's container selected."""
+    want = recipe.container
+    if want is None or tuple(want) == ckpt.selected:
+        return ckpt
+    return open_checkpoint(ckpt.path, select=tuple(want))
+
+
+

@@ -1,0 +1,262 @@
+"""Compare checkpoint metadata with a Target: what ``load_state_dict`` would say, before
+loading anything, plus plain-words diagnoses of why it would fail.
+
+Everything works on key -> TensorMeta maps with dict and set operations, so 100,000
+keys compare in well under a second, and recipe previews cost no I/O.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pttui.core.meta import TensorMeta
+from pttui.core.targets import Target
+
+__all__ = ["BENIGN_NAMES", "UNKNOWN", "DtypeDiff", "Report", "ShapeMismatch", "best_container",
+           "compare", "diagnose", "expand_group", "group_keys", "variant_mismatch"]
+
+# Keys that are harmless when missing or unexpected: counters, derived index or
+# frequency tables, causal masks, profiler leftovers (thop's total_ops).
+BENIGN_NAMES = frozenset({"num_batches_tracked", "position_ids", "inv_freq", "masked_bias",
+                          "relative_position_index", "total_ops", "total_params", "_metadata"})
+UNKNOWN = type("Unknown", (), {"__repr__": lambda self: "UNKNOWN"})()
+_NO_SHAPE_CHECK = ("extra_state", "lazy")  # torch skips the size check for these
+
+
+@dataclass
+class ShapeMismatch:
+    key: str
+    checkpoint_shape: tuple
+    model_shape: tuple
+
+
+@dataclass
+class DtypeDiff:
+    key: str
+    checkpoint_dtype: str
+    model_dtype: str
+
+
+@dataclass
+class Report:
+    """What a strict ``load_state_dict`` would report, and which parts of it are harmless."""
+
+    matched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # in the model, not in the checkpoint
+    unexpected: list[str] = field(default_factory=list)  # in the checkpoint, not the model
+    shape_mismatch: list[ShapeMismatch] = field(default_factory=list)
+    dtype_diff: list[DtypeDiff] = field(default_factory=list)  # load_state_dict casts these
+    benign_missing: list[str] = field(default_factory=list)
+    benign_unexpected: list[str] = field(default_factory=list)
+    tied_missing: list[str] = field(default_factory=list)  # missing, but a tied twin loads
+    auto_filled: list[str] = field(default_factory=list)  # absent, torch fills them (BN)
+    accepted_missing: list[str] = field(default_factory=list)
+    keys_ok: int = 0
+    keys_total: int = 0
+    elements_ok: int = 0
+    elements_total: int = 0
+
+    @property
+    def coverage_keys(self) -> tuple[int, int]:
+        return self.keys_ok, self.keys_total
+
+    @property
+    def coverage_params(self) -> tuple[int, int]:
+        return self.elements_ok, self.elements_total
+
+    @property
+    def strict_ok(self) -> bool:
+        return not self.missing and not self.unexpected and not self.shape_mismatch
+
+    @property
+    def ok_with_accepted(self) -> bool:
+        return (not self.unexpected and not self.shape_mismatch
+                and len(self.accepted_missing) == len(self.missing))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "strict_ok": self.strict_ok, "ok_with_accepted": self.ok_with_accepted,
+            "matched": len(self.matched), "missing": self.missing,
+            "unexpected": self.unexpected,
+            "shape_mismatch": [{"key": m.key, "checkpoint_shape": list(m.checkpoint_shape),
+                                "model_shape": list(m.model_shape)}
+                               for m in self.shape_mismatch],
+            "dtype_diff": [{"key": d.key, "checkpoint_dtype": d.checkpoint_dtype,
+                            "model_dtype": d.model_dtype} for d in self.dtype_diff],
+            "benign_missing": self.benign_missing, "benign_unexpected": self.benign_unexpected,
+            "tied_missing": self.tied_missing, "auto_filled": self.auto_filled,
+            "accepted_missing": self.accepted_missing,
+            "coverage": {"keys": list(self.coverage_keys),
+                         "params": list(self.coverage_params)},
+        }
+
+
+def compare(tensors: Mapping[str, TensorMeta], target: Target,
+            accepted_missing: Iterable[str] = (), ckpt_metadata: Any = UNKNOWN) -> Report:
+    """Compare like ``load_state_dict(strict=True)`` would, on metadata only.
+
+    ``ckpt_metadata`` is the checkpoint's ``_metadata`` (``Checkpoint.state_metadata``;
+    None when it has none, as safetensors files): torch then fills a missing BatchNorm
+    ``num_batches_tracked`` itself. Left UNKNOWN, such a key counts as missing.
+    """
+    exp = target.tensors
+    rep = Report(keys_total=len(exp))
+    ok: set[str] = set()
+    for key, want in exp.items():
+        have = tensors.get(key)
+        if have is None:
+            if key in target.auto_fill and _fills(key, ckpt_metadata):
+                rep.auto_filled.append(key)
+                ok.add(key)
+            else:
+                rep.missing.append(key)
+            continue
+        rep.matched.append(key)
+        if _shape_ok(have.shape, want.shape, want.kind):
+            ok.add(key)
+        else:
+            rep.shape_mismatch.append(ShapeMismatch(key, tuple(have.shape), tuple(want.shape)))
+        if have.dtype != want.dtype and want.kind != "extra_state":
+            rep.dtype_diff.append(DtypeDiff(key, have.dtype, want.dtype))
+    rep.unexpected = [k for k in tensors if k not in exp]
+    rep.benign_missing = [k for k in rep.missing if _benign(k, exp[k])]
+    rep.benign_unexpected = [k for k in rep.unexpected
+                             if k in target.non_persistent or _benign(k, tensors[k])]
+    aliases: dict[str, list[str]] = {}
+    for alias, first in target.tied.items():
+        aliases.setdefault(first, []).append(alias)
+    for k in rep.missing:
+        twins = [target.tied[k]] if k in target.tied else aliases.get(k, [])
+        if any(t in tensors for t in twins):
+            rep.tied_missing.append(k)
+    accepted = set(accepted_missing)
+    rep.accepted_missing = [k for k in rep.missing if k in accepted]
+    rep.keys_ok = len(ok)
+    for key, want in exp.items():
+        if key in target.tied:
+            continue  # a tied alias holds no elements of its own
+        rep.elements_total += want.numel
+        if key in ok or any(a in ok for a in aliases.get(key, ())):
+            rep.elements_ok += want.numel
+    return rep
+
+
+def _fills(key: str, metadata: Any) -> bool:
+    if metadata is UNKNOWN:
+        return False
+    if not isinstance(metadata, Mapping):
+        return True
+    entry = metadata.get(key.rpartition(".")[0], {})
+    version = entry.get("version") if isinstance(entry, Mapping) else None
+    return not isinstance(version, int) or version < 2
+
+
+def _shape_ok(have: tuple, want: tuple, kind: str) -> bool:
+    # torch loads a 1-element 1-D tensor into a 0-d parameter (0.3 -> 0.4 compatibility)
+    return kind in _NO_SHAPE_CHECK or tuple(have) == tuple(want) or \
+        (tuple(want) == () and tuple(have) == (1,))
+
+
+def _benign(key: str, meta: TensorMeta | None) -> bool:
+    last = key.rpartition(".")[2]
+    if last in BENIGN_NAMES:
+        return True
+    # GPT-2 style causal-mask buffer ``attn.bias`` (1, 1, n, n), never a real bias
+    return (key == "attn.bias" or key.endswith(".attn.bias")) and meta is not None \
+        and len(meta.shape) == 4
+
+
+# -- grouping for humans ------------------------------------------------------------
+
+_GROUP = re.compile(r"\{([^{}]*,[^{}]*|\d+\.\.\d+)\}")
+_RANGE = re.compile(r"(\d+)\.\.(\d+)")
+_SPLIT = re.compile(r"\.(?![^{]*\})")  # a dot outside braces
+
+
+def group_keys(keys: list[str], limit: int | None = None) -> list[str]:
+    """Collapse keys like a load report: ``layers.{0..31}.attn.q.weight``, ``head.{weight,bias}``.
+
+    Keys differing in one numeric component merge first (runs as ``a..b``, others as
+    ``{0,2,5}``), then siblings differing in the last component. Lossless
+    (:func:`expand_group` inverts it) for keys without braces or commas; order of
+    first appearance. With ``limit``, at most ``limit`` lines, the last ``… and N more``.
+    """
+    entries: list[tuple[list[str], int]] = [(k.split("."), 1) for k in dict.fromkeys(keys)]
+    depth = max((len(p) for p, _ in entries), default=0)
+    for pos in range(depth):
+        entries = _merge(entries, pos, numeric=True)
+    entries = _merge(entries, -1, numeric=False)
+    lines = [".".join(p) for p, _ in entries]
+    if limit is not None and len(lines) > limit:
+        keep = max(limit - 1, 0)
+        more = sum(n for _, n in entries[keep:])
+        lines = lines[:keep] + [f"… and {more} more"]
+    return lines
+
+
+def _merge(entries: list[tuple[list[str], int]], pos: int, numeric: bool):
+    buckets: dict[tuple, list[int]] = {}
+    for i, (parts, _) in enumerate(entries):
+        if pos >= len(parts) or (pos < 0 and len(parts) < 2):
+            continue
+        p = parts[pos]
+        if numeric and not (p.isdigit() and p.isascii() and str(int(p)) == p):
+            continue
+        if not numeric and (not p or any(c in p for c in "{},") or p.isdigit()):
+            continue
+        i_pos = pos % len(parts)
+        buckets.setdefault((len(parts), *parts[:i_pos], "\0", *parts[i_pos + 1:]), []).append(i)
+    out: list[tuple[list[str], int] | None] = list(entries)
+    for members in buckets.values():
+        if len(members) < 2:
+            continue
+        first = members[0]
+        parts, _ = entries[first]
+        i_pos = pos % len(parts)
+        names = [entries[i][0][i_pos] for i in members]
+        merged = _render_ints(sorted(int(n) for n in names)) if numeric else \
+            "{" + ",".join(names) + "}"
+        out[first] = (parts[:i_pos] + [merged] + parts[i_pos + 1:],
+                      sum(entries[i][1] for i in members))
+        for i in members[1:]:
+            out[i] = None
+    return [e for e in out if e is not None]
+
+
+def _render_ints(nums: list[int]) -> str:
+    runs: list[str] = []
+    for _, grp in itertools.groupby(enumerate(nums), key=lambda t: t[1] - t[0]):
+        run = [n for _, n in grp]
+        runs += [f"{run[0]}..{run[-1]}"] if len(run) >= 3 else [str(n) for n in run]
+    return "{" + ",".join(runs) + "}"
+
+
+def expand_group(line: str) -> list[str]:
+    """The keys one :func:`group_keys` line stands for (the inverse, for selections)."""
+    choices: list[list[str]] = []
+    for part in _SPLIT.split(line):
+        m = _GROUP.fullmatch(part)
+        if not m:
+            choices.append([part])
+            continue
+        items: list[str] = []
+        for item in m.group(1).split(","):
+            r = _RANGE.fullmatch(item)
+            items += [str(n) for n in range(int(r[1]), int(r[2]) + 1)] if r else [item]
+        choices.append(items)
+    return [".".join(p) for p in itertools.product(*choices)]
+
+
+def __getattr__(name: str) -> Any:
+    # The diagnoses live in pttui.core.diagnosis (which imports this module); they are
+    # reachable from here too, as the rest of pttui expects.
+    if name in ("diagnose", "variant_mismatch", "best_container"):
+        from pttui.core import diagnosis
+
+        return getattr(diagnosis, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
