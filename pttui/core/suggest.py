@@ -124,34 +124,45 @@ def _affected(before: dict[str, TensorMeta], after: dict[str, TensorMeta]
 
 # -- prefixes ------------------------------------------------------------------------
 
+_SAMPLE = 4000  # keys looked at to propose prefixes; each proposal is then measured exactly
+
+
+def _sample(keys: list[str]) -> list[str]:
+    step = max(1, len(keys) // _SAMPLE)
+    return keys[::step]
+
+
+def _heads(key: str, depth: int = 3) -> list[str]:
+    """``a.b.c.d`` -> ``a.``, ``a.b.``, ``a.b.c.`` (prefixes of whole components)."""
+    out, pos = [], key.find(".")
+    while pos > 0 and len(out) < depth:
+        out.append(key[:pos + 1])
+        pos = key.find(".", pos + 1)
+    return out
+
+
 def _prefix_candidates(tensors, expected, base: Report):
     """Strip or add prefixes that turn unexpected keys into expected ones."""
-    exp = set(expected)
-    have = set(tensors)
     strip: Counter[str] = Counter()
-    for k in base.unexpected:
-        parts = k.split(".")
-        for i in range(1, min(len(parts), 4)):
-            p = ".".join(parts[:i]) + "."
-            if k[len(p):] in exp:
+    for k in _sample(base.unexpected):
+        for p in _heads(k):
+            if k[len(p):] in expected:
                 strip[p] += 1
     add: Counter[str] = Counter()
-    for k in base.missing:
-        parts = k.split(".")
-        for i in range(1, min(len(parts), 4)):
-            p = ".".join(parts[:i]) + "."
-            if k[len(p):] in have:
+    for k in _sample(base.missing):
+        for p in _heads(k):
+            if k[len(p):] in tensors:
                 add[p] += 1
-    for p, n in strip.most_common(5):
+    for p, _n in strip.most_common(5):
         yield (StripPrefix(p), f"strip prefix `{p}`",
-               f"{n} checkpoint keys match the model once `{p}` is removed"
+               f"checkpoint keys match the model once `{p}` is removed"
                + (" (a training wrapper)" if p in WRAPPERS else ""))
-    for p, n in add.most_common(3):
+    for p, _n in add.most_common(3):
         yield (AddPrefix(p), f"add prefix `{p}`",
-               f"{n} model keys are the checkpoint's keys under `{p}`")
+               f"the model's keys are the checkpoint's keys under `{p}`")
+    joined = "\n".join(base.unexpected)
     for w in WRAPPERS:  # a wrapper in the middle of keys (model.module.x, _orig_mod inside)
-        inner = f".{w}"
-        if any(inner in k for k in base.unexpected):
+        if f".{w}" in joined:
             pattern = rf"(?<=\.){re.escape(w)}"
             yield (RegexRename(pattern, ""), f"remove wrapper `{w}` inside keys",
                    f"`{w}` sits inside the keys (a wrapped submodule)")
@@ -188,7 +199,7 @@ def _structural(tensors, expected, base: Report, measure) -> None:
 
 
 def _readable(pattern: str, repl: str) -> str:
-    """`(?<=\.)blocks\.(\d+)(?=\.|$)` -> `layers.N` reads as `blocks.N` -> `layers.N`."""
+    r"""`(?<=\.)blocks\.(\d+)(?=\.|$)` -> `layers.N` reads as `blocks.N` -> `layers.N`."""
     src = re.sub(r"^\(\?:\(\?<=\\\.\)\|\^\)|^\(\?<=\\\.\)|\(\?=\\\.\|\$\)$", "", pattern)
     src = src.replace(r"(\d+)", "N").replace("\\", "")
     dst = re.sub(r"\\\d", "N", repl)
