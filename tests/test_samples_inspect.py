@@ -32,6 +32,9 @@ CASES = {
     "tiny_vit_sharded/model.safetensors.index.json": ("sharded", []),
     "tiny_vit_sharded_bin/pytorch_model.bin.index.json": ("sharded", []),
     "tiny_vit_optimizer_only.pt": ("load", ["state"]),
+    "tiny_vit_dcp": ("dcp", []),
+    # malicious.pt is never loaded, not even here: it holds tiny_vit.safetensors' weights
+    "malicious.pt": ("same_as:tiny_vit.safetensors", ["state_dict"]),
 }
 
 # Runs in a child: loads every sample the way torch users do and prints its facts.
@@ -58,6 +61,15 @@ for name, (how, sel) in cases.items():
         obj = torch.jit.load(path, map_location="cpu").state_dict()
     elif how == "safetensors":
         obj = load_file(path)
+    elif how.startswith("same_as:"):
+        obj = load_file(os.path.join(root, how.split(":", 1)[1]))
+        sel = []
+    elif how == "dcp":
+        import tempfile
+        from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+        out = os.path.join(tempfile.mkdtemp(), "dcp.pt")
+        dcp_to_torch_save(path, out)
+        obj = torch.load(out, weights_only=True)
     elif how == "sharded":
         wm = json.load(open(path))["weight_map"]
         obj = {}
