@@ -44,7 +44,8 @@ def test_renamed_sample_differs():
     assert doc["common"] + len(doc["only_in_a"]) == 32
     human = run_cli("diff", str(VIT), str(SAMPLES / "tiny_vit_renamed.pt"), "--limit", "2")
     assert human.returncode == 1
-    assert "only in A (26):" in human.stdout and "... and 24 more" in human.stdout
+    assert "only in A (26):" in human.stdout and "more lines (--limit 0 lists all)" in human.stdout
+    assert "  encoder.blocks.{0,1}.ln_1.{gamma,beta}" in human.stdout
     assert "result: the checkpoints differ" in human.stdout
 
 

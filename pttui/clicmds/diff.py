@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from pttui.core.compare import group_keys
 from pttui.core.diff import DiffReport, diff
 from pttui.core.reader import open_checkpoint
 
@@ -44,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.same else 1
 
 
-def _group(title: str, rows: list[str], limit: int) -> list[str]:
+def _group(title: str, rows: list[str], limit: int, count: int | None = None) -> list[str]:
+    """``title (count):`` then at most ``limit`` rows; ``count`` when rows are groups."""
     if not rows:
         return []
     shown = rows if limit <= 0 else rows[:limit]
-    out = [f"{title} ({len(rows)}):"] + [f"  {r}" for r in shown]
+    out = [f"{title} ({len(rows) if count is None else count}):"] + [f"  {r}" for r in shown]
     if len(shown) < len(rows):
-        out.append(f"  ... and {len(rows) - len(shown)} more (--limit 0 lists all)")
+        out.append(f"  ... and {len(rows) - len(shown)} more lines (--limit 0 lists all)")
     return out
 
 
@@ -66,8 +68,8 @@ def render(r: DiffReport, n_a: int, n_b: int, limit: int = 20) -> list[str]:
     if r.values:
         parts.append(f"values: {r.identical} of {r.compared} identical")
     lines.append(" · ".join(parts))
-    lines += _group("only in A", r.only_in_a, limit)
-    lines += _group("only in B", r.only_in_b, limit)
+    lines += _group("only in A", group_keys(r.only_in_a), limit, len(r.only_in_a))
+    lines += _group("only in B", group_keys(r.only_in_b), limit, len(r.only_in_b))
     lines += _group("shape differs (A vs B)",
                     [f"{k}  {list(sa)} vs {list(sb)}" for k, sa, sb in r.shape_diff], limit)
     lines += _group("dtype differs (A vs B)",
