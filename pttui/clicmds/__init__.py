@@ -12,4 +12,5 @@ COMMANDS: dict[str, str] = {
     "recipe": "recipe",
     "load": "load",
     "devices": "devices",
+    "shell": "shell",
 }

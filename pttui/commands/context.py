@@ -1,0 +1,187 @@
+"""The state commands share between lines: the core Session, plus the numbered
+suggestions ``apply N`` refers to, and the lookups every command needs (the open
+file, the target, the current key map, one key by name).
+"""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+from typing import Any
+
+from pttui.core.autofix import carry_metadata
+from pttui.core.compare import UNKNOWN, Report, compare
+from pttui.core.meta import Checkpoint, ReadError, TensorMeta
+from pttui.core.recipe import Recipe, quote
+from pttui.core.session import Session
+
+_CLOSE_LIMIT = 5000  # keys difflib may scan for "did you mean" (it is quadratic-ish)
+
+
+def recompute(session: Session) -> Report | None:
+    """The Session hook: what a strict load of the current key map would report."""
+    src, target = session.source, session.target
+    if src is None or target is None:
+        return None
+    recipe = session.recipe
+    try:
+        current = session.current()
+    except ReadError:
+        return None
+    return compare(current, target, accepted_missing=recipe.accepted_missing,
+                   ckpt_metadata=state_metadata(src, recipe))
+
+
+def state_metadata(src: Checkpoint, recipe: Recipe) -> Any:
+    """The ``_metadata`` the export will carry, renamed like the keys; UNKNOWN when the
+    recipe picks a container other than the one the reader read it for."""
+    if recipe.container is not None and tuple(recipe.container) != src.selected:
+        return UNKNOWN
+    md = src.state_metadata
+    return carry_metadata(md, recipe) if isinstance(md, dict) else md
+
+
+class Context:
+    """One Session seen through the command language (the shell and the TUI each hold one)."""
+
+    def __init__(self, session: Session | None = None) -> None:
+        self.session = session if session is not None else Session()
+        if self.session.recompute is None:
+            self.session.recompute = recompute
+            self.session.report = recompute(self.session)
+        self.suggestions: list[Any] = []
+        self._suggested_for: tuple = ()
+        self._keys: tuple[tuple, list[str]] | None = None
+
+    # -- what is open -------------------------------------------------------------
+
+    def source(self) -> Checkpoint:
+        if self.session.source is None:
+            raise ReadError("no checkpoint is open; run `open PATH` first")
+        return self.session.source
+
+    def target(self) -> Any:
+        if self.session.target is None:
+            raise ReadError("no model is set; run `model SPEC` first (e.g. model "
+                            "torchvision:resnet18)")
+        return self.session.target
+
+    def report(self) -> Report:
+        self.source()
+        self.target()
+        if self.session.report is None:
+            self.session.report = recompute(self.session)
+        if self.session.report is None:
+            raise ReadError("the recipe does not apply to this file; `recipe show` and `undo`")
+        return self.session.report
+
+    def current(self) -> dict[str, TensorMeta]:
+        """The selected container's tensors after the recipe, keyed by their new names."""
+        self.source()
+        return self.session.current()
+
+    def sorted_keys(self) -> list[str]:
+        """The current keys, sorted (cached per recipe state): for prefix lookups."""
+        s = self.session
+        state = (s.source, s.source.selected if s.source else None, s.recipe)
+        old = self._keys[0] if self._keys is not None else None
+        if old is None or old[0] is not state[0] or old[1] != state[1] or old[2] is not state[2]:
+            self._keys = (state, sorted(s.current()) if s.source is not None else [])
+        return self._keys[1]
+
+    def under(self, prefix: str) -> list[str]:
+        """Keys equal to ``prefix`` or below it as a dotted path (sorted)."""
+        keys = self.sorted_keys()
+        if not prefix:
+            return list(keys)
+        base = prefix.rstrip(".")
+        lo = bisect.bisect_left(keys, base)
+        out = []
+        for k in keys[lo:]:
+            if not k.startswith(base):
+                break
+            if k == base or k.startswith(base + "."):
+                out.append(k)
+        return out
+
+    def tensor(self, key: str) -> TensorMeta:
+        """The current tensor named ``key``; a one-line error that helps when there is none."""
+        current = self.current()
+        meta = current.get(key)
+        if meta is not None:
+            return meta
+        below = self.under(key)
+        if below:
+            raise ReadError(f"{quote(key)} is a module holding {len(below)} tensors, not one "
+                            f"tensor; try `tree {key}` or `ls {key}`")
+        renamed = [new for new, m in current.items() if m.key == key]
+        if renamed:
+            raise ReadError(f"{quote(key)} is called {quote(renamed[0])} after the recipe; "
+                            "use the new name")
+        close = self.close_keys(key)
+        hint = f"; did you mean {', '.join(quote(c) for c in close)}?" if close else \
+            "; `find PATTERN` searches the keys"
+        raise ReadError(f"no tensor {quote(key)}{hint}")
+
+    def close_keys(self, key: str, n: int = 3) -> list[str]:
+        keys = self.sorted_keys()
+        if len(keys) > _CLOSE_LIMIT:
+            last = key.rpartition(".")[2]
+            keys = [k for k in keys if k.endswith(last)][:_CLOSE_LIMIT]
+        return difflib.get_close_matches(key, keys, n=n, cutoff=0.6)
+
+    # -- numbered suggestions -----------------------------------------------------------
+
+    def _state(self) -> tuple:
+        s = self.session
+        return (s.source, s.target, s.recipe)
+
+    def remember(self, suggestions: list[Any]) -> None:
+        """Number these for ``apply N`` (valid until the source, target or recipe change)."""
+        self.suggestions = list(suggestions)
+        self._suggested_for = self._state()
+
+    def numbered(self) -> list[Any]:
+        """The suggestions last listed, if they still describe the session; else []."""
+        now = self._state()
+        fresh = len(self._suggested_for) == len(now) and all(
+            a is b for a, b in zip(self._suggested_for, now))
+        return self.suggestions if fresh else []
+
+
+def container_name(path: tuple[str, ...] | None) -> str:
+    return ".".join(path) if path else "(root)"
+
+
+def find_container(ckpt: Checkpoint, text: str) -> tuple[str, ...]:
+    """The container path a user typed (``state_dict``, ``ema.model``, ``(root)``)."""
+    for c in ckpt.containers:
+        if container_name(c.path) == text or (text == "" and not c.path):
+            return c.path
+    have = ", ".join(quote(container_name(c.path)) for c in ckpt.containers) or "none"
+    raise ReadError(f"no container {quote(text)} in {ckpt.path}; it has: {have}")
+
+
+def status(ctx: Context) -> dict[str, Any]:
+    """The session at a glance (the shell's toolbar, the TUI's status bar, `status`)."""
+    s = ctx.session
+    src, target, report = s.source, s.target, s.report
+    container = None
+    if src is not None:
+        container = container_name(s.recipe.container if s.recipe.container is not None
+                                   else src.selected)
+    out: dict[str, Any] = {
+        "file": src.path if src is not None else None,
+        "format": src.format if src is not None else None,
+        "container": container,
+        "target": (getattr(target, "label", None) or getattr(target, "spec", None))
+        if target is not None else None,
+        "coverage": None, "loads": None,
+        "recipe": len(s.recipe.ops), "can_undo": s.can_undo, "can_redo": s.can_redo,
+    }
+    if report is not None:
+        k, kt = report.coverage_keys
+        out["coverage"] = f"{k}/{kt} keys"
+        out["loads"] = "strict" if report.strict_ok else \
+            "strict=False" if report.ok_with_accepted else "no"
+    return out

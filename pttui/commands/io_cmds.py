@@ -1,0 +1,209 @@
+"""Touching real bytes and real torch: load (a torch.load in a child process), export
+(the repaired weights, atomically, verified), devices (where the weights would fit).
+Each one may take seconds; each honours the cancel event."""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from rich.text import Text
+
+from pttui.commands import render as rd
+from pttui.commands.parser import Arg, Opt, Spec, seconds
+from pttui.commands.recipe_cmds import for_file
+from pttui.commands.registry import Call, command
+from pttui.commands.result import ERROR, CommandResult
+from pttui.core import humanize as hz
+from pttui.core import report_text as rt
+from pttui.core.autofix import carry_metadata, reopen
+from pttui.core.meta import ReadError
+
+MAP_LOCATIONS = ("auto", "cpu", "cuda", "meta", "keep")
+_SHOW_TENSORS = 20
+
+
+@command(Spec("load", "try a real torch.load of the open file in a child process; "
+              "failures are explained with the fix to type next",
+              opts=(Opt("--map-location", "WHERE", "auto (default), cpu, cuda, cuda:N, meta, "
+                        "keep", kind="map-location", default="auto"),
+                    Opt("--allow", "MODULE.NAME", "allow one global for weights_only=True "
+                        "(imports its module)", kind="global", many=True),
+                    Opt("--no-mmap", help="read the whole file instead of mapping it"),
+                    Opt("--timeout", "S", "stop after S seconds", convert=seconds),
+                    Opt("--force", help="skip the check that the file fits in memory")),
+              help="weights_only stays True here; a load that runs the file's code is "
+                   "`pttui load PATH --unsafe-weights-only-false`, outside the shell.",
+              slow=True, examples=("load --map-location cpu", "load --allow argparse.Namespace")))
+def load(call: Call) -> CommandResult:
+    from pttui.core.loading import LoadPolicy, attempt_load
+
+    src = call.ctx.source()
+    try:
+        policy = LoadPolicy(allow_globals=tuple(call.args["allow"]),
+                            map_location=call.args["map_location"],
+                            mmap=False if call.args["no_mmap"] else None)
+    except ValueError as err:
+        raise ReadError(f"load: {err}") from None
+    result = attempt_load(src.path, policy, force=call.args["force"], cancel=call.cancel,
+                          timeout=call.args["timeout"])
+    call.check_cancel()
+    call.session.set_policy(policy)
+    pol = result.policy
+    how = (f"{result.seconds:.1f}s, weights_only={pol.get('weights_only')}, "
+           f"map_location={pol.get('map_location')}")
+    if not result.ok:
+        return _failure(call, result, policy, how)
+    s = result.summary or {}
+    res = call.result(f"loaded with torch.load ({how})", rd.pairs([
+        ("object", str(s.get("type"))),
+        ("tensors", f"{s.get('tensor_count', 0):,}, {hz.nbytes(s.get('tensor_bytes') or 0)}"),
+        ("peak memory", hz.nbytes(result.peak_rss) if result.peak_rss else "N/A")]),
+        **result.to_json())
+    t = rd.table("key", "shape", "dtype", "device")
+    tensors = s.get("tensors") or []
+    for item in tensors[:_SHOW_TENSORS]:
+        shape = "?" if item.get("shape") is None else hz.shape(tuple(item["shape"]))
+        t.add_row(Text(str(item["key"])), shape, str(item["dtype"]), str(item["device"]))
+    if tensors:
+        res.add(t)
+    left = s.get("tensor_count", len(tensors)) - min(len(tensors), _SHOW_TENSORS)
+    if left > 0:
+        res.add(rd.more(left, "`ls` lists the keys"))
+    res.add(*(rd.note(f"warning: {w}") for w in result.warnings))
+    return res
+
+
+def _failure(call: Call, result, policy, how: str) -> CommandResult:  # noqa: ANN001
+    f = result.failure
+    res = call.result(f"load failed ({f.kind}): {f.headline}", **result.to_json())
+    res.status = ERROR
+    res.add(rd.note(how), Text(f.explanation))
+    for fx in f.fixes:
+        line = _fix_line(call, policy, fx)
+        res.add(Text(f"  try: {line}" if line else f"  - {fx.description}",
+                     style="bold" if line else ""))
+        if line:
+            res.add(rd.note(f"       {fx.description}"))
+        elif fx.code:
+            res.add(rd.note(f"       {fx.code}"))
+    return res
+
+
+def _fix_line(call: Call, policy, fx) -> str | None:  # noqa: ANN001 - LoadPolicy, Fix
+    """The shell command that applies ``fx``; None when no option can."""
+    if fx.unsafe:
+        return (f"pttui load {shlex.quote(call.ctx.source().path)} "
+                "--unsafe-weights-only-false   (outside the shell; runs the file's code)")
+    if not fx.changes and not fx.force:
+        return None
+    want = policy.with_changes({k: v for k, v in fx.changes.items() if k != "weights_only"})
+    words = ["load"]
+    if want.map_location != "auto":
+        words += ["--map-location", want.map_location]
+    for g in want.allow_globals:
+        words += ["--allow", g]
+    if want.mmap is False:
+        words.append("--no-mmap")
+    if fx.force or call.args["force"]:
+        words.append("--force")
+    return shlex.join(words)
+
+
+@command(Spec("export", "write the repaired weights (.pt or .safetensors), verified by "
+              "reading them back, and the recipe beside them",
+              (Arg("PATH", "path", help="the output; .pt/.pth/.bin or .safetensors"),),
+              (Opt("--format", "FMT", "pt or safetensors (default: from the extension)",
+                   choices=("pt", "safetensors")),
+               Opt("--force", help="replace PATH (and its recipe) if they exist"),
+               Opt("--no-recipe", help="do not write PATH.recipe.json"),
+               Opt("--anyway", help="export even though the model would not load the result")),
+              help="The source is never written; a failed or interrupted export leaves "
+                   "nothing behind.", slow=True,
+              examples=("export fixed.safetensors", "export out.pt --force")))
+def export(call: Call) -> CommandResult:
+    from pttui.core.export import export as write
+
+    src = call.ctx.source()
+    out = os.path.expanduser(call.args["path"])
+    if call.session.target is not None and not call.args["anyway"]:
+        report = call.ctx.report()
+        if not report.ok_with_accepted:
+            why = rt.verdict(report).split(": ", 1)[-1]
+            raise ReadError(f"export: {call.session.target.label} would still not load it "
+                            f"({why}); repair it first (`suggest`) or add --anyway")
+    recipe = for_file(call)
+    recipe_out = None if call.args["no_recipe"] else out + ".recipe.json"
+    if recipe_out and os.path.exists(recipe_out) and not call.args["force"]:
+        raise ReadError(f"{recipe_out}: exists; add --force to replace it, or --no-recipe")
+    ckpt = reopen(src, recipe)
+    result = write(ckpt, recipe.apply_to(ckpt), recipe.select(ckpt), out,
+                   fmt=call.args["format"], force=call.args["force"],
+                   metadata=carry_metadata(ckpt.state_metadata, recipe),
+                   progress=lambda done, total: call.report(done, total, "export"),
+                   cancel=call.cancel)
+    if recipe_out:
+        recipe.save(recipe_out)
+    res = call.result(f"wrote {result.path}: {rd.plural(result.tensors, 'tensor')}, "
+                      f"{hz.nbytes(result.nbytes)} in {result.seconds:.2f}s",
+                      **result.to_json(), recipe_path=recipe_out)
+    res.add(Text("verified: every tensor read back equals the source", style=rd.GOOD)
+            if result.verified else rd.note("not verified"))
+    res.add(*(rd.note(f"note: {p}") for p in result.problems))
+    if result.aliases:
+        res.add(rd.note(f"{rd.plural(len(result.aliases), 'tied name')} stored once "
+                        "(.safetensors cannot share memory)"))
+    if recipe_out:
+        model = recipe.target or "SPEC"
+        res.add(rd.note(f"recipe: {recipe_out}  (replay: pttui fix CHECKPOINT --model "
+                        f"{model} --recipe {recipe_out} -o OUT)"))
+    return res
+
+
+@command(Spec("devices", "CPU RAM, GPUs (NVML), torch/CUDA versions; whether the open "
+              "checkpoint fits each", slow=True))
+def devices(call: Call) -> CommandResult:
+    from pttui.core import devices as dv
+
+    snap = dv.snapshot()
+    versions = dv.torch_versions()
+    call.check_cancel()
+    needed = None
+    if call.session.source is not None:
+        needed = sum(t.nbytes for t in call.ctx.current().values())
+    t = rd.table("device", "name", "used", "free", "total", "util", "temp",
+                 *(["fits"] if needed is not None else []),
+                 right=("used", "free", "total", "util", "temp"))
+    fb = dv.format_bytes
+    cpu = snap.cpu
+    rows = [("cpu", f"{cpu.cores or '?'} cores", None, cpu.ram_available, cpu.ram_total,
+             None, None)]
+    for g in snap.gpus:
+        where = f"cuda:{g.cuda_ordinal}" if g.cuda_ordinal is not None else "hidden"
+        rows.append((where, g.name or "GPU", g.memory_used, g.memory_free, g.memory_total,
+                     g.utilization, g.temperature))
+    for dev, name, used, free, total, util, temp in rows:
+        cells = [dev, name, fb(used) if used is not None else "", fb(free), fb(total),
+                 "N/A" if util is None and dev != "cpu" else (f"{util}%" if util is not None
+                                                                  else ""),
+                 "N/A" if temp is None and dev != "cpu" else (f"{temp} C" if temp is not None
+                                                                  else "")]
+        if needed is not None:
+            fit = dv.fits(needed, snap, dev) if dev != "hidden" else None
+            cells.append(Text("?" if fit is None or fit.fits is None else
+                              "yes" if fit.fits else "no",
+                              style="" if fit is None or fit.fits is None else
+                              rd.GOOD if fit.fits else rd.BAD))
+        t.add_row(*cells)
+    res = call.result("", t, **snap.to_json())
+    if versions.torch is None:
+        res.add(rd.note(f"torch: not available ({versions.error})"))
+    else:
+        built = f"CUDA {versions.cuda}" if versions.cuda else "CPU-only build"
+        res.add(rd.note(f"torch {versions.torch} ({built}); CUDA available: "
+                        f"{'yes' if versions.cuda_available else 'no'}"))
+    if not snap.gpus:
+        res.add(rd.note(f"GPUs: none ({snap.reason or 'no GPU found'})"))
+    if needed is not None:
+        res.add(rd.note(f"the open checkpoint needs {hz.nbytes(needed)}"))
+    return res

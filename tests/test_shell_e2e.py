@@ -1,0 +1,148 @@
+"""The shell end to end: prompt_toolkit's pipe input in process (fast), and once through
+a real pseudo-terminal with pexpect (Tab, the toolbar, Ctrl-C, Ctrl-D, history)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+
+import pytest
+import torch
+import torchvision
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
+
+from pttui.commands import Context, run_line
+from pttui.shell.app import Shell, toolbar
+from pttui.shell.output import make_console
+
+from .helpers import ROOT, SAMPLES
+from .test_import_hygiene import _heavy, _modules_after
+
+DP = SAMPLES / "squeezenet1_1_dataparallel.pt"
+
+
+def drive(text: str, ctx: Context | None = None) -> tuple[int, str, Context]:
+    """Type ``text`` into an in-process shell; returns exit code, output, context."""
+    ctx = ctx or Context()
+    out = io.StringIO()
+    with create_pipe_input() as inp:
+        inp.send_text(text)
+        shell = Shell(ctx, make_console(out), history=InMemoryHistory(), input=inp,
+                      output=DummyOutput())
+        rc = shell.run()
+    return rc, out.getvalue(), ctx
+
+
+def assert_loads_into_squeezenet(path) -> None:
+    model = torchvision.models.squeezenet1_1(weights=None)
+    model.load_state_dict(torch.load(path, weights_only=True), strict=True)
+
+
+def test_repair_through_the_prompt(tmp_path):
+    out_file = tmp_path / "fixed.pt"
+    rc, out, ctx = drive(f"open {DP}\rmodel torchvision:squeezenet1_1\rsuggest\r"
+                         f"apply 1\rexport {out_file}\r\x04")
+    assert rc == 0
+    assert "1 suggestion for torchvision squeezenet1_1" in out
+    assert "strict load: OK" in out and f"wrote {out_file}" in out
+    assert_loads_into_squeezenet(out_file)
+    assert ctx.session.report.strict_ok
+
+
+def test_ctrl_c_at_the_prompt_clears_the_line_and_quit_leaves():
+    rc, out, _ = drive("this is not run\x03status\rquit\rstatus\r")
+    assert rc == 0
+    assert "not run" not in out and "unknown command" not in out
+    assert out.count("none (`open PATH`)") == 1  # the status after quit never ran
+
+
+def test_errors_print_one_line_and_the_shell_goes_on():
+    rc, out, _ = drive("sugest\rls\r'unclosed\rhelp tree\r\x04")
+    assert rc == 0
+    assert "error: unknown command `sugest`; did you mean `suggest`?" in out
+    assert "error: no checkpoint is open; run `open PATH` first" in out
+    assert "close the quote" in out and "tree [PREFIX] [--depth N]" in out
+    assert "Traceback" not in out
+
+
+def test_toolbar_shows_file_target_coverage_and_recipe():
+    ctx = Context()
+    assert "open PATH" in "".join(t for _, t in toolbar(ctx))
+    run_line(ctx, f"open {DP}")
+    run_line(ctx, "model torchvision:squeezenet1_1")
+    text = "".join(t for _, t in toolbar(ctx))
+    assert "squeezenet1_1_dataparallel.pt [(root)]" in text
+    assert "model: torchvision squeezenet1_1 | 0/52 keys does not load | recipe: 0 steps" in text
+    run_line(ctx, "rename ^module\\. ''")
+    assert "52/52 keys loads | recipe: 1 step " in "".join(t for _, t in toolbar(ctx))
+
+
+def test_shell_help_imports_no_torch_and_commands_no_ui():
+    code = ("from pttui.cli import main\ntry:\n    main(['shell', '--help'])\n"
+            "except SystemExit:\n    pass")
+    assert _heavy(_modules_after(code)) == []
+    code = ("from pttui.commands import Context, run_line\n"
+            "assert run_line(Context(), 'help').ok")
+    mods = _modules_after(code)
+    assert _heavy(mods) == [] and "pttui.commands.io_cmds" in mods
+
+
+pexpect = pytest.importorskip("pexpect")
+
+
+def test_real_terminal_session(tmp_path):
+    """Tab completes, the toolbar shows the state, Ctrl-C stops a long command without
+    losing the session, Ctrl-D leaves; the history file is written."""
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm-256color",
+               PYTHONPATH=str(ROOT))
+    env.pop("NO_COLOR", None)
+    out_file = tmp_path / "out.safetensors"
+    child = pexpect.spawn(sys.executable, ["-m", "pttui.cli", "shell", str(DP)], env=env,
+                          cwd=str(tmp_path), encoding="utf-8", timeout=90, dimensions=(30, 140))
+
+    def prompt() -> None:  # answer prompt_toolkit's cursor position request, like a terminal
+        child.expect(r"\x1b\[6n")
+        child.send("\x1b[20;1R")
+        child.expect("pttui>")
+
+    try:
+        prompt()
+        child.expect("recipe: 0 steps")
+        child.sendline("model torchvision:squeezenet1_1")
+        child.expect("coverage")
+        prompt()
+        child.expect("does not load")
+        child.send("sugg")
+        time.sleep(0.5)
+        child.send("\t")  # completes to `suggest`
+        time.sleep(0.3)
+        child.send("\r")
+        child.expect("apply N")
+        prompt()
+        child.sendline("apply 1")
+        child.expect("strict load: OK")
+        prompt()
+        child.expect("52/52 keys")
+        child.sendline("load")
+        child.expect("Ctrl-C stops it")
+        time.sleep(0.3)
+        child.sendintr()
+        child.expect("load: interrupted")
+        prompt()
+        child.sendline(f"export {out_file}")
+        child.expect("verified")
+        prompt()
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    history = (tmp_path / "state" / "pttui" / "history").read_text()
+    assert "+model torchvision:squeezenet1_1" in history and "+apply 1" in history
+    from safetensors.torch import load_file
+
+    torchvision.models.squeezenet1_1(weights=None).load_state_dict(load_file(out_file))
