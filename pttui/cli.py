@@ -14,6 +14,7 @@ from pttui import __version__
 from pttui.clicmds import COMMANDS
 
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_TUI_OPTIONS = ("--model", "--model-arg", "--map-location", "--no-mouse")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +37,7 @@ def _command_help() -> dict[str, str]:
         "recipe": "show a saved repair recipe, or render it for mmengine, transformers or Python",
         "load": "try a real torch.load in a subprocess and explain any failure",
         "devices": "show CPU RAM and GPUs (NVML), torch and CUDA versions",
+        "shell": "an interactive repair shell (or run a script of its commands)",
     }
 
 
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         module.add_arguments(parser._subparsers._group_actions[0].choices[cmd])  # type: ignore[union-attr]
     if cmd is not None and cmd not in COMMANDS:
         return _default(argv)
+    if cmd is None and any(a.split("=")[0] in _TUI_OPTIONS for a in argv):
+        return _default(argv)  # `pttui --no-mouse`: the TUI's options, no path
     args = parser.parse_args(argv)
     if args.command is None:
         return _default(argv)
@@ -70,13 +74,48 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _default(argv: list[str]) -> int:
-    """``pttui [PATH]``: open a folder (or a file within it)."""
-    parser = _Parser(prog="pttui", description="Open a folder of checkpoints (default: here).")
-    parser.add_argument("path", nargs="?", default=".", help="a folder or a checkpoint file")
+    """``pttui [PATH]``: the TUI on a terminal; the folder listing when piped or scripted."""
+    parser = _Parser(prog="pttui", description="Open a folder of checkpoints (default: here) "
+                     "in the terminal UI; prints the folder listing when not on a terminal.")
+    parser.add_argument("path", nargs="?", default=".",
+                        help="a folder, or a checkpoint file (opened, its folder listed)")
+    parser.add_argument("--model", metavar="SPEC", help="compare with this model at start: "
+                        "torchvision:NAME, package.module:factory, path/to/file.py:Factory, "
+                        "or ref:OTHER_CHECKPOINT")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="K=V",
+                        help="an argument for the model factory (repeatable)")
+    parser.add_argument("--map-location", default="auto", metavar="WHERE",
+                        help="for load attempts: auto (default), cpu, cuda, cuda:N, meta, keep")
+    parser.add_argument("--no-mouse", action="store_true",
+                        help="keyboard only: leave the mouse to the terminal")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args(argv)
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        return _run(_tui, args, argv)
     from pttui.clicmds import folder
     return _run(folder.run, args, argv)
+
+
+def _tui(args: argparse.Namespace) -> int:
+    import os
+
+    from pttui.core.loading import LoadPolicy
+    from pttui.core.meta import ReadError
+    from pttui.core.targets import parse_model_args
+
+    if not os.path.exists(args.path):
+        raise ReadError(f"{args.path}: no such file or folder")
+    try:
+        LoadPolicy(map_location=args.map_location)
+    except ValueError as err:
+        raise ReadError(str(err)) from None
+    model_args = parse_model_args(args.model_arg)
+    if model_args and not args.model:
+        raise ReadError("--model-arg needs --model")
+    from pttui.tui import run
+
+    return run(args.path, model=args.model, model_args=model_args,
+               map_location=args.map_location, mouse=not args.no_mouse)
 
 
 def _run(fn, args: argparse.Namespace, argv: list[str]) -> int:

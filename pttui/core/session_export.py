@@ -1,0 +1,53 @@
+"""Export a session's state the way ``pttui fix`` does: recipe applied to real
+tensors, ``_metadata`` carried over, the recipe written beside the output."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pttui.core.meta import Checkpoint, ReadError
+from pttui.core.recipe import Recipe
+
+FORMATS = {"pt": ".pt", "safetensors": ".safetensors"}
+
+
+def default_output(source_path: str, fmt: str = "pt") -> str:
+    """``NAME.fixed.pt`` beside the source; a folder checkpoint (DCP, a sharded set's
+    index) is named after its folder and written beside that folder."""
+    path = os.path.abspath(source_path)
+    if path.endswith(".index.json") or os.path.isdir(path):
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        return os.path.join(os.path.dirname(folder),
+                            os.path.basename(folder) + ".fixed" + FORMATS[fmt])
+    stem, _ext = os.path.splitext(path)
+    return stem + ".fixed" + FORMATS[fmt]
+
+
+def with_format(out: str, fmt: str) -> str:
+    """``out`` with its extension switched to ``fmt``'s."""
+    stem, ext = os.path.splitext(out)
+    return (stem if ext in (".pt", ".pth", ".bin", ".safetensors") else out) + FORMATS[fmt]
+
+
+def recipe_path(out: str) -> str:
+    return out + ".recipe.json"
+
+
+def export_session(source: Checkpoint, recipe: Recipe, out: str, *, force: bool = False,
+                   write_recipe: bool = True, progress: Any = None, cancel: Any = None):
+    """Write ``out`` (and ``out.recipe.json``); returns (ExportResult, recipe path or None)."""
+    from pttui.core.autofix import carry_metadata, reopen
+    from pttui.core.export import export
+
+    rpath = recipe_path(out) if write_recipe else None
+    if rpath and os.path.exists(rpath) and not force:
+        raise ReadError(f"{rpath}: exists; tick overwrite or choose another output path")
+    ckpt = reopen(source, recipe)
+    mapping = recipe.apply(ckpt.tensors)
+    result = export(ckpt, mapping, ckpt.tensors, out, force=force,
+                    metadata=carry_metadata(ckpt.state_metadata, recipe),
+                    progress=progress, cancel=cancel)
+    if rpath:
+        recipe.save(rpath)
+    return result, rpath

@@ -1,0 +1,99 @@
+"""The pttui Textual app: thin. It holds the launch options and the device sources
+(swappable for tests), pushes the main screen, and asks before quitting while a
+load or an export runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+
+from pttui.tui.palette import ActionsProvider, FilesProvider, ModelsProvider
+
+
+@dataclass
+class LaunchOptions:
+    """What ``pttui [PATH] [--model ...]`` asked for."""
+
+    folder: str
+    select: str | None = None  # a file to open at start
+    model: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    map_location: str = "auto"
+    mouse: bool = True
+
+    @classmethod
+    def from_path(cls, path: str = ".", **kwargs: Any) -> LaunchOptions:
+        """A folder opens as is; a file (or a DCP folder) opens its folder with it selected."""
+        full = os.path.abspath(path)
+        if os.path.isdir(full) and not os.path.isfile(os.path.join(full, ".metadata")):
+            return cls(full, None, **kwargs)
+        return cls(os.path.dirname(full), full, **kwargs)
+
+
+def _snapshot() -> Any:
+    from pttui.core.devices import snapshot
+
+    return snapshot()
+
+
+def _versions() -> Any:
+    from pttui.core.devices import torch_versions
+
+    return torch_versions()
+
+
+class PttuiApp(App[None]):
+    CSS_PATH = "pttui.tcss"
+    TITLE = "pttui"
+    COMMANDS = App.COMMANDS | {ActionsProvider, FilesProvider, ModelsProvider}
+    BINDINGS = [Binding("f1,question_mark", "help", "Help"),
+                Binding("ctrl+q", "quit", "Quit", show=False)]
+
+    def __init__(self, options: LaunchOptions,
+                 device_source: Callable[[], Any] | None = None,
+                 versions_source: Callable[[], Any] | None = None) -> None:
+        super().__init__()
+        self.options = options
+        self.device_source = device_source or _snapshot
+        self.versions_source = versions_source or _versions
+        self.busy: set[str] = set()  # "load", "export": what quitting would interrupt
+        self.torchvision_names: list[str] | None = None
+
+    def on_mount(self) -> None:
+        from pttui.tui.screens.main import MainScreen
+
+        self.push_screen(MainScreen(self.options))
+
+    def action_help(self) -> None:
+        from pttui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if not self.busy:
+            self.exit()
+            return
+        from pttui.tui.screens.confirm import ConfirmScreen
+
+        what = " and ".join(sorted(self.busy))
+        body = f"A {what} is running. Quitting stops it (an export leaves nothing behind)."
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._stop_all()
+                self.exit()
+
+        self.push_screen(ConfirmScreen(f"Stop the {what} and quit?", body, yes="Quit"), answer)
+
+    def _stop_all(self) -> None:
+        for screen in self.screen_stack:
+            event = getattr(screen, "cancel_event", None)
+            if event is not None:
+                event.set()
+        self.workers.cancel_all()

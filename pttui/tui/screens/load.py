@@ -1,0 +1,195 @@
+"""A real torch.load (l), in a child process a worker drives without blocking.
+
+Shows elapsed time while it runs (escape cancels: the child's process group is
+killed, its memory freed), then the classified result and the fixes that apply.
+Choosing a fix retries with it; a fix that runs the file's code goes through the
+typed confirmation first.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Button, LoadingIndicator, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, get_current_worker
+
+from pttui.core import humanize as hz
+from pttui.core.meta import ReadError
+from pttui.tui import errors
+from pttui.tui.screens.confirm import unsafe_load_screen
+
+
+class LoadScreen(ModalScreen[Any]):
+    """Dismisses with ``(LoadResult | None, LoadPolicy)``: the last result, the policy."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel / close")]
+
+    class Tick(Message):
+        def __init__(self, seconds: float, state: str) -> None:
+            super().__init__()
+            self.seconds, self.state = seconds, state
+
+        def can_replace(self, message: Message) -> bool:
+            return isinstance(message, LoadScreen.Tick)
+
+    class Done(Message):
+        def __init__(self, result: Any, error: str | None) -> None:
+            super().__init__()
+            self.result, self.error = result, error
+
+    def __init__(self, path: str, policy: Any, globals_scan: Any = None,
+                 unsafe: bool = False) -> None:
+        super().__init__()
+        self.path, self.policy, self.scan = path, policy, globals_scan
+        self.result: Any = None
+        self.running = False
+        self.start_unsafe = unsafe
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Static("", classes="dialog-title", id="load-title")
+            with Horizontal(id="load-running"):
+                yield LoadingIndicator()
+                yield Static("", id="load-elapsed")
+            with VerticalScroll(id="load-body"):
+                yield Static("", id="load-result")
+                yield OptionList(id="load-fixes")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="load-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#load-fixes").display = False
+        if self.start_unsafe:
+            self._ask_unsafe(self.policy.with_changes({"weights_only": False}))
+        else:
+            self.attempt(self.policy)
+
+    def attempt(self, policy: Any, consent: bool = False, force: bool = False) -> None:
+        self.policy = policy
+        self.running = True
+        self.app.busy.add("load")  # type: ignore[attr-defined]
+        title = Text(f"torch.load({os.path.basename(self.path)}, weights_only="
+                     f"{policy.weights_only}, map_location={policy.map_location!r})",
+                     style="bold red" if not policy.weights_only else "bold")
+        self.query_one("#load-title", Static).update(title)
+        self.query_one("#load-running").display = True
+        self.query_one("#load-fixes").display = False
+        self.query_one("#load-result", Static).update(
+            Text("running in a separate process; escape cancels", style="dim"))
+        self.query_one("#load-cancel", Button).label = "Cancel"
+        self._run(policy, consent, force)
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _run(self, policy: Any, consent: bool, force: bool) -> None:
+        from pttui.core.loading import LoadAttempt
+
+        worker = get_current_worker()
+        try:
+            att = LoadAttempt(self.path, policy, consent=consent, force=force).start()
+        except (ReadError, ValueError) as err:
+            self.post_message(self.Done(None, str(err)))
+            return
+        t0 = time.monotonic()
+        while (result := att.poll()) is None:
+            if worker.is_cancelled:
+                result = att.cancel()
+                break
+            self.post_message(self.Tick(time.monotonic() - t0, att.state))
+            time.sleep(0.1)
+        self.post_message(self.Done(result, None))
+
+    def on_load_screen_tick(self, message: Tick) -> None:
+        word = "waiting for another load" if message.state == "queued" else "loading"
+        self.query_one("#load-elapsed", Static).update(f"{word}… {message.seconds:.1f}s")
+
+    def on_load_screen_done(self, message: Done) -> None:
+        self.running = False
+        self.app.busy.discard("load")  # type: ignore[attr-defined]
+        self.query_one("#load-running").display = False
+        self.query_one("#load-cancel", Button).label = "Close"
+        if message.error:
+            self.query_one("#load-result", Static).update(Text(message.error, style="red"))
+            return
+        r = self.result = message.result
+        self.query_one("#load-result", Static).update(result_text(r))
+        fixes = r.failure.fixes if r.failure is not None else []
+        ol = self.query_one("#load-fixes", OptionList)
+        ol.clear_options()
+        for i, fix in enumerate(fixes):
+            label = Text(("DANGER: " if fix.unsafe else "try: ") + fix.description,
+                         style="bold red" if fix.unsafe else "")
+            ol.add_option(Option(label, id=str(i)))
+        ol.display = bool(fixes)
+        if fixes:
+            ol.highlighted = 0
+            ol.focus()
+        self.app.notify(f"load {'succeeded' if r.ok else 'failed: ' + r.kind}",
+                        severity="information" if r.ok else "warning")
+
+    @on(OptionList.OptionSelected, "#load-fixes")
+    def _fix(self, event: OptionList.OptionSelected) -> None:
+        fix = self.result.failure.fixes[int(event.option.id or 0)]
+        policy = self.policy.apply(fix)
+        if fix.unsafe or not policy.weights_only:
+            self._ask_unsafe(policy)
+        else:
+            self.attempt(policy, force=fix.force)
+
+    def _ask_unsafe(self, policy: Any) -> None:
+        scan = self.scan
+        screen = unsafe_load_screen(self.path, list(getattr(scan, "dangerous", [])),
+                                    list(getattr(scan, "blocked", [])))
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self.attempt(policy, consent=True)
+            elif self.result is None:
+                self.dismiss((None, self.policy.with_changes({"weights_only": True})))
+
+        self.app.push_screen(screen, answer)
+
+    @on(Button.Pressed, "#load-cancel")
+    def action_cancel(self) -> None:
+        if self.running:
+            self.workers.cancel_group(self, "load")
+            return
+        keep = self.policy if self.policy.weights_only else \
+            self.policy.with_changes({"weights_only": True})  # unsafe is never sticky
+        self.dismiss((self.result, keep))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        text = errors.report(self, event)
+        if text is not None:
+            self.post_message(self.Done(None, text))
+
+
+def result_text(r: Any) -> Text:
+    pol = r.policy or {}
+    how = f"weights_only={pol.get('weights_only')}, map_location={pol.get('map_location')}"
+    if r.ok:
+        s = r.summary or {}
+        t = Text(f"loaded in {r.seconds:.1f}s ({how})\n", style="bold green")
+        t.append(Text(f"{s.get('type')}: {s.get('tensor_count', 0)} tensors, "
+                      f"{hz.nbytes(s.get('tensor_bytes') or 0)}"))
+        for w in r.warnings[:3]:
+            t.append(Text("\nwarning: " + w, style="yellow"))
+        return t
+    f = r.failure
+    t = Text(f"FAILED: {r.kind} ({how})\n", style="bold red")
+    if f is not None:
+        if f.headline:
+            t.append(Text(f"torch: {f.headline}\n", style="red"))
+        t.append(Text(f.explanation))
+        if f.fixes:
+            t.append("\n\nfixes (enter retries with one):", style="bold")
+    return t

@@ -1,0 +1,298 @@
+"""The main screen: files, key tree, devices and report panes over one Session.
+
+Everything slow runs in a thread worker that posts a message back: reading the
+folder, opening a file, analysing the session (compare, suggest, index the keys),
+building the model, polling devices. A result carries the generation it was
+started for, so a stale one (the user moved on) is dropped. The actions (flows)
+live in ``actions.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+from textual.worker import Worker
+
+from pttui.core import humanize as hz
+from pttui.core.meta import ReadError
+from pttui.core.session import Session
+from pttui.tui import errors, keys
+from pttui.tui.messages import (Analysed, DevicesPolled, FileOpened, FolderRead, TargetBuilt,
+                                VersionsRead)
+from pttui.tui.screens.actions import Actions
+from pttui.tui.screens.command import CommandLine
+from pttui.tui.widgets.devices import DevicesPane
+from pttui.tui.widgets.files import FilesPane
+from pttui.tui.widgets.keytree import KeyTree, KeyTreePane
+from pttui.tui.widgets.report import ReportPane
+
+NARROW = 100  # columns below which the report and devices panes start hidden
+POLL_S = 2.0
+BIG = 20_000  # keys above which a new index is moved out of the garbage collector's way
+
+
+def _spare_the_gc(keys: int) -> None:
+    """A big key map arrives as ~10 objects per key, built with the GC paused: the next
+    collections would walk them all on the UI thread (a second's freeze at 100,000 keys).
+    They form no reference cycles (refcounting frees them), so freeze them out of it."""
+    if keys >= BIG:
+        gc.freeze()
+
+
+class MainScreen(CommandLine, Actions, Screen):
+    BINDINGS = keys.bindings()
+
+    def __init__(self, options: Any) -> None:
+        super().__init__()
+        from pttui.commands import Context
+        from pttui.core.loading import LoadPolicy
+
+        self.options = options
+        self.session = Session(policy=LoadPolicy(map_location=options.map_location))
+        self.ctx = Context(self.session)  # the `:` line's view of the same Session
+        self.session.recompute = None  # the analysis worker computes the report instead
+        self.session.listeners.append(self._listener)
+        self.command_cancel = threading.Event()
+        self.analysis: Any = None
+        self.last_load: Any = None
+        self.gen = 0
+        self._state: tuple = ()
+        self._polling = False
+        self._narrow: bool | None = None
+        self.first_paint: tuple[float, bool] | None = None  # (perf_counter, torch imported?)
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="panes"):
+            with Vertical(id="left"):
+                yield FilesPane(id="files")
+                yield DevicesPane(id="devices")
+            yield KeyTreePane(id="keys")
+            yield ReportPane(id="report")
+        yield Input(id="command-line", placeholder="pttui command (help lists them)")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        titles = {"files": "Files", "devices": "Devices", "keys": "Keys", "report": "Report"}
+        for pane, title in titles.items():
+            self.query_one(f"#{pane}").border_title = title
+        self.query_one("#command-line").display = False
+        self.query_one(DevicesPane).show(map_location=self.session.policy.map_location)
+        opts = self.options
+        self.query_one(FilesPane).loading_folder(opts.folder)
+        self.read_folder(opts.folder, opts.select)
+        self.poll_devices()
+        self.set_interval(POLL_S, self.poll_devices)
+        self.query_one("#files-list").focus()
+        self.call_after_refresh(self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        """Only now start what imports torch (seconds): the screen is already up."""
+        self.first_paint = (time.perf_counter(), "torch" in sys.modules)
+        self.read_versions()
+        if self.options.model:
+            self.build_target(self.options.model, dict(self.options.model_args))
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self.query_one("#report").display = not narrow
+            self.query_one("#devices").display = not narrow
+            self.set_class(narrow, "-narrow")
+
+    # -- the folder and the file ------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="folder", exit_on_error=False)
+    def read_folder(self, folder: str, select: str | None = None) -> None:
+        from pttui.core.folder import list_folder
+
+        try:
+            self.post_message(FolderRead(folder, list_folder(folder), select, None))
+        except ReadError as err:
+            self.post_message(FolderRead(folder, [], select, str(err)))
+
+    def on_folder_read(self, message: FolderRead) -> None:
+        self.query_one(FilesPane).show(message.folder, message.entries, message.select,
+                                       message.error)
+        if message.select:
+            self.open_file(message.select)
+        elif self.session.source is None:
+            self.query_one(KeyTreePane).show(None, "choose a file in the Files pane (enter)")
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    def open_file(self, path: str) -> None:
+        from pttui.core.reader import open_checkpoint
+
+        try:
+            self.post_message(FileOpened(path, open_checkpoint(path), None))
+        except ReadError as err:
+            self.post_message(FileOpened(path, None, str(err)))
+
+    def on_file_opened(self, message: FileOpened) -> None:
+        if message.error:
+            self.notify(message.error, title="cannot read", severity="error", timeout=8)
+            self.query_one(KeyTreePane).show(None, message.error)
+            return
+        ckpt = message.ckpt
+        _spare_the_gc(sum(len(c.tensors) for c in ckpt.containers))
+        self.last_load = None
+        self.session.set_source(ckpt)
+        if len(ckpt.containers) > 1:
+            self.notify(f"{len(ckpt.containers)} candidate containers; using "
+                        f"{'.'.join(ckpt.selected or ()) or '(root)'} (c to choose)")
+        self.query_one(KeyTree).focus()
+
+    # -- analysis -------------------------------------------------------------------------
+
+    def _listener(self, session: Session) -> None:
+        """Session changes may come from a `:` command's worker thread."""
+        if threading.get_ident() == self.app._thread_id:
+            self._session_changed(session)
+        else:
+            self.app.call_from_thread(self._session_changed, session)
+
+    def _session_changed(self, session: Session) -> None:
+        state = (session.source, tuple(map(id, session.recipe.ops)), session.target)
+        if state != self._state:
+            self._state = state
+            self.gen += 1
+            session.report = None  # stale until the analysis arrives
+            if session.source is not None:
+                self.query_one(KeyTreePane).message = "analysing…"
+                self.analyse(self.gen, session.source, session.recipe, session.target)
+        self._show_report()
+        self.refresh_bindings()
+
+    @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
+    def analyse(self, gen: int, source: Any, recipe: Any, target: Any) -> None:
+        from pttui.commands.context import state_metadata
+        from pttui.core.analysis import analyse
+
+        meta = state_metadata(source, recipe)  # as the shell compares: BatchNorm counters
+        self.post_message(Analysed(gen, analyse(source, recipe, target, ckpt_metadata=meta)))
+
+    def on_analysed(self, message: Analysed) -> None:
+        if message.gen != self.gen:
+            return
+        a = self.analysis = message.analysis
+        _spare_the_gc(len(a.index.keys))
+        self.session.report = a.report
+        cur = a.current
+        summary = Text(f"{len(cur):,} keys · {hz.count(sum(t.numel for t in cur.values()))} · "
+                       f"{hz.nbytes(a.nbytes)}", style="dim")
+        rep = a.report
+        if rep is not None:  # the verdict in one word, for when the report pane is hidden
+            word, style = (("strict OK", "bold green") if rep.strict_ok else
+                           ("strict=False OK", "bold cyan") if rep.ok_with_accepted else
+                           ("FAILS", "bold red"))
+            summary = Text.assemble(Text(word, style=style), " · ", summary)
+        if a.error:
+            summary = Text(a.error, style="red")
+        self.query_one(KeyTreePane).show(a.index, summary)
+        self.query_one(DevicesPane).show(nbytes=a.nbytes)
+        self._show_report()
+
+    def _show_report(self) -> None:
+        self.query_one(ReportPane).show(self.session, self.analysis, self.last_load)
+
+    # -- the model ------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="target", exit_on_error=False)
+    def build_target(self, spec: str, args: dict) -> None:
+        from pttui.core.targets import load_target
+
+        try:
+            self.post_message(TargetBuilt(load_target(spec, args), None))
+        except ReadError as err:
+            self.post_message(TargetBuilt(None, str(err)))
+        except Exception as err:  # noqa: BLE001 - user code: report it, keep running
+            self.post_message(TargetBuilt(None, f"{spec}: {type(err).__name__}: {err}"))
+
+    def on_target_built(self, message: TargetBuilt) -> None:
+        if message.error:
+            self.notify(message.error, title="model", severity="error", timeout=10)
+            return
+        self.set_target(message.target)
+
+    def set_target(self, target: Any) -> None:
+        self.session.recipe.target = target.spec  # informational, carried into the recipe
+        self.session.recipe.model_args = dict(target.args)
+        self.session.set_target(target)
+        self.notify(f"model: {target.label}", title="model set")
+
+    # -- devices ----------------------------------------------------------------------------
+
+    def poll_devices(self) -> None:
+        """A timer tick: skipped while the last poll still runs."""
+        if not self._polling:
+            self._polling = True
+            self._poll()
+
+    @work(thread=True, group="devices", exit_on_error=False)
+    def _poll(self) -> None:
+        try:
+            snap = self.app.device_source()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - devices never take the app down
+            snap = None
+        self.post_message(DevicesPolled(snap))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        text = errors.report(self, event)
+        if text is None:
+            return
+        if event.worker.group == "devices":
+            self._polling = False
+        elif event.worker.group == "analyse":
+            self.query_one(KeyTreePane).show(None, text)
+
+    def on_devices_polled(self, message: DevicesPolled) -> None:
+        self._polling = False
+        if message.snapshot is not None:
+            self.query_one(DevicesPane).show(message.snapshot)
+
+    @work(thread=True, group="versions", exit_on_error=False)
+    def read_versions(self) -> None:
+        """torch's versions (importing torch takes seconds), then torchvision's model
+        names for the picker and the palette."""
+        self.post_message(VersionsRead(self.app.versions_source()))  # type: ignore[attr-defined]
+        if getattr(self.app, "torchvision_names", None) is None:
+            from pttui.core.targets import torchvision_models
+
+            self.app.torchvision_names = torchvision_models()  # type: ignore[attr-defined]
+
+    def on_versions_read(self, message: VersionsRead) -> None:
+        self.query_one(DevicesPane).show(versions=message.versions)
+
+    # -- panes ------------------------------------------------------------------------------
+
+    @on(FilesPane.Chosen)
+    def _file_chosen(self, message: FilesPane.Chosen) -> None:
+        entry = message.entry
+        src = self.session.source
+        if src is not None and os.path.abspath(src.path) == os.path.abspath(entry.path):
+            self.query_one(KeyTree).focus()
+            return
+        if src is not None and self.session.recipe.ops:
+            self.confirm_discard(lambda: self.open_file(entry.path))
+        else:
+            self.open_file(entry.path)
+
+    @on(FilesPane.FolderChosen)
+    def _folder_chosen(self, message: FilesPane.FolderChosen) -> None:
+        self.query_one(FilesPane).loading_folder(message.path)
+        self.read_folder(message.path)
+
+    @on(KeyTreePane.LeafChosen)
+    def _leaf(self, message: KeyTreePane.LeafChosen) -> None:
+        self.show_details(message.row)

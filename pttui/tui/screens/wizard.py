@@ -1,0 +1,233 @@
+"""The guided fix-up (f): one proposed step at a time, with its preview and effect.
+
+``pttui.core.guide.next_step`` decides what comes next (in a worker); this screen
+shows it and applies the user's answer to the Session: accept, edit (as a regex,
+live preview), skip, or undo. Leftover missing keys end in an explicit strict=False
+acknowledgement listing every key that stays uninitialised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.worker import Worker
+from textual.widgets import Button, Static
+
+from pttui.core.meta import ReadError
+from pttui.tui import errors
+from pttui.tui.render import coverage_change
+from pttui.tui.screens.pattern import SHOW, PatternScreen
+
+_STAGE_WORDS = {"container": "container", "globals": "unsafe globals", "device": "device mapping",
+                "variant": "model variant", "prefix": "prefixes", "rename": "renames",
+                "shape": "shape mismatches", "leftover": "leftovers",
+                "accept": "strict=False acknowledgement", "stuck": "manual work", "done": "done"}
+
+
+class WizardScreen(ModalScreen[str | None]):
+    """Dismisses with ``"export"`` when the user goes on to export, else None."""
+
+    BINDINGS = [Binding("a", "accept", "Accept"), Binding("e", "edit", "Edit"),
+                Binding("s", "skip", "Skip"), Binding("u", "undo", "Undo"),
+                Binding("escape", "close", "Close")]
+
+    class Ready(Message):
+        def __init__(self, gen: int, step: Any, error: str | None,
+                     notes: list[str] | None = None) -> None:
+            super().__init__()
+            self.gen, self.step, self.error, self.notes = gen, step, error, notes or []
+
+    def __init__(self, session: Any) -> None:
+        super().__init__()
+        self.session = session
+        self.seen: set[str] = set()
+        self.history: list[tuple[str, str]] = []  # ("applied" | "skipped", ident)
+        self.step: Any = None
+        self.gen = 0
+        self.applied = 0
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide tall", id="wizard"):
+            yield Static(Text("Guided fix-up", style="bold"), classes="dialog-title",
+                         id="wizard-title")
+            with VerticalScroll(id="wizard-body"):
+                yield Static(Text("working out the next step…", style="dim"), id="step")
+            with Horizontal(classes="buttons"):
+                yield Button("Accept (a)", id="accept", variant="primary")
+                yield Button("Edit (e)", id="edit")
+                yield Button("Skip (s)", id="skip")
+                yield Button("Undo (u)", id="undo")
+                yield Button("Close", id="close")
+
+    def on_mount(self) -> None:
+        self._next()
+
+    # -- computing ------------------------------------------------------------------------
+
+    def _next(self) -> None:
+        self.gen += 1
+        self.step = None
+        self._buttons()
+        s = self.session
+        self._compute(self.gen, s.source, s.recipe, s.target, set(self.seen))
+
+    @work(thread=True, exclusive=True, group="wizard", exit_on_error=False)
+    def _compute(self, gen: int, source: Any, recipe: Any, target: Any, seen: set) -> None:
+        from pttui.core.guide import diagnosis, next_step
+
+        try:
+            step = next_step(source, recipe, target, seen)
+            notes = diagnosis(source, recipe, target) if not seen else []
+            self.post_message(self.Ready(gen, step, None, notes))
+        except ReadError as err:
+            self.post_message(self.Ready(gen, None, str(err)))
+
+    def on_wizard_screen_ready(self, message: Ready) -> None:
+        if message.gen != self.gen:
+            return
+        self.step = message.step
+        body = step_text(message.step, message.notes) if message.step is not None else \
+            Text(message.error or "no step", style="red")
+        self.query_one("#step", Static).update(body)
+        if message.step is not None:
+            n = len(self.history) + 1
+            title = Text(f"Guided fix-up · step {n} · {_STAGE_WORDS[message.step.stage]}",
+                         style="bold")
+            self.query_one("#wizard-title", Static).update(title)
+        self._buttons()
+
+    def _buttons(self) -> None:
+        step = self.step
+        accept = self.query_one("#accept", Button)
+        accept.disabled = step is None or step.stage == "stuck"
+        if step is not None and step.stage == "done":
+            accept.label = "Export (a)"
+        elif step is not None and step.stage == "accept":
+            accept.label = f"Leave {len(step.uninitialised)} uninitialised (a)"
+        else:
+            accept.label = "Apply (a)" if step is not None and step.ops else "Continue (a)"
+        self.query_one("#edit", Button).disabled = step is None or step.editable is None
+        self.query_one("#skip", Button).disabled = step is None or step.stage in ("done",
+                                                                                   "stuck")
+        self.query_one("#undo", Button).disabled = not self.history
+
+    # -- answers ----------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#accept")
+    def action_accept(self) -> None:
+        step = self.step
+        if step is None or step.stage == "stuck":
+            return
+        if step.stage == "done":
+            self.dismiss("export")
+            return
+        self._apply(step.ops, step.ident)
+
+    def _apply(self, ops: list, ident: str) -> None:
+        if ops:
+            recipe = self.session.recipe
+            try:
+                for op in ops:
+                    recipe = recipe.with_op(op)
+                self.session.set_recipe(recipe)  # one undo step for the whole proposal
+            except ReadError as err:
+                self.notify(str(err), severity="error")
+                return
+            self.applied += 1
+        self.seen.add(ident)
+        self.history.append(("applied" if ops else "skipped", ident))
+        self._next()
+
+    @on(Button.Pressed, "#edit")
+    def action_edit(self) -> None:
+        step = self.step
+        if step is None or step.editable is None:
+            return
+        from pttui.core.guide import as_regex
+
+        pattern, repl = as_regex(step.ops[0])
+        s = self.session
+        screen = PatternScreen(step.editable, s.source, s.recipe, s.target, pattern, repl,
+                               title=f"Edit: {step.title}")
+
+        def done(op: Any) -> None:
+            if op is not None:
+                self._apply([op], step.ident)
+
+        self.app.push_screen(screen, done)
+
+    @on(Button.Pressed, "#skip")
+    def action_skip(self) -> None:
+        step = self.step
+        if step is None or step.stage in ("done", "stuck"):
+            return
+        self.seen.add(step.ident)
+        self.history.append(("skipped", step.ident))
+        self._next()
+
+    @on(Button.Pressed, "#undo")
+    def action_undo(self) -> None:
+        if not self.history:
+            return
+        what, ident = self.history.pop()
+        self.seen.discard(ident)
+        if what == "applied":
+            self.session.undo()
+            self.applied -= 1
+        self._next()
+
+    @on(Button.Pressed, "#close")
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        errors.report(self, event)
+
+
+def step_text(step: Any, notes: list[str] | None = None) -> Text:
+    """A step as the user reads it: what, why, the keys it changes, the coverage change,
+    and every key it leaves uninitialised. ``notes`` (the diagnosis) come first."""
+    t = Text()
+    for note in notes or []:
+        t.append(Text("· " + note, style="italic"))
+        t.append("\n")
+    if notes:
+        t.append("\n")
+    t.append(Text(step.title, style="bold"))
+    t.append("\n")
+    t.append(Text(step.why))
+    t.append("\n")
+    if step.before is not None and step.after is not None and step.ops:
+        t.append("\ncoverage: ")
+        t.append(coverage_change(step.before, step.after))
+        t.append("\n")
+    elif step.after is not None:
+        from pttui.core import report_text as rt
+
+        t.append("\n" + rt.verdict(step.after) + "\n" + rt.coverage(step.after) + "\n")
+    if step.affected:
+        t.append(f"\n{len(step.affected):,} keys change:\n", style="bold")
+        for old, new in step.affected[:SHOW]:
+            t.append(Text(old))
+            if new:
+                t.append(" -> ", style="dim")
+                t.append(Text(new, style="green"))
+            else:
+                t.append("  dropped", style="red")
+            t.append("\n")
+        if len(step.affected) > SHOW:
+            t.append(f"… and {len(step.affected) - SHOW:,} more\n", style="dim")
+    if step.uninitialised:
+        t.append(f"\nstrict=False: these {len(step.uninitialised)} model keys stay at the "
+                 "model's initialisation:\n", style="bold cyan")
+        for k in step.uninitialised:
+            t.append(Text("  " + k, style="cyan"))
+            t.append("\n")
+    return t

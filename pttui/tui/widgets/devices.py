@@ -1,0 +1,77 @@
+"""The devices pane: RAM, each GPU, torch/CUDA versions, map_location, does the file fit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from pttui.core import devices
+from pttui.core.devices import format_bytes as fb
+
+
+class DevicesPane(Static):
+    """Redrawn from plain data; the polling happens in a worker on the screen."""
+
+    ALLOW_MAXIMIZE = True  # `z` maximises the pane, not the widget inside it
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(Text("devices: reading…", style="dim"), **kwargs)
+        self.snap: Any = None
+        self.versions: Any = None
+        self.map_location = "auto"
+        self.nbytes: int | None = None
+
+    def show(self, snap: Any = None, versions: Any = None, map_location: str | None = None,
+             nbytes: int | None = -1) -> None:
+        if snap is not None:
+            self.snap = snap
+        if versions is not None:
+            self.versions = versions
+        if map_location is not None:
+            self.map_location = map_location
+        if nbytes != -1:
+            self.nbytes = nbytes
+        self.update(self._text())
+
+    def _text(self) -> Text:
+        t = Text()
+        s = self.snap
+        if s is None:
+            t.append("devices: reading…", style="dim")
+        else:
+            t.append("RAM ", style="bold")
+            t.append(f"{fb(s.cpu.ram_available)} free of {fb(s.cpu.ram_total)}")
+            for g in s.gpus:
+                t.append("\n")
+                label = f"cuda:{g.cuda_ordinal}" if g.cuda_ordinal is not None else \
+                    f"gpu{g.index} (hidden)"
+                t.append(f"{label} ", style="bold")
+                t.append(Text(g.name or "GPU"))
+                used = f"{fb(g.memory_used)}/{fb(g.memory_total)}"
+                util = "N/A" if g.utilization is None else f"{g.utilization}%"
+                temp = "N/A" if g.temperature is None else f"{g.temperature}°C"
+                t.append(f"\n  {used} · util {util} · {temp}", style="dim")
+            if not s.gpus:
+                t.append("\nno GPU", style="dim")
+                if s.reason:
+                    t.append(Text(f" ({s.reason})", style="dim"))
+        v = self.versions
+        t.append("\n")
+        if v is None:
+            t.append("torch: loading…", style="dim")
+        elif v.torch is None:
+            t.append(Text(v.error or "torch unavailable", style="red"))
+        else:
+            t.append(f"torch {v.torch}" + (f" · CUDA {v.cuda}" if v.cuda else " · CPU build"),
+                     style="dim")
+        t.append(f"\nmap_location: {self.map_location}")
+        if self.nbytes is not None and s is not None:
+            where = self.map_location if self.map_location not in ("keep", "auto") else "auto"
+            fit = devices.fits(self.nbytes, s, where)
+            style = "green" if fit.fits else "red" if fit.fits is False else "yellow"
+            word = "fits" if fit.fits else "does not fit" if fit.fits is False else "fit N/A"
+            t.append(f"\nfile {word} on {fit.device}", style=style)
+            t.append(Text(f" ({fit.reason})", style="dim"))
+        return t

@@ -1,0 +1,241 @@
+"""The key tree pane: groups fill in when expanded, a chunk at a time; ``/`` filters.
+
+All the work (which rows, which counts, which keys match) is done by
+``pttui.core.keyfilter``; this widget only turns rows into tree nodes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Input, Static, Tree
+from textual.widgets.tree import TreeNode
+
+from pttui.core import keyfilter as kf
+from pttui.tui.render import STATUS_STYLE, key_row
+
+CHUNK = 200  # nodes added per expansion; the rest behind a "more" line
+AUTO_EXPAND = 40  # a filter matching at most this many keys shows them all
+
+
+@dataclass
+class NodeData:
+    row: kf.Row | None = None  # None: a "more" line
+    pending: Iterator[kf.Row] | None = None
+    filled: bool = False
+
+
+class KeyTree(Tree[NodeData]):
+    BINDINGS = [Binding("right", "open_node", "Expand", show=False),
+                Binding("left", "close_node", "Collapse", show=False)]
+
+    def action_open_node(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.allow_expand and not node.is_expanded:
+            node.expand()
+
+    def action_close_node(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and not node.parent.is_root:
+            self.move_cursor(node.parent)
+
+
+class KeyTreePane(Vertical):
+    """Shows a KeyIndex; posts LeafChosen when Enter is pressed on a key."""
+
+    ALLOW_MAXIMIZE = True  # `z` maximises the pane, not the widget inside it
+
+    class LeafChosen(Message):
+        def __init__(self, row: kf.Row) -> None:
+            super().__init__()
+            self.row = row
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.index: kf.KeyIndex | None = None
+        self.matched: list[str] | None = None
+        self._last: tuple[kf.KeyFilter, list[str]] | None = None
+        self._open: set[str] = set()
+        self._by_key: dict[str, TreeNode[NodeData]] = {}
+        self._restore: str | None = None
+        self.message = "no file open"
+        self.last_ms = 0.0  # the last expansion or filter keystroke, for measurements
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: substring, or a glob like *.bias", id="key-filter")
+        yield KeyTree(Text("keys"), id="key-tree")
+        yield Static("", id="key-status")
+
+    def on_mount(self) -> None:
+        tree = self.query_one(KeyTree)
+        tree.show_root = False
+        tree.guide_depth = 2
+        self.query_one("#key-filter").display = False
+        self._status()
+
+    # -- public -----------------------------------------------------------------------
+
+    def show(self, index: kf.KeyIndex | None, message: str | Text = "") -> None:
+        """Show ``index`` with ``message`` as its summary line (or alone, without an
+        index), keeping open groups and the cursor where they were."""
+        tree = self.query_one(KeyTree)
+        if tree.cursor_node is not None and tree.cursor_node.data is not None \
+                and tree.cursor_node.data.row is not None:
+            self._restore = tree.cursor_node.data.row.key
+        self.index, self.message = index, message
+        flt = self.filter_text
+        self._last = None
+        self.matched = kf.matching(index, kf.KeyFilter(flt)) if index and flt else None
+        self._rebuild()
+
+    @property
+    def filter_text(self) -> str:
+        return self.query_one("#key-filter", Input).value
+
+    def open_filter(self) -> None:
+        box = self.query_one("#key-filter", Input)
+        box.display = True
+        box.focus()
+
+    def selected_row(self) -> kf.Row | None:
+        node = self.query_one(KeyTree).cursor_node
+        return node.data.row if node is not None and node.data is not None else None
+
+    # -- filtering --------------------------------------------------------------------
+
+    @on(Input.Changed, "#key-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.set_filter(event.value)
+
+    def set_filter(self, text: str) -> None:
+        if self.index is None:
+            return
+        t0 = time.perf_counter()
+        flt = kf.KeyFilter(text)
+        self.matched = kf.matching(self.index, flt, self._last)
+        self._last = (flt, self.matched) if self.matched is not None else None
+        self._rebuild()
+        self.last_ms = (time.perf_counter() - t0) * 1000
+
+    @on(Input.Submitted, "#key-filter")
+    def _filter_done(self) -> None:
+        self.query_one(KeyTree).focus()
+
+    def key_escape(self) -> None:
+        box = self.query_one("#key-filter", Input)
+        if box.display:
+            box.value = ""
+            box.display = False
+            self.query_one(KeyTree).focus()
+
+    # -- building -----------------------------------------------------------------------
+
+    def _rebuild(self) -> None:
+        tree = self.query_one(KeyTree)
+        tree.clear()
+        self._by_key.clear()
+        if self.index is not None:
+            it = kf.rows(self.index, self.index.root, self.matched)
+            few = self.matched is not None and len(self.matched) <= AUTO_EXPAND
+            self._fill(tree.root, it, open_all=few)
+            self.call_after_refresh(self._cursor_home)
+        self._status()
+
+    def _cursor_home(self) -> None:
+        tree = self.query_one(KeyTree)
+        if tree.cursor_line < 0 and tree.root.children:
+            tree.cursor_line = 0
+
+    def _fill(self, parent: TreeNode[NodeData], it: Iterator[kf.Row],
+              open_all: bool = False) -> None:
+        """Add up to CHUNK rows under ``parent``; ``open_all`` fills and opens every group
+        below now (a filter with few matches shows them all)."""
+        assert self.index is not None
+        chunk = list(itertools.islice(it, CHUNK + 1))
+        filtered = self.matched is not None
+        for row in chunk[:CHUNK]:
+            label = key_row(row, self.index.model_shape, filtered)
+            if row.is_leaf:
+                node = parent.add_leaf(label, NodeData(row, filled=True))
+            else:
+                node = parent.add(label, NodeData(row))
+            self._by_key.setdefault(row.key, node)
+            if row.key == self._restore:
+                self._restore = None
+                self.call_after_refresh(self._move_to, node)
+            if not row.is_leaf and not filtered and row.key in self._open:
+                node.expand()
+            elif not row.is_leaf and open_all:
+                node.data.filled = True
+                self._fill(node, kf.rows(self.index, row.node, self.matched), open_all=True)
+                node.expand()
+        if len(chunk) > CHUNK:
+            rest = itertools.chain(chunk[CHUNK:], it)
+            parent.add_leaf(Text("… more (enter)", style="italic dim"), NodeData(None, rest))
+
+    def _move_to(self, node: TreeNode[NodeData]) -> None:
+        tree = self.query_one(KeyTree)
+        if node.tree is tree and node.line >= 0:
+            tree.move_cursor(node)
+
+    @on(Tree.NodeExpanded, "#key-tree")
+    def _expanded(self, event: Tree.NodeExpanded[NodeData]) -> None:
+        data = event.node.data
+        if data is None or data.row is None:
+            return
+        if self.matched is None:
+            self._open.add(data.row.key)
+        if not data.filled and self.index is not None:
+            t0 = time.perf_counter()
+            data.filled = True
+            self._fill(event.node, kf.rows(self.index, data.row.node, self.matched))
+            self.last_ms = (time.perf_counter() - t0) * 1000
+
+    @on(Tree.NodeCollapsed, "#key-tree")
+    def _collapsed(self, event: Tree.NodeCollapsed[NodeData]) -> None:
+        data = event.node.data
+        if data is not None and data.row is not None and self.matched is None:
+            self._open.discard(data.row.key)
+
+    @on(Tree.NodeSelected, "#key-tree")
+    def _selected(self, event: Tree.NodeSelected[NodeData]) -> None:
+        data = event.node.data
+        if data is None:
+            return
+        if data.row is None and data.pending is not None:
+            parent = event.node.parent
+            pending, data.pending = data.pending, None
+            event.node.remove()
+            if parent is not None:
+                self._fill(parent, pending)
+        elif data.row is not None and data.row.is_leaf:
+            self.post_message(self.LeafChosen(data.row))
+
+    def _status(self) -> None:
+        idx = self.index
+        if idx is None:
+            text = Text(self.message or "no file open", style="dim")
+        elif self.matched is not None:
+            text = Text(f"filter: {len(self.matched):,} of {len(idx.keys):,} keys",
+                        style="bold")
+        else:
+            text = self.message.copy() if isinstance(self.message, Text) else \
+                Text(self.message, style="dim")
+            for s, keys in idx.by_status.items():
+                if keys and s != "ok":
+                    text.append(f" · {len(keys)} {s}", style=STATUS_STYLE.get(s, ""))
+        self.query_one("#key-status", Static).update(text)
+

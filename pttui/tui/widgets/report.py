@@ -1,0 +1,128 @@
+"""The report pane: file facts, verdict, diagnosis, suggestions, recipe, last load."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from pttui.core import humanize as hz
+from pttui.core import report_text as rt
+from pttui.tui.render import heading, lines
+
+
+class ReportPane(VerticalScroll):
+    """A scrollable read-out of the session; the screen calls ``show`` after each change."""
+
+    ALLOW_MAXIMIZE = True  # `z` maximises the pane, not the widget inside it
+
+    can_focus = True
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("open a checkpoint (Files pane, Enter)", style="dim"),
+                     id="report-body")
+
+    def show(self, session: Any, analysis: Any, load: Any = None) -> None:
+        self.query_one("#report-body", Static).update(report_text(session, analysis, load))
+
+
+def report_text(session: Any, analysis: Any, load: Any = None) -> Text:
+    src = session.source
+    if src is None:
+        return Text("open a checkpoint (Files pane, Enter)", style="dim")
+    parts: list[Any] = [heading(os.path.basename(src.path.rstrip("/")) or src.path)]
+    sel = session.recipe.container or src.selected or ()
+    cont = src.container(tuple(sel))
+    facts = f"{src.format} · container {'.'.join(sel) or '(root)'}"
+    if len(src.containers) > 1:
+        facts += f" (1 of {len(src.containers)}: c to choose)"
+    parts.append(Text(facts, style="dim"))
+    if cont is not None:
+        parts.append(Text(f"{len(cont.tensors):,} tensors · {hz.count(cont.params)} elements · "
+                          f"{hz.nbytes(cont.nbytes)}", style="dim"))
+    g = src.globals
+    if g.dangerous:
+        parts.append(Text("unsafe globals: " + ", ".join(g.dangerous), style="bold red"))
+    if g.blocked:
+        parts.append(Text("needs allow-listing: " + ", ".join(g.blocked), style="yellow"))
+    for n in src.notes[:4]:
+        parts.append(Text("note: " + n, style="dim"))
+    if analysis is not None and analysis.error:
+        parts.append(Text("recipe error: " + analysis.error, style="bold red"))
+    parts.append("")
+    parts += _target_part(session, analysis)
+    parts += _recipe_part(session)
+    if load is not None:
+        parts += _load_part(load)
+    return lines(*parts)
+
+
+def _target_part(session: Any, analysis: Any) -> list[Any]:
+    target = session.target
+    if target is None:
+        return [Text("no model chosen: press m to compare with one", style="italic")]
+    out: list[Any] = [heading("model"), Text(target.label or target.spec)]
+    rep = analysis.report if analysis is not None else None
+    if rep is None:
+        return out + [Text("comparing…", style="dim")]
+    style = "bold green" if rep.strict_ok else "bold cyan" if rep.ok_with_accepted else "bold red"
+    out += [Text(rt.verdict(rep), style=style), Text(rt.coverage(rep))]
+    if analysis.diagnosis:
+        out.append(heading("diagnosis"))
+        out += [Text("· " + d) for d in analysis.diagnosis]
+    probs = rt.problem_lines(rep, limit=8)
+    if probs:
+        out.append(heading("problems"))
+        out += [Text(p) for p in probs]
+    if analysis.suggestions:
+        out.append(heading("suggestions (f: guided fix-up)"))
+        for i, s in enumerate(analysis.suggestions[:6], 1):
+            line = Text(f"{i}. {s.title}: ")
+            line.append(s.effect, style="green")
+            line.append(f" [{s.confidence}]" + ("" if s.safe else " review first"), style="dim")
+            out.append(line)
+    if rep.accepted_missing:
+        out.append(Text(f"stay uninitialised (strict=False): {len(rep.accepted_missing)}",
+                        style="cyan"))
+        out += [Text("    " + k) for k in rt.group_keys(list(rep.accepted_missing), limit=6)]
+    out.append("")
+    return out
+
+
+def _recipe_part(session: Any) -> list[Any]:
+    ops = session.recipe.ops
+    out: list[Any] = [heading("recipe")]
+    if not ops:
+        out.append(Text("empty (f: guided fix-up, r rename, d drop, a accept missing)",
+                        style="dim"))
+    for i, op in enumerate(ops, 1):
+        out.append(Text(f"{i}. {op.describe()}"))
+    undo = [w for w, ok in (("u undo", session.can_undo), ("^r redo", session.can_redo)) if ok]
+    if undo:
+        out.append(Text(" · ".join(undo), style="dim"))
+    out.append("")
+    return out
+
+
+def _load_part(load: Any) -> list[Any]:
+    out: list[Any] = [heading("last load attempt (l)")]
+    pol = load.policy or {}
+    how = f"weights_only={pol.get('weights_only')} map_location={pol.get('map_location')}"
+    if load.ok:
+        out.append(Text(f"loaded in {load.seconds:.1f}s ({how})", style="bold green"))
+        summ = load.summary or {}
+        if summ.get("type"):
+            out.append(Text(f"object: {summ.get('type')}", style="dim"))
+        return out
+    f = load.failure
+    out.append(Text(f"failed: {load.kind} ({how})", style="bold red"))
+    if f is not None:
+        out.append(Text(f.headline, style="red"))
+        out.append(Text(f.explanation))
+        for fix in f.fixes:
+            out.append(Text("fix: " + fix.description, style="bold red" if fix.unsafe else "cyan"))
+    return out

@@ -1,0 +1,54 @@
+"""Screenshots of the main screen, the report and the wizard at 80x24 and 120x40.
+
+The devices pane is fed by a fake source and the folder shows relative to the repo,
+so the pictures do not depend on the machine. Update after a deliberate change with
+``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.tui.conftest import ROOT, SQUEEZE, make_app, settle
+
+SIZES = [(80, 24), (120, 40)]
+SAMPLE = "sample_checkpoints/squeezenet1_1_dataparallel.pt"
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def _before(*keys: str):
+    async def run(pilot) -> None:
+        app = pilot.app
+        await settle(app, pilot)
+        # the cursor follows the key it was on across re-analyses, and whether the first
+        # analysis (before the model arrived) was shown depends on timing: start at the top
+        for key in ("2", "home", *keys):
+            await pilot.press(key)
+            await settle(app, pilot)
+        app.clear_notifications()
+        await pilot.pause()
+
+    return run
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_main_screen(snap_compare, size):
+    app = make_app(SAMPLE, model=SQUEEZE)
+    assert snap_compare(app, terminal_size=size, run_before=_before("right"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_report(snap_compare, size):
+    app = make_app(SAMPLE, model=SQUEEZE)
+    keys = ("f4", "3") if size[0] < 100 else ("3", "z")  # narrow: beside the keys; wide: maximised
+    assert snap_compare(app, terminal_size=size, run_before=_before(*keys))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_wizard(snap_compare, size):
+    app = make_app("sample_checkpoints/squeezenet1_1_finetuned_10cls.pt", model=SQUEEZE)
+    assert snap_compare(app, terminal_size=size, run_before=_before("f"))
