@@ -9,6 +9,7 @@ node budget, so a hostile pickle cannot make it recurse or explode.
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from collections.abc import Iterator
@@ -18,6 +19,9 @@ from pttui.core.meta import Container, ReadError, TensorMeta
 from pttui.core.unpickler import Opaque
 
 NODE_BUDGET = 5_000_000
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__ (once per key)
+MAX_NAME = 4096  # characters in a tensor's dotted name: deep nesting or a cycle, not a model
+KEY_CHARS = 256 << 20  # characters of tensor names a walk may build (long names x many keys)
 _EMA = re.compile(r"(^|_)ema($|_)", re.I)
 _OPT_KEY = re.compile(r"^\d+\.(step|exp_avg|exp_avg_sq|max_exp_avg_sq|momentum_buffer|sum|"
                       r"square_avg|acc_delta|mu|eta|ax|prev|exp_inf|state_step)$")
@@ -28,12 +32,23 @@ _PREFERRED = ("state_dict", "model", "model_state", "model_state_dict", "module"
 class _Budget:
     def __init__(self, label: str, limit: int = NODE_BUDGET) -> None:
         self.left, self.label = limit, label
+        self.chars = KEY_CHARS
 
-    def spend(self, n: int = 1) -> None:
+    def spend(self, n: int = 1, chars: int = 0) -> None:
         self.left -= n
+        self.chars -= chars
         if self.left < 0:
             raise ReadError(f"{self.label}: the object tree is larger than {NODE_BUDGET:,} "
                             "nodes (a reference bomb or a damaged file); refusing to walk it")
+        if self.chars < 0:
+            raise ReadError(f"{self.label}: the tensor names add up to more than "
+                            f"{KEY_CHARS:,} characters (long names repeated under many keys: "
+                            "a hostile or damaged file); refusing to list them")
+
+    def bomb(self, tensors: int) -> ReadError:
+        return ReadError(f"{self.label}: the object tree reaches over {NODE_BUDGET:,} tensors "
+                         f"through shared references ({tensors:,}+ paths: a reference bomb "
+                         "or a damaged file); refusing to walk it")
 
 
 def _module_state(node: Any) -> dict | None:
@@ -84,6 +99,8 @@ def _values(node: Any) -> Any:
 def _key(k: Any) -> str:
     if isinstance(k, str):
         return k
+    if isinstance(k, int) and k.bit_length() > 64:
+        return f"<int of {k.bit_length()} bits>"  # str() of a 5,000-digit int raises
     if isinstance(k, (int, float, bool)) or k is None:
         return str(k)
     return f"<{type(k).__name__}>"
@@ -100,21 +117,30 @@ def _tensor_ok(t: TensorMeta) -> bool:
 
 
 class Walker:
-    """Answers "does this subtree hold tensors?" once per node, then flattens."""
+    """Answers "does this subtree hold tensors?" once per node, then flattens.
+
+    ``holds_tensors`` also counts, per node, the tensors a flatten could emit with
+    shared nodes counted once per path to them: an exponential reference bomb
+    shows up there as a huge count before anything is expanded.
+    """
 
     def __init__(self, label: str) -> None:
         self.budget = _Budget(label)
-        self._holds: dict[int, bool] = {}
+        self._weight: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps ids stable while we look at them
 
     def holds_tensors(self, root: Any) -> bool:
+        return self.weight(root) > 0
+
+    def weight(self, root: Any) -> int:
+        """Tensors reachable under root, counted per path (capped past NODE_BUDGET)."""
         if type(root) is TensorMeta:
-            return True
+            return 1
         if not _is_container(root):
-            return False
-        holds = self._holds
-        if id(root) in holds:
-            return holds[id(root)]
+            return 0
+        weights = self._weight
+        if id(root) in weights:
+            return weights[id(root)]
         order: list[Any] = []
         stack, seen = [root], {id(root)}
         while stack:
@@ -125,45 +151,67 @@ class Walker:
             for child in vals:
                 if type(child) in (str, int, float, bool, TensorMeta) or child is None:
                     continue
-                if id(child) not in seen and id(child) not in holds and _is_container(child):
+                if id(child) not in seen and id(child) not in weights and _is_container(child):
                     seen.add(id(child))
                     stack.append(child)
         self._keep.extend(order)
-        for node in reversed(order):
-            found = False
+        cap, get = NODE_BUDGET + 1, weights.get
+        for node in reversed(order):  # children before parents (a cycle counts once)
+            w = 0
             for c in _values(node):
-                if type(c) is TensorMeta or holds.get(id(c), False):
-                    found = True
-                    break
-            holds[id(node)] = found
-        return holds[id(root)]
+                w += 1 if type(c) is TensorMeta else get(id(c), 0)
+            weights[id(node)] = w if w < cap else cap
+        return weights[id(root)]
+
+    def check_bomb(self, root: Any) -> None:
+        w = self.weight(root)
+        if w > NODE_BUDGET:
+            raise self.budget.bomb(w)
 
     def flatten(self, root: Any) -> dict[str, TensorMeta]:
-        """Dotted keys of every tensor under root, in state_dict order."""
+        """Dotted keys of every tensor under root, in state_dict order.
+
+        Plain containers reached twice are walked once; a module reached twice is
+        listed under each name, as ``state_dict()`` does, but never inside itself.
+        """
         out: dict[str, TensorMeta] = {}
-        stack: list[tuple[str, Any]] = [("", root)]
+        stack: list[tuple[str, Any, int]] = [("", root, 0)]
         seen: set[int] = set()
+        above: list[int] = []  # ids of the containers on the path to the node popped
         holds = self.holds_tensors
         while stack:
-            key, node = stack.pop()
+            key, node, depth = stack.pop()
             if type(node) is TensorMeta:
                 if _tensor_ok(node):
-                    out[key] = TensorMeta(key, *node[1:])
+                    out[key] = _new(TensorMeta, (key, *node[1:]))
                 continue
+            del above[depth:]
             mod = _module_state(node)
             if mod is not None:
+                if id(node) in above:
+                    raise ReadError(f"{self.budget.label}: module {_short(key)} contains "
+                                    "itself; torch's state_dict() would never finish")
                 items = list(_module_items(mod))
             else:
                 if id(node) in seen:
                     continue  # the same plain container reached twice: walk it once
                 seen.add(id(node))
                 items = list(children(node))
-            self.budget.spend(len(items))
+            above.append(id(node))
             prefix = key + "." if key else ""
+            if len(prefix) > MAX_NAME:
+                raise ReadError(f"{self.budget.label}: tensor names nest past {MAX_NAME:,} "
+                                f"characters ({_short(key)}); a hostile or damaged file")
+            self.budget.spend(len(items), len(prefix) * len(items))
             for name, child in reversed(items):
                 if type(child) is TensorMeta or holds(child):
-                    stack.append((prefix + name, child))
+                    stack.append((prefix + name, child, depth + 1))
         return out
+
+
+def _short(key: str, limit: int = 60) -> str:
+    text = key if key.isprintable() else repr(key)[1:-1]
+    return text if len(text) <= limit else text[:limit // 2] + "…" + text[-limit // 2:]
 
 
 def _module_items(st: dict) -> Iterator[tuple[str, Any]]:
@@ -186,6 +234,7 @@ def _module_items(st: dict) -> Iterator[tuple[str, Any]]:
 def find_containers(root: Any, walker: Walker) -> list[Container]:
     """Every candidate state_dict, top-down: a node with tensors of its own, a module,
     or a mapping all of whose entries hold tensors, is one candidate."""
+    walker.check_bomb(root)
     found: list[Container] = []
     stack: list[tuple[tuple[str, ...], Any]] = [((), root)]
     seen: set[int] = set()
@@ -236,38 +285,50 @@ _NP_CODES = {"f8": "<d", "f4": "<f", "f2": "<e", "i8": "<q", "i4": "<i", "i2": "
              "i1": "<b", "u8": "<Q", "u4": "<I", "u2": "<H", "u1": "<B", "b1": "<?"}
 
 
-def summarize(value: Any, depth: int = 4, width: int = 40) -> Any:
-    """A small JSON-able picture of a non-tensor value."""
-    if value is None or isinstance(value, (bool, int, float, str)):
+SUMMARY_NODES = 2000  # values shown in "other" per checkpoint: a memo bomb prints "…"
+
+
+def summarize(value: Any, depth: int = 4, width: int = 40, budget: list[int] | None = None
+              ) -> Any:
+    """A small JSON-able picture of a non-tensor value (at most SUMMARY_NODES values)."""
+    budget = [SUMMARY_NODES] if budget is None else budget
+    budget[0] -= 1
+    if value is None or isinstance(value, (bool, str)):
         return value if not isinstance(value, str) or len(value) <= 200 else value[:200] + "…"
+    if isinstance(value, int):
+        return value if value.bit_length() <= 256 else f"<int of {value.bit_length()} bits>"
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)  # NaN is not JSON
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
     if type(value) is TensorMeta:
         return f"<tensor {value.dtype}{list(value.shape)}>"
     scalar = _numpy_scalar(value)
     if scalar is not None:
-        return scalar
-    if depth <= 0:
+        return summarize(scalar, depth, width, budget)
+    if depth <= 0 or budget[0] <= 0:
         return "…"
     if isinstance(value, dict):
         items = list(value.items())
-        out = {_key(k): summarize(v, depth - 1, width) for k, v in items[:width]}
+        out = {_key(k): summarize(v, depth - 1, width, budget) for k, v in items[:width]}
         if len(items) > width:
             out["…"] = f"{len(items) - width} more"
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
         seq = list(value)
-        out_l = [summarize(v, depth - 1, width) for v in seq[:width]]
+        out_l = [summarize(v, depth - 1, width, budget) for v in seq[:width]]
         if len(seq) > width:
             out_l.append(f"… {len(seq) - width} more")
         return out_l
     if isinstance(value, Opaque):
         if getattr(type(value), "called", False) and value.args:
             return {"__call__": type(value).qualname,
-                    "args": summarize(list(value.args), depth - 1, width)}
+                    "args": summarize(list(value.args), depth - 1, width, budget)}
         out_o: dict[str, Any] = {"__class__": type(value).qualname}
         if isinstance(value.state, dict):
-            out_o.update(summarize(value.state, depth - 1, width))
+            inner = summarize(value.state, depth - 1, width, budget)
+            if isinstance(inner, dict):
+                out_o.update(inner)
         return out_o
     return f"<{type(value).__name__}>"
 
@@ -290,5 +351,13 @@ def other_entries(root: Any, walker: Walker) -> dict[str, Any]:
     """Top-level entries that hold no tensors (epoch, global_step, hyper_parameters, args)."""
     if _module_state(root) is not None or _is_scripted(root) or not _is_container(root):
         return {}
-    return {k: summarize(v) for k, v in children(root)
-            if type(v) is not TensorMeta and not walker.holds_tensors(v)}
+    budget = [SUMMARY_NODES]
+    out: dict[str, Any] = {}
+    for k, v in children(root):
+        if type(v) is TensorMeta or walker.holds_tensors(v):
+            continue
+        if budget[0] <= 0:
+            out["…"] = "more entries not shown"
+            break
+        out[k] = summarize(v, budget=budget)
+    return out

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 
 from pttui.core import stfile
 from pttui.core.meta import ReadError
 
 ZIP, LEGACY, TAR, SAFETENSORS, SHARDED, DCP = (
     "torch-zip", "torch-legacy", "torch-legacy-tar", "safetensors", "sharded", "dcp")
+DEEPSPEED = "deepspeed"  # a folder whose ``latest`` names the step folder to read
 
 _OTHER_MAGIC = [
     (b"\x93NUMPY", "a NumPy .npy array file"),
@@ -34,6 +36,8 @@ def detect(path: str) -> str:
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, ".metadata")):
             return DCP
+        if os.path.isfile(os.path.join(path, "latest")):
+            return DEEPSPEED
         raise ReadError(f"{path}: a folder without a .metadata file; open a checkpoint file "
                         "inside it, or its *.index.json for a sharded set")
     try:
@@ -59,18 +63,36 @@ def detect(path: str) -> str:
         return SAFETENSORS
     if len(head) >= 262 and head[257:262] == b"ustar":
         return TAR
-    if head[:1] == b"\x80" and 2 <= head[1:2][0] <= 5:
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return LEGACY
     if head.lstrip()[:1] == b"{" and _is_index(path):
         return SHARDED
+    if head[8:9] == b"{" and not _is_text(head[:8]):
+        (n,) = struct.unpack_from("<Q", head)
+        why = (f"claims {n:,} bytes, but the file holds {size:,}; it is truncated or damaged"
+               if n > size - 8 else f"length {n} is impossible; the file is damaged")
+        raise ReadError(f"{path}: a safetensors file whose header {why}")
     for magic, what in _OTHER_MAGIC:
         if head.startswith(magic):
             raise ReadError(f"{path}: {what}, not a PyTorch checkpoint")
+    if _is_old_pickle(head):
+        return LEGACY  # protocol 0/1 has no header; the legacy reader names what it is
     if _is_text(head):
         raise ReadError(f"{path}: a text file, not a checkpoint (did a download save an error "
                         "page?)")
     raise ReadError(f"{path}: not a format pttui recognises (torch zip, legacy torch, "
                     "TorchScript, safetensors, sharded index, DCP folder)")
+
+
+def _is_old_pickle(head: bytes) -> bool:
+    """A whole protocol 0/1 pickle in the first bytes (``cposix\nsystem\n...``)."""
+    import pickletools
+
+    try:
+        ops = [op.name for op, _arg, _pos in pickletools.genops(head)]
+    except Exception:  # noqa: BLE001 - anything that does not parse is not a pickle
+        return False
+    return len(ops) >= 2 and ops[-1] == "STOP"
 
 
 def _is_text(head: bytes) -> bool:
@@ -88,6 +110,6 @@ def _is_index(path: str) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad JSON or UTF-8
         return False
     return isinstance(doc, dict) and isinstance(doc.get("weight_map"), dict)

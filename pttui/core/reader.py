@@ -27,9 +27,24 @@ def open_checkpoint(path: str, select: tuple[str, ...] | list[str] | None = None
     gc.disable()
     try:
         return _open(path, select)
+    except ReadError as err:
+        text = str(err)
+        if text.isprintable():
+            raise
+        raise ReadError(_one_line(text)) from None
+    except OSError as err:  # a shard or record vanished or became unreadable meanwhile
+        raise ReadError(_one_line(f"{path}: cannot read it ({err.strerror or err})")) from None
+    except MemoryError:
+        raise ReadError(f"{_one_line(path)}: reading it needs more memory than there is; "
+                        "the file is damaged or hostile") from None
     finally:
         if enabled:
             gc.enable()
+
+
+def _one_line(text: str) -> str:
+    """Names inside a message come from the file: no newline or escape code gets out."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _open(path: str, select: tuple[str, ...] | list[str] | None) -> Checkpoint:
@@ -38,6 +53,8 @@ def _open(path: str, select: tuple[str, ...] | list[str] | None) -> Checkpoint:
         ckpt = _read_sharded(path)
     elif fmt == formats.DCP:
         ckpt = _read_dcp(path)
+    elif fmt == formats.DEEPSPEED:
+        ckpt = _read_deepspeed(path)
     elif fmt == formats.TAR:
         raise ReadError(f"{path}: a legacy tar checkpoint (PyTorch 0.1-0.3); pttui cannot read "
                         "its structure yet. Try 'pttui load' to load it with torch in a "
@@ -114,8 +131,12 @@ def _read_sharded(index_path: str) -> Checkpoint:
     notes: list[str] = []
     scan = GlobalsScan()
     for shard, keys in shards.items():
-        shard_path = _inside(folder, shard, index_path)
-        part = _read_file(shard_path, formats.detect(shard_path), shard=shard)
+        shard_path = _inside(folder, shard, index_path, "shard")
+        fmt = formats.detect(shard_path)
+        if fmt not in _FILE_FORMATS:
+            raise ReadError(f"{index_path}: shard {_one_line(shard)} is a {fmt} file, not "
+                            "a weights file")
+        part = _read_file(shard_path, fmt, shard=shard)
         got = part.tensors
         missing = [k for k in keys if k not in got]
         if missing:
@@ -139,13 +160,48 @@ def _read_sharded(index_path: str) -> Checkpoint:
     return ckpt
 
 
-def _inside(folder: str, name: str, label: str) -> str:
+_FILE_FORMATS = (formats.ZIP, formats.LEGACY, formats.SAFETENSORS)
+
+
+def _inside(folder: str, name: str, label: str, what: str, want_dir: bool = False) -> str:
+    """``folder/name``, refusing a name that leads outside ``folder`` (``..``, an
+    absolute path, a symlink) or that is not there."""
+    shown = _one_line(name[:200])
+    if not name or "\x00" in name:
+        raise ReadError(f"{label}: names an empty or invalid {what} ({shown!r}); refusing")
     target = os.path.realpath(os.path.join(folder, name))
     if os.path.commonpath([os.path.realpath(folder), target]) != os.path.realpath(folder):
-        raise ReadError(f"{label}: the index points outside its folder ({name}); refusing")
-    if not os.path.isfile(target):
-        raise ReadError(f"{label}: shard {name} is missing; download or copy the whole set")
+        raise ReadError(f"{label}: the {what} {shown} is outside its folder; refusing to "
+                        "follow it")
+    if not (os.path.isdir(target) if want_dir else os.path.isfile(target)):
+        raise ReadError(f"{label}: {what} {shown} is missing; download or copy the whole set")
     return target
+
+
+# -- DeepSpeed folders (``latest`` names the step folder) ------------------------------
+
+def _read_deepspeed(folder: str) -> Checkpoint:
+    latest = os.path.join(folder, "latest")
+    with open(latest, "rb") as f:
+        raw = f.read(257)
+    tag = raw.decode("utf-8", "replace").strip()
+    if not tag or len(raw) > 256 or not tag.isprintable():
+        raise ReadError(f"{latest}: does not hold a checkpoint tag (one short line such as "
+                        "global_step1000)")
+    step = _inside(folder, tag, latest, "step folder", want_dir=True)
+    names = sorted(n for n in os.listdir(step) if n.endswith("model_states.pt"))
+    if not names:
+        raise ReadError(f"{step}: no *model_states.pt file; this DeepSpeed step holds no "
+                        "model weights")
+    name = "mp_rank_00_model_states.pt" if "mp_rank_00_model_states.pt" in names else names[0]
+    model = _inside(folder, os.path.join(tag, name), latest, "model file")  # no symlink out
+    fmt = formats.detect(model)
+    if fmt not in _FILE_FORMATS:
+        raise ReadError(f"{model}: a {fmt} file, not a torch.save file")
+    ckpt = _read_file(model, fmt)
+    ckpt.notes.insert(0, f"DeepSpeed folder: 'latest' names {tag}; this is {tag}/{name}"
+                      + (f" (of {len(names)} model-state files)" if len(names) > 1 else ""))
+    return ckpt
 
 
 # -- torch.distributed.checkpoint folders ----------------------------------------------
@@ -169,9 +225,9 @@ def _read_dcp(folder: str) -> Checkpoint:
     tensors: dict[str, TensorMeta] = {}
     other: dict[str, Any] = {}
     for key, m in sdm.items():
-        t = _dcp_tensor(str(key), m)
+        t = _dcp_tensor(ct._key(key), m)
         if t is None:
-            other[str(key)] = "<non-tensor entry>"
+            other[ct._key(key)] = "<non-tensor entry>"
         else:
             tensors[t.key] = t
     scan = globalscan.scan(up.globals, called_globals(up))
@@ -187,6 +243,7 @@ def _dcp_tensor(key: str, m: Any) -> TensorMeta | None:
     st = props.state if isinstance(props, Opaque) else None
     dtype = st[0] if isinstance(st, tuple) and st else (
         st.get("dtype") if isinstance(st, dict) else None)
-    if not isinstance(size, tuple) or not all(isinstance(d, int) for d in size):
+    if not isinstance(size, tuple) or len(size) > 64 or not all(
+            type(d) is int and 0 <= d < 1 << 63 for d in size):
         return None
     return TensorMeta(key, size, str(dtype) if isinstance(dtype, DType) else "unknown", "cpu")

@@ -38,13 +38,20 @@ def read_header(f: BinaryIO, size: int, label: str) -> tuple[dict, int]:
                         "(truncated)")
     raw = f.read(n)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ReadError(f"{label}: the safetensors header is not valid JSON ({err}); "
-                        "the file is damaged") from None
+        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:
+        raise ReadError(f"{label}: the safetensors header nests too deeply; the file is "
+                        "damaged or hostile") from None
+    except ValueError as err:  # bad UTF-8, bad JSON, NaN, a 5,000-digit number
+        raise ReadError(f"{label}: the safetensors header is not valid JSON "
+                        f"({str(err)[:120]}); the file is damaged") from None
     if not isinstance(header, dict):
         raise ReadError(f"{label}: the safetensors header is not a JSON object")
     return header, 8 + n
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python accepts NaN; safetensors does not
 
 
 def read(f: BinaryIO, size: int, label: str, shard: str | None = None
@@ -65,7 +72,7 @@ def read(f: BinaryIO, size: int, label: str, shard: str | None = None
     for begin, end, key in spans:
         if begin != pos:
             what = "overlaps another tensor" if begin < pos else "leaves a gap before it"
-            raise ReadError(f"{label}: tensor {key} {what} in the data section; "
+            raise ReadError(f"{label}: tensor {_name(key)} {what} in the data section; "
                             "the file is damaged")
         pos = end
     if data_start + pos != size:
@@ -78,27 +85,39 @@ def read(f: BinaryIO, size: int, label: str, shard: str | None = None
 
 def _tensor(key: str, info: Any, label: str, shard: str | None) -> tuple[TensorMeta, int, int]:
     if not isinstance(info, dict):
-        raise ReadError(f"{label}: header entry {key!r} is not an object")
-    dt = dtypes.SAFETENSORS_DTYPES.get(info.get("dtype"))  # type: ignore[arg-type]
+        raise ReadError(f"{label}: header entry {_name(key)} is not an object")
+    tag = info.get("dtype")
+    dt = dtypes.SAFETENSORS_DTYPES.get(tag) if isinstance(tag, str) else None
     shape = info.get("shape")
     offs = info.get("data_offsets")
     if dt is None:
-        raise ReadError(f"{label}: tensor {key} has unknown dtype {info.get('dtype')!r}")
-    if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool)
-                                            and d >= 0 for d in shape)):
-        raise ReadError(f"{label}: tensor {key} has an invalid shape {shape!r}")
+        raise ReadError(f"{label}: tensor {_name(key)} has unknown dtype {_brief(tag)}")
+    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 1 << 64
+                                            for d in shape)):
+        raise ReadError(f"{label}: tensor {_name(key)} has an invalid shape {_brief(shape)}")
     if not (isinstance(offs, list) and len(offs) == 2 and all(
-            isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offs)
-            and offs[0] <= offs[1]):
-        raise ReadError(f"{label}: tensor {key} has invalid data_offsets {offs!r}")
+            type(o) is int and 0 <= o < 1 << 64 for o in offs) and offs[0] <= offs[1]):
+        raise ReadError(f"{label}: tensor {_name(key)} has invalid data_offsets "
+                        f"{_brief(offs)}")
     numel = 1
     for d in shape:
         numel *= d
         if numel > 1 << 62:
-            raise ReadError(f"{label}: tensor {key} has an impossibly large shape")
+            raise ReadError(f"{label}: tensor {_name(key)} has an impossibly large shape")
     nbytes = (numel * dtypes.itemsize_bits(dt) + 7) // 8
     if offs[1] - offs[0] != nbytes:
-        raise ReadError(f"{label}: tensor {key} spans {offs[1] - offs[0]:,} bytes but its "
+        raise ReadError(f"{label}: tensor {_name(key)} spans {offs[1] - offs[0]:,} bytes but its "
                         f"shape and dtype need {nbytes:,}")
     ref = StorageRef(key, dt, numel, "cpu", shard)
     return TensorMeta(key, tuple(shape), dt, "cpu", ref, 0, None), offs[0], offs[1]
+
+
+def _name(key: str, limit: int = 80) -> str:
+    text = key if key.isprintable() else repr(key)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _brief(value: Any) -> str:
+    """A header value for a message: short, one line."""
+    text = json.dumps(value, ensure_ascii=True) if value is not None else "none"
+    return text if len(text) <= 80 else text[:80] + "…"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import reprlib
 import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -16,11 +17,14 @@ from typing import Any, BinaryIO
 from pttui.core import dtypes
 from pttui.core.meta import ReadError, StorageRef
 from pttui.core.unpickler import DType, RestrictedUnpickler, StorageType, StorageView
-from pttui.core.zipindex import ZipIndex
+from pttui.core.zipindex import ZipEntry, ZipIndex, fold
+from pttui.core.zipindex import _safe
 
 MAX_PICKLE_BYTES = 1 << 31  # data.pkl larger than 2 GiB is not a checkpoint we can trust
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__ (once per storage)
+_MAX_LOCATION = 256  # "cuda:0"; a megabyte-long location would be copied into every row
 
 
 @dataclass
@@ -37,8 +41,8 @@ class Unpickled:
 class _Storages:
     """persistent_load for torch's ('storage', type, key, location, numel[, view]) ids."""
 
-    def __init__(self, label: str, shard: str | None, records: set[str] | None) -> None:
-        self.label, self.shard, self.records = label, shard, records
+    def __init__(self, label: str, shard: str | None) -> None:
+        self.label, self.shard = label, shard
         self.tokens: dict[str, StorageRef] = {}
         self.problems: list[str] = []
         self.order: list[str] = []
@@ -47,17 +51,20 @@ class _Storages:
         if type(pid) is tuple and len(pid) in (5, 6) and pid[0] == "storage":
             _, stype, key, location, numel = pid[:5]
             if (type(stype) not in (StorageType, DType) or type(key) is not str
-                    or type(location) is not str or type(numel) is not int or numel < 0):
+                    or type(location) is not str or type(numel) is not int
+                    or not 0 <= numel < 1 << 63):
+                if isinstance(stype, type) and isinstance(getattr(stype, "qualname", 0), str):
+                    raise ReadError(f"{self.label}: a storage has the unknown type "
+                                    f"{_safe(stype.qualname)}; torch cannot load it either")
                 raise ReadError(f"{self.label}: a storage reference is malformed "
                                 f"({_short_repr(pid)}); the file is damaged")
             ref = self.tokens.get(key)
             if ref is None:
-                ref = StorageRef(key, str(stype), numel, location, self.shard)
+                if len(location) > _MAX_LOCATION or not location.isprintable():
+                    location = self._odd_location(key, location)
+                ref = _new(StorageRef, (key, str(stype), numel, location, self.shard))
                 self.tokens[key] = ref
                 self.order.append(key)
-                if self.records is not None and key not in self.records:
-                    self.problems.append(f"storage {key} is referenced but its data record "
-                                         "is missing; torch will fail to load this file")
             view = pid[5] if len(pid) == 6 else None
             if type(view) is tuple and len(view) == 3 and type(view[1]) is int:
                 return StorageView(ref, view[1])
@@ -68,8 +75,25 @@ class _Storages:
                         f"recognise ({_short_repr(pid)}); it is not a torch.save file")
 
 
+    def _odd_location(self, key: str, location: str) -> str:
+        """A location no device has: kept escaped and short, so no escape code or
+        megabyte string reaches a terminal or every row of the output."""
+        what = (f"a location of {len(location):,} characters" if len(location) > _MAX_LOCATION
+                else "a location with control characters")
+        self.problems.append(f"storage {_safe(key)} names {what}; torch cannot map it")
+        return _safe(location, 40)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 3, 6, 4, 4
+
+
 def _short_repr(x: Any) -> str:
-    text = repr(x) if isinstance(x, (str, int, tuple, bytes)) else type(x).__name__
+    """A persistent id for a message: bounded (a memo bomb inside would repr forever)."""
+    try:
+        text = _REPR.repr(x) if isinstance(x, (str, int, tuple, bytes)) else type(x).__name__
+    except (ValueError, RecursionError):  # a 5,000-digit int
+        text = type(x).__name__
     return text[:80]
 
 
@@ -80,14 +104,20 @@ def _unpickle(data: bytes | BinaryIO, storages: _Storages, label: str) -> Restri
 
 
 def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unpickled:
+    """Read what torch would: names matched as miniz matches them (ASCII case ignored);
+    an archive where that match is ambiguous is refused."""
     if index.duplicates:
-        raise ReadError(f"{label}: the zip holds duplicate records ({index.duplicates[0]}); "
-                        "torch and other readers disagree on such files; refusing as ambiguous")
-    names = list(index.entries)
+        raise ReadError(f"{label}: the zip holds two records named {_safe(index.duplicates[0])} "
+                        "(ignoring case, as torch does); which one torch loads depends on "
+                        "where they sit, and other readers pick differently: refusing as "
+                        "ambiguous")
+    names = list(index.entries)  # case-folded
     if not names:
         raise ReadError(f"{label}: the zip archive is empty; not a checkpoint")
     first = names[0]
     if "/" not in first:
+        if any(n.endswith(".npy") for n in names[:50]):
+            raise ReadError(f"{label}: a NumPy .npz archive, not a PyTorch checkpoint")
         raise ReadError(f"{label}: records sit at the archive root; this zip was not written "
                         "by torch.save (torch refuses it too)")
     prefix = first.split("/", 1)[0] + "/"
@@ -103,43 +133,91 @@ def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unp
     if pkl.size > MAX_PICKLE_BYTES:
         raise ReadError(f"{label}: data.pkl claims {pkl.size:,} bytes; refusing to read it")
     data = index.read(pkl)
-    records = {n[len(prefix) + 5:] for n in names if n.startswith(prefix + "data/")}
-    storages = _Storages(label, shard, records)
+    storages = _Storages(label, shard)
     up = _unpickle(data, storages, label)
     out = Unpickled(up.root, up, data, "torchscript" if scripted else "torch-zip",
                     storages.problems + up.problems)
+    if data[:1] == b"\x80" and data[1:2] >= b"\x04" and data[2:3] == b"\x95":
+        out.problems.append("the pickle uses protocol-4 frames, which torch.load(weights_only="
+                            "True) cannot read ('Unsupported operand 149'); re-save it with "
+                            "torch.save's default protocol")
+    _check_archive(index, prefix, pkl, out)
+    _check_records(index, prefix, storages, out)
+    return out
+
+
+def _check_archive(index: ZipIndex, prefix: str, pkl: ZipEntry, out: Unpickled) -> None:
+    """What torch would trip on, or what another reader would see differently."""
+    differs = index.local_disagreement(pkl)
+    if differs:
+        out.problems.append(f"{_safe(pkl.name)}: {differs}; zip readers disagree on this file (torch "
+                            "and pttui follow the central directory); it may be crafted to "
+                            "fool a scanner")
+    if pkl.method != 0:
+        out.notes.append("data.pkl is compressed (torch.save never does that): another tool "
+                         "repacked this archive")
+    exact = next(iter(index.entries.values())).name.split("/", 1)[0] + "/"
+    outside = next((e.name for e in index.entries.values() if not e.name.startswith(exact)), None)
+    if outside is not None:  # torch checks every name against the first one's folder, by case
+        out.problems.append(f"record {_safe(outside)} is not in the archive folder "
+                            f"{_safe(exact)}; torch refuses to load this file")
+    if f"{prefix}version" not in index.entries and f"{prefix}.data/version" not in index.entries:
+        out.problems.append("the archive has no version record; torch refuses to load it")
     order = index.entries.get(f"{prefix}byteorder")
     if order is not None and index.read(order, 16).strip() == b"big":
         out.notes.append("tensors are stored big-endian")
+
+
+def _check_records(index: ZipIndex, prefix: str, storages: _Storages, out: Unpickled) -> None:
+    """Every storage needs its record, of the declared size, stored (once per storage:
+    the hot path)."""
+    get, data = dict.get, fold(prefix) + "data/"
+    entries = index.entries
+    compressed = 0
     for key in storages.order:
-        rec = index.entries.get(f"{prefix}data/{key}")
+        rec = get(entries, data + (key.lower() if key.isascii() else fold(key)))
         ref = storages.tokens[key]
-        if rec is not None and rec.size < ref.nbytes:
-            out.problems.append(f"storage {key} declares {ref.nbytes:,} bytes but its record "
-                                f"holds {rec.size:,}; the file is damaged")
-    return out
+        if rec is None:
+            out.problems.append(f"storage {_safe(key)} is referenced but its data record is "
+                                "missing; torch will fail to load this file")
+        elif rec.size != ref.nbytes:  # torch 2.x refuses any difference, not only a short one
+            out.problems.append(f"storage {_safe(key)} declares {ref.nbytes:,} bytes but its "
+                                f"record holds {rec.size:,}; the file is damaged and torch "
+                                "refuses it")
+        elif rec.method != 0:
+            compressed += 1
+    if compressed:
+        out.problems.append(f"{compressed} storage record{'s are' if compressed > 1 else ' is'} "
+                            "compressed: torch.load reads them only with mmap=False (with mmap=True it reads the compressed "
+                            "bytes as values), and pttui cannot export them; re-save the file "
+                            "with torch.save")
 
 
 def read_legacy(f: BinaryIO, size: int, label: str, shard: str | None) -> Unpickled:
     """The pre-1.6 stream: magic, protocol, sys_info, the object, storage keys, raw data."""
     f.seek(0)
-    head = RestrictedUnpickler(f, _reject_pid(label), label)
+    # One unpickler per pickle, as torch's pickle.load(f) calls do: an unpickler keeps
+    # what it buffered (a protocol-4 frame) for its next load, which f.tell() never sees.
     try:
-        magic = head.load()
-    except Exception:  # noqa: BLE001 - any failure here means "not this format"
+        magic = RestrictedUnpickler(f, _reject_pid(label), label).load()
+    except ReadError:
+        raise  # memoguard's refusal says more than "not this format"
+    except Exception:  # noqa: BLE001 - any other failure here means "not this format"
         magic = None
     if magic != LEGACY_MAGIC:
         raise ReadError(f"{label}: a Python pickle that torch.save did not write (no torch "
                         "magic number); torch.load refuses it")
     try:
-        protocol = head.load()
-        sys_info = head.load()
+        protocol = RestrictedUnpickler(f, _reject_pid(label), label).load()
+        sys_info = RestrictedUnpickler(f, _reject_pid(label), label).load()
+    except ReadError:
+        raise
     except Exception:  # noqa: BLE001
         raise ReadError(f"{label}: the legacy header is damaged; the file is truncated or "
                         "not a checkpoint") from None
     if protocol != LEGACY_PROTOCOL:
-        raise ReadError(f"{label}: unknown legacy protocol version {protocol!r}")
-    storages = _Storages(label, shard, None)
+        raise ReadError(f"{label}: unknown legacy protocol version {_short_repr(protocol)}")
+    storages = _Storages(label, shard)
     up = RestrictedUnpickler(f, storages, label)
     up.root = up.run()  # type: ignore[attr-defined]
     out = Unpickled(up.root, up, None, "torch-legacy", storages.problems + up.problems)

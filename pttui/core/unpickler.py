@@ -15,238 +15,20 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
-import math
-import operator
+import mmap
 import pickle
 from collections import OrderedDict
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
-from pttui.core import dtypes
-from pttui.core.meta import ReadError, StorageRef, TensorMeta
+from pttui.core import dtypes, memoguard
+from pttui.core.meta import ReadError
+from pttui.core.stubs import Device, DType, Opaque, OpaqueMeta, StorageType, StorageView
+from pttui.core.tensorbuild import REBUILDERS, TensorBuilder, is_int
+
+__all__ = ["DType", "Device", "Opaque", "RestrictedUnpickler", "StorageType", "StorageView",
+           "called_globals"]
 
 _MAX_GLOBALS = 100_000
-
-
-class Opaque:
-    """An instance of a class pttui refuses to import: its name, arguments and state."""
-
-    __slots__ = ("args", "state", "items", "__weakref__")
-    qualname = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
-        self = object.__new__(cls)
-        self.args = args + ((kwargs,) if kwargs else ())
-        self.state = None
-        self.items = None
-        return self
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # NEWOBJ must not re-run anything
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    # APPENDS / SETITEMS / ADDITEMS on a non-builtin call these; record, never dispatch.
-    def append(self, value: Any) -> None:
-        self._items_list().append(value)
-
-    def extend(self, values: Any) -> None:
-        self._items_list().extend(values if isinstance(values, list) else list(values))
-
-    def add(self, value: Any) -> None:
-        self._items_list().append(value)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        if not isinstance(self.items, dict):
-            self.items = {}
-        self.items[key] = value
-
-    def _items_list(self) -> list:
-        if not isinstance(self.items, list):
-            self.items = []
-        return self.items
-
-    def __repr__(self) -> str:
-        return f"<{type(self).qualname}>"
-
-
-class _OpaqueMeta(type):
-    """Calling an opaque class (REDUCE) records the call instead of running it."""
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Opaque:
-        cls.called = True  # type: ignore[attr-defined]
-        return cls.__new__(cls, *args, **kwargs)
-
-
-class DType(str):
-    """A dtype token: ``torch.float32`` read as the string ``float32``."""
-
-
-class StorageType(str):
-    """A storage class token (``FloatStorage``); its value is the dtype it holds."""
-
-
-class Device(str):
-    """A ``torch.device`` token (``cuda:0``)."""
-
-
-class StorageView(NamedTuple):
-    """A legacy-format view into a storage (``view_metadata`` in the persistent id)."""
-
-    ref: StorageRef
-    offset: int
-
-
-def _is_int(x: Any) -> bool:
-    return type(x) is int
-
-
-def _int_tuple(x: Any, what: str) -> tuple[int, ...]:
-    if type(x) in (tuple, list) and len(x) <= 64 and all(type(v) is int for v in x):
-        return tuple(x)
-    raise _BadTensor(f"{what} is not a tuple of integers")
-
-
-_INT = frozenset({int})
-
-
-class _BadTensor(Exception):
-    pass
-
-
-class TensorBuilder:
-    """Turns torch's rebuild calls into TensorMeta, checking every argument.
-
-    This is the hot path of reading (once per tensor), so checks are type() tests.
-    """
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-
-    def tensor(self, storage: Any, offset: Any, size: Any, stride: Any,
-               dtype: str | None = None, kind: str = "tensor") -> TensorMeta | Opaque:
-        if type(storage) is StorageView:
-            offset = offset + storage.offset if type(offset) is int else offset
-            storage = storage.ref
-        if (type(storage) is not StorageRef or type(offset) is not int or offset < 0
-                or type(size) is not tuple or type(stride) is not tuple
-                or len(size) != len(stride) or len(size) > 64):
-            self.problems.append("a tensor's storage, offset, shape or stride is malformed")
-            return _bad_tensor()
-        if not (_INT.issuperset(map(type, size)) and _INT.issuperset(map(type, stride))) or (
-                size and (min(size) < 0 or min(stride) < 0)):
-            self.problems.append(f"a tensor has an invalid shape {list(size)!r} or "
-                                 f"stride {list(stride)!r}")
-            return _bad_tensor()
-        numel = math.prod(size)
-        span = sum(map(operator.mul, size, stride)) - sum(stride)  # sum((d - 1) * s)
-        dt = dtype or storage.dtype
-        if numel:
-            cap = storage.numel if dtype is None else (
-                storage.numel * dtypes.itemsize_bits(storage.dtype) // dtypes.itemsize_bits(dt))
-            if offset + span >= cap:
-                self.problems.append(
-                    f"storage {storage.key}: a {dt} view of shape {list(size)} at offset "
-                    f"{offset} reaches past the storage's {cap} elements")
-        return TensorMeta("", size, dt, storage.location, storage, offset, stride, kind)
-
-    # torch._utils rebuild functions, same signatures as torch's
-    def rebuild_tensor(self, storage, storage_offset, size, stride, *_):
-        return self.tensor(storage, storage_offset, size, stride)
-
-    def rebuild_tensor_v3(self, storage, storage_offset, size, stride, requires_grad=False,
-                          backward_hooks=None, dtype=None, *_):
-        dt = dtypes.canonical(dtype) if isinstance(dtype, str) else None
-        if dt is None:
-            self.problems.append(f"a tensor names an unknown dtype {dtype!r}")
-            return _bad_tensor()
-        return self.tensor(storage, storage_offset, size, stride, dtype=dt)
-
-    def rebuild_parameter(self, data, requires_grad=True, backward_hooks=None, *state):
-        return _with_kind(data, "parameter")
-
-    def rebuild_qtensor(self, storage, storage_offset, size, stride, *_):
-        return self.tensor(storage, storage_offset, size, stride, kind="quantized")
-
-    def rebuild_meta(self, dtype, size, stride=None, *_):
-        dt = dtypes.canonical(dtype) if isinstance(dtype, str) else None
-        try:
-            shape = _int_tuple(size, "its shape")
-        except _BadTensor:
-            return _bad_tensor()
-        return TensorMeta("", shape, dt or "unknown", "meta", None, 0, None, "meta")
-
-    def rebuild_wrapper_subclass(self, cls, dtype, size, stride, storage_offset, layout,
-                                 device, *_):
-        dt = dtypes.canonical(dtype) if isinstance(dtype, str) else None
-        try:
-            shape = _int_tuple(size, "its shape")
-        except _BadTensor:
-            return _bad_tensor()
-        return TensorMeta("", shape, dt or "unknown", str(device), None, 0, None, "subclass")
-
-    def rebuild_sparse(self, layout, data, *_):
-        if type(data) is tuple and len(data) >= 3:
-            values = data[1]
-            try:
-                shape = _int_tuple(tuple(data[2]), "its shape")
-            except (_BadTensor, TypeError):
-                return _bad_tensor()
-            dt = values.dtype if isinstance(values, TensorMeta) else "unknown"
-            dev = values.device if isinstance(values, TensorMeta) else "cpu"
-            return TensorMeta("", shape, dt, dev, None, 0, None, "sparse")
-        return _bad_tensor()
-
-    def rebuild_from_cpu(self, data, dtype=None, device=None, *_):
-        if isinstance(data, TensorMeta):
-            return TensorMeta("", data.shape, data.dtype, str(device or data.device),
-                              data.storage, data.storage_offset, data.stride, data.kind)
-        return _bad_tensor()
-
-    def rebuild_nested(self, buffer, sizes, *_):
-        if isinstance(buffer, TensorMeta):
-            return _with_kind(buffer, "nested")
-        return _bad_tensor()
-
-    def rebuild_from_type_v2(self, func, new_type, args, state=None):
-        if not callable(func) or not isinstance(args, tuple):
-            return _bad_tensor()
-        result = func(*args)
-        name = getattr(new_type, "qualname", "") or str(new_type)
-        if isinstance(result, TensorMeta) and "Parameter" in name:
-            return _with_kind(result, "parameter")
-        return result
-
-
-def _with_kind(t: Any, kind: str) -> Any:
-    if isinstance(t, TensorMeta):
-        return TensorMeta(t.key, t.shape, t.dtype, t.device, t.storage, t.storage_offset,
-                          t.stride, kind)
-    return t
-
-
-class _BadTensorType(Opaque):
-    qualname = "<unreadable tensor>"
-
-
-def _bad_tensor() -> Opaque:
-    return _BadTensorType()
-
-
-_REBUILDERS = {
-    ("torch._utils", "_rebuild_tensor"): "rebuild_tensor",
-    ("torch._utils", "_rebuild_tensor_v2"): "rebuild_tensor",
-    ("torch._utils", "_rebuild_tensor_v3"): "rebuild_tensor_v3",
-    ("torch._utils", "_rebuild_parameter"): "rebuild_parameter",
-    ("torch._utils", "_rebuild_parameter_with_state"): "rebuild_parameter",
-    ("torch._utils", "_rebuild_qtensor"): "rebuild_qtensor",
-    ("torch._utils", "_rebuild_meta_tensor_no_storage"): "rebuild_meta",
-    ("torch._utils", "_rebuild_wrapper_subclass"): "rebuild_wrapper_subclass",
-    ("torch._utils", "_rebuild_sparse_tensor"): "rebuild_sparse",
-    ("torch._utils", "_rebuild_device_tensor_from_cpu_tensor"): "rebuild_from_cpu",
-    ("torch._utils", "_rebuild_nested_tensor"): "rebuild_nested",
-    ("torch._tensor", "_rebuild_from_type_v2"): "rebuild_from_type_v2",
-}
 
 
 def _size(*args: Any) -> tuple:
@@ -256,7 +38,7 @@ def _size(*args: Any) -> tuple:
 def _device(*args: Any) -> Device:
     if len(args) == 1 and isinstance(args[0], str):
         return Device(args[0])
-    if len(args) == 2 and isinstance(args[0], str) and _is_int(args[1]):
+    if len(args) == 2 and isinstance(args[0], str) and is_int(args[1]) and 0 <= args[1] < 1 << 16:
         return Device(f"{args[0]}:{args[1]}")
     return Device("unknown")
 
@@ -267,11 +49,14 @@ def _codecs_encode(*args: Any) -> Any:
     return Opaque()
 
 
+_MAX_BUILT = 1 << 20  # bytearray(n) allocates n bytes: a 10-byte pickle asking for 8 GB
+
+
 def _safe_builtin(cls: type):
     def build(*args: Any) -> Any:
         try:
-            if all(isinstance(a, (list, tuple, str, bytes, int, float, set, frozenset))
-                   for a in args):
+            if all(isinstance(a, (list, tuple, str, bytes, float, set, frozenset))
+                   or (type(a) is int and abs(a) <= _MAX_BUILT) for a in args):
                 return cls(*args)
         except (TypeError, ValueError):
             pass
@@ -295,8 +80,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles into inert stand-ins; records every global the stream references."""
 
     def __init__(self, data: bytes | BinaryIO, persistent_load, label: str) -> None:
+        self.persistent_load = persistent_load  # read by __init__: one call per storage, not two
         super().__init__(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data)
-        self._persistent = persistent_load
+        self._source = data
+        self._loaded = False
         self.label = label
         self.problems: list[str] = []
         self.builder = TensorBuilder(self.problems)
@@ -304,8 +91,18 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.attribute_paths: set[str] = set()  # "mod.Class.attr": reaches through attributes
         self._classes: dict[tuple[str, str], Any] = {}
 
-    def persistent_load(self, pid: Any) -> Any:
-        return self._persistent(pid)
+    def load(self) -> Any:
+        """The pickle at the source's position, after memoguard checked it. Once only:
+        a second load would read what the first buffered, which memoguard never saw."""
+        if self._loaded:
+            raise RuntimeError("a RestrictedUnpickler reads one pickle; make another")
+        self._loaded = True
+        src = self._source
+        if isinstance(src, (bytes, bytearray)):
+            memoguard.check(src, 0, self.label)
+        else:
+            _check_stream(src, self.label)
+        return super().load()
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 names (protocol < 3 streams), mapped as pickle's fix_imports would.
@@ -326,7 +123,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return found
 
     def _resolve(self, module: str, name: str) -> Any:
-        method = _REBUILDERS.get((module, name))
+        method = REBUILDERS.get((module, name))
         if method:
             return getattr(self.builder, method)
         if (module, name) in _HARMLESS:
@@ -339,7 +136,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             dt = dtypes.canonical(name) if module == "torch" else None
             if dt is not None:
                 return DType(dt)
-        return _OpaqueMeta(name if name.isidentifier() else "Opaque", (Opaque,),
+        return OpaqueMeta(name if name.isidentifier() else "Opaque", (Opaque,),
                            {"__slots__": (), "qualname": f"{module}.{name}", "called": False})
 
     def run(self) -> Any:
@@ -353,7 +150,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise ReadError(f"{self.label}: the pickle asks for more memory than it could "
                             "hold; the file is damaged or hostile") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
-                IndexError, KeyError, UnicodeDecodeError, OverflowError, struct_error) as err:
+                LookupError, ArithmeticError, struct_error) as err:
             raise ReadError(f"{self.label}: the pickle is damaged ({_short(err)}); "
                             "the file may be truncated or not a PyTorch checkpoint") from None
 
@@ -362,6 +159,24 @@ try:
     from struct import error as struct_error
 except ImportError:  # pragma: no cover
     struct_error = ValueError  # type: ignore[misc,assignment]
+
+
+def _check_stream(f: BinaryIO, label: str) -> None:
+    """memoguard over a file from its current position, through a read-only map."""
+    start = f.tell()
+    if isinstance(f, io.BytesIO):
+        with f.getbuffer() as buf:
+            memoguard.check(buf, start, label)
+        return
+    try:
+        view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, io.UnsupportedOperation):  # empty, or not a plain file
+        rest = f.read()
+        f.seek(start)
+        memoguard.check(rest, 0, label)
+        return
+    with view:
+        memoguard.check(view, start, label)
 
 
 def _short(err: BaseException) -> str:

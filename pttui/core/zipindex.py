@@ -4,11 +4,17 @@ We parse the directory ourselves instead of using ``zipfile`` because pttui must
 know exactly which bytes torch would read (duplicate names, zip64 offsets,
 compressed or encrypted records are all refused or reported), and because it
 needs each record's absolute data offset to read tensors without unpickling.
+
+torch finds records with miniz, which matches names ignoring ASCII case and,
+when two names collide, returns whichever its binary search lands on (it depends
+on where the records sit). So names are looked up case-folded here too, and any
+two records whose folded names collide are listed in ``duplicates``.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import BinaryIO, NamedTuple
 
 from pttui.core.meta import ReadError
@@ -22,6 +28,7 @@ _CDH_FMT = struct.Struct("<4s6H3L5H2L")  # 46 bytes
 _LFH_FMT = struct.Struct("<4s5H3L2H")  # 30 bytes
 _MAX_COMMENT = 0xFFFF
 _MAX_ENTRIES = 5_000_000
+MAX_INFLATE = 512 << 20  # a compressed record we inflate into memory (data.pkl)
 
 
 class ZipEntry(NamedTuple):
@@ -33,6 +40,26 @@ class ZipEntry(NamedTuple):
     flags: int
 
 
+def fold(name: str) -> str:
+    """miniz's name comparison key: ASCII letters lowered, every other byte kept."""
+    if name.isascii():
+        return name.lower()
+    return name.encode("utf-8", "surrogateescape").lower().decode("utf-8", "surrogateescape")
+
+
+class Names(dict):
+    """Records by case-folded name, looked up the way torch's miniz looks them up."""
+
+    def get(self, name: str, default=None):  # type: ignore[override]
+        return dict.get(self, fold(name), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, fold(name))
+
+    def __getitem__(self, name: str) -> ZipEntry:
+        return dict.__getitem__(self, fold(name))
+
+
 class ZipIndex:
     """Names and locations of every record; ``data_offset`` reads one local header."""
 
@@ -40,7 +67,7 @@ class ZipIndex:
         self._f = f
         self.file_size = file_size
         self.label = label
-        self.entries: dict[str, ZipEntry] = {}
+        self.entries: Names = Names()  # folded name -> entry (entry.name as stored)
         self.duplicates: list[str] = []
         self._read_directory()
 
@@ -79,7 +106,7 @@ class ZipIndex:
 
     def _parse(self, cd: bytes, n_entries: int) -> None:
         unpack, off, end = _CDH_FMT.unpack_from, 0, len(cd)
-        entries = self.entries
+        entries, add = self.entries, dict.setdefault  # the first record of a name is kept
         for _ in range(n_entries):
             if off + 46 > end:
                 raise ReadError(f"{self.label}: the zip directory is truncated")
@@ -91,49 +118,105 @@ class ZipIndex:
             name_b = cd[off + 46:off + 46 + nlen]
             if 0xFFFFFFFF in (csize, usize, lho):
                 usize, csize, lho = _zip64_extra(cd[off + 46 + nlen:off + 46 + nlen + xlen],
-                                                 usize, csize, lho)
+                                                 usize, csize, lho, self.label)
             off += 46 + nlen + xlen + clen
             name = name_b.decode("utf-8", "surrogateescape")
-            if name in entries:
+            entry = ZipEntry(name, lho, csize, usize, method, flags)
+            if add(entries, name_b.lower().decode("utf-8", "surrogateescape"), entry) is not entry:
                 self.duplicates.append(name)
-                continue
-            entries[name] = ZipEntry(name, lho, csize, usize, method, flags)
         if off > end:
             raise ReadError(f"{self.label}: the zip directory is truncated")
 
     # -- records -----------------------------------------------------------
     def data_offset(self, entry: ZipEntry) -> int:
-        """Absolute offset of a record's bytes, after checking it is stored plainly."""
-        if entry.flags & 0x1:
-            raise ReadError(f"{self.label}: record {entry.name} is encrypted; torch cannot "
-                            "read it either")
+        """Absolute offset of a record's bytes, after checking they are stored as is
+        (pttui reads tensor bytes in place; torch.save never compresses them)."""
         if entry.method != 0:
-            raise ReadError(f"{self.label}: record {entry.name} is compressed (method "
-                            f"{entry.method}); torch only reads stored records. Re-save with "
-                            "torch.save or repack without compression")
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} is compressed (method "
+                            f"{entry.method}); pttui reads tensor bytes in place and needs "
+                            "stored records. Re-save the file with torch.save")
+        return self._start(entry, entry.size)
+
+    def _start(self, entry: ZipEntry, stored: int) -> int:
+        if entry.flags & 0x1:
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} is encrypted; torch "
+                            "cannot read it either")
+        lfh = self._local_header(entry)
+        nlen, xlen = struct.unpack_from("<2H", lfh, 26)
+        start = entry.header_offset + 30 + nlen + xlen
+        if start + stored > self.file_size:
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} runs past the end of "
+                            "the file (truncated)")
+        return start
+
+    def _local_header(self, entry: ZipEntry) -> bytes:
         self._f.seek(entry.header_offset)
         lfh = self._f.read(30)
         if len(lfh) < 30 or lfh[:4] != _LFH:
-            raise ReadError(f"{self.label}: record {entry.name} has no valid local header; "
-                            "the file is damaged")
-        nlen, xlen = struct.unpack_from("<2H", lfh, 26)
-        start = entry.header_offset + 30 + nlen + xlen
-        if start + entry.size > self.file_size:
-            raise ReadError(f"{self.label}: record {entry.name} runs past the end of the file "
-                            "(truncated)")
-        return start
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} has no valid local "
+                            "header; the file is damaged")
+        return lfh
+
+    def local_disagreement(self, entry: ZipEntry) -> str | None:
+        """How the record's local header contradicts the central directory, if it does.
+
+        torch (like pttui) trusts the directory; a reader that walks local headers
+        sees something else, which is how scanner-evading files are built.
+        """
+        lfh = self._local_header(entry)
+        flags, _m, _t, _d, _crc, csize, usize, nlen = struct.unpack_from("<4H3LH", lfh, 6)
+        local_name = self._f.read(nlen).decode("utf-8", "surrogateescape")
+        if local_name != entry.name:
+            return f"its local header names it {_safe(local_name)}"
+        sizes_known = not flags & 0x8 and 0xFFFFFFFF not in (csize, usize)
+        if sizes_known and (usize, csize) != (entry.size, entry.compressed_size):
+            return (f"its local header says {usize:,} bytes, the directory "
+                    f"{entry.size:,}")
+        return None
 
     def read(self, entry: ZipEntry, limit: int | None = None) -> bytes:
-        start = self.data_offset(entry)
+        """A record's bytes; deflated records are inflated (torch's miniz does that too)."""
         n = entry.size if limit is None else min(limit, entry.size)
+        if entry.method == 8:
+            return self._inflate(entry, n)
+        if entry.method != 0:
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} is compressed with "
+                            f"method {entry.method}; torch reads only stored or deflated "
+                            "records, so it cannot load this file")
+        start = self._start(entry, entry.size)
         self._f.seek(start)
         data = self._f.read(n)
         if len(data) != n:
-            raise ReadError(f"{self.label}: record {entry.name} is truncated")
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} is truncated")
+        return data
+
+    def _inflate(self, entry: ZipEntry, n: int) -> bytes:
+        if entry.size > MAX_INFLATE:
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} is compressed and "
+                            f"claims {entry.size:,} bytes (limit {MAX_INFLATE:,}); refusing "
+                            "to inflate it")
+        start = self._start(entry, entry.compressed_size)
+        self._f.seek(start)
+        raw = self._f.read(entry.compressed_size)
+        try:
+            data = zlib.decompressobj(-15).decompress(raw, n)
+        except zlib.error as err:
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} does not inflate "
+                            f"({err}); the file is damaged") from None
+        if len(data) != n:
+            raise ReadError(f"{self.label}: record {_safe(entry.name)} inflates to fewer "
+                            "bytes than the directory says; the file is damaged")
         return data
 
 
-def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, int, int]:
+def _safe(name: str, limit: int = 120) -> str:
+    """A record name fit for a one-line message (names are attacker-chosen)."""
+    text = name if name.isprintable() else repr(name)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int,
+                 label: str) -> tuple[int, int, int]:
     i = 0
     while i + 4 <= len(extra):
         hid, hlen = struct.unpack_from("<2H", extra, i)
@@ -152,4 +235,5 @@ def _zip64_extra(extra: bytes, usize: int, csize: int, lho: int) -> tuple[int, i
                 return vals[0], vals[1], vals[2]
             break
         i += 4 + hlen
-    raise ReadError("zip64 sizes are missing from a record's extra field; the file is damaged")
+    raise ReadError(f"{label}: zip64 sizes are missing from a record's extra field; the "
+                    "file is damaged")

@@ -1,0 +1,91 @@
+"""The inert stand-ins the restricted unpickler builds instead of real objects.
+
+They hold what a pickle gave them (arguments, state, items) and do nothing else,
+so walking or printing them can never run code from a file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from pttui.core.meta import StorageRef
+
+
+class Opaque:
+    """An instance of a class pttui refuses to import: its name, arguments and state."""
+
+    __slots__ = ("args", "state", "items", "__weakref__")
+    qualname = "?"
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
+        self = object.__new__(cls)
+        self.args = args + ((kwargs,) if kwargs else ())
+        self.state = None
+        self.items = None
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # NEWOBJ must not re-run anything
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    # APPENDS / SETITEMS / ADDITEMS on a non-builtin call these; record, never dispatch.
+    def append(self, value: Any) -> None:
+        self._items_list().append(value)
+
+    def extend(self, values: Any) -> None:
+        self._items_list().extend(values if isinstance(values, list) else list(values))
+
+    def add(self, value: Any) -> None:
+        self._items_list().append(value)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if not isinstance(self.items, dict):
+            self.items = {}
+        self.items[key] = value
+
+    def _items_list(self) -> list:
+        if not isinstance(self.items, list):
+            self.items = []
+        return self.items
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Opaque:
+        """Calling what an unknown call returned (``getattr(os, "system")("...")``):
+        recorded as one more inert object, so the chain is read, not refused."""
+        return CallResult(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).qualname}>"
+
+
+class CallResult(Opaque):
+    __slots__ = ()
+    qualname = "<result of a call>"
+
+
+class OpaqueMeta(type):
+    """Calling an opaque class (REDUCE) records the call instead of running it."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Opaque:
+        cls.called = True  # type: ignore[attr-defined]
+        return cls.__new__(cls, *args, **kwargs)
+
+
+class DType(str):
+    """A dtype token: ``torch.float32`` read as the string ``float32``."""
+
+
+class StorageType(str):
+    """A storage class token (``FloatStorage``); its value is the dtype it holds."""
+
+
+class Device(str):
+    """A ``torch.device`` token (``cuda:0``)."""
+
+
+class StorageView(NamedTuple):
+    """A legacy-format view into a storage (``view_metadata`` in the persistent id)."""
+
+    ref: StorageRef
+    offset: int
