@@ -207,6 +207,7 @@ def test_interrupt_leaves_nothing(tmp_path):
 
 
 def test_disk_full_during_torch_save_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "COPY_BYTES", False)  # the torch path; test_rawexport.py covers the other
     real_save = torch.save
 
     def failing_save(obj, f, *a, **kw):
@@ -222,6 +223,7 @@ def test_disk_full_during_torch_save_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_write_failure_mid_safetensors_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "COPY_BYTES", False)  # the torch path; test_rawexport.py covers the other
     calls = []
     real = export_mod.as_bytes
 
@@ -239,6 +241,7 @@ def test_write_failure_mid_safetensors_leaves_nothing(tmp_path, monkeypatch):
 
 
 def test_failed_verification_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "COPY_BYTES", False)  # the torch path; test_rawexport.py covers the other
     monkeypatch.setattr(export_mod, "verify_file", lambda path, expected: ["x: differs"])
     out = tmp_path / "out.pt"
     with pytest.raises(ReadError, match="verification .* failed: x: differs"):

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from pttui.core.compare import Report, ShapeMismatch, compare, group_keys
 from pttui.core.meta import Checkpoint, Container, ReadError, TensorMeta
+from pttui.core.nogc import gc_paused
 from pttui.core.targets import Target
 
 
@@ -191,6 +192,7 @@ def _optimizer_like(keys: list[str]) -> bool:
     return bool(keys) and hits * 2 >= len(keys)
 
 
+@gc_paused
 def diagnose(ckpt_tensors: Mapping[str, TensorMeta], target: Target, report: Report,
              containers: list[Container] | None = None) -> list[str]:
     """Plain-words reasons the checkpoint does not fit, most telling first, one line each."""

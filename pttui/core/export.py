@@ -1,6 +1,8 @@
 """Write repaired weights to ``.pt`` or ``.safetensors``, atomically, then prove it.
 
-Tensors come from :class:`TensorSource` as zero-copy views of the mapped source,
+When no tensor is cast, the stored bytes are copied as they are, without torch
+(``rawexport``: as fast as ``cp`` plus the check, a few MiB of memory). Otherwise
+tensors come from :class:`TensorSource` as zero-copy views of the mapped source,
 so memory stays near one tensor (only casts allocate); mapped pages are handed
 back to the page cache as the file streams through. The output is written to a
 hidden temp file beside the destination, fsynced, verified by reading it back
@@ -22,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Callable
 
-from pttui.core import dtypes, formats
+from pttui.core import dtypes, formats, rawexport
 from pttui.core.meta import Checkpoint, ReadError, TensorMeta
 from pttui.core.tensordata import TensorSource, as_bytes, checksum, torch_dtype
 
@@ -32,6 +34,7 @@ _FMT_NAMES = {"pt": TORCH, "pth": TORCH, "bin": TORCH, "torch": TORCH, TORCH: TO
               SAFETENSORS: SAFETENSORS}
 _ST_TAGS = {v: k for k, v in dtypes.SAFETENSORS_DTYPES.items()}
 _DROP_EVERY = 32 << 20  # bytes written between handing mapped pages back
+COPY_BYTES = True  # copy stored bytes without torch when nothing is cast (rawexport.py)
 
 
 class ExportCancelled(ReadError):
@@ -128,9 +131,16 @@ def export(ckpt: Checkpoint, mapping: dict[str, TensorMeta],
     plan = _st_plan(job, metadata) if fmt == SAFETENSORS else None
     aliases = plan[2] if plan else {}
     with TensorSource(ckpt) as src:
-        write = (partial(_write_safetensors, src=src, job=job, plan=plan) if plan
-                 else partial(_write_torch, src=src, job=job, metadata=metadata))
-        check = (lambda tmp: _verify_or_raise(tmp, fmt, job.digests)) if verify else None
+        raw = rawexport.plan(src, job.items, fmt, plan) if COPY_BYTES else None
+        if raw is not None:  # bytes as stored: copied by the kernel, no torch
+            write = partial(rawexport.write, p=raw, job=job, verify=verify,
+                            metadata=_torch_metadata(job, metadata) if plan is None else None)
+            check = (lambda tmp: _raise_if(rawexport.check(tmp, raw, job.items), fmt)
+                     ) if verify else None
+        else:
+            write = (partial(_write_safetensors, src=src, job=job, plan=plan) if plan
+                     else partial(_write_torch, src=src, job=job, metadata=metadata))
+            check = (lambda tmp: _verify_or_raise(tmp, fmt, job.digests)) if verify else None
         _atomic_write(out, force, write, check)
     return ExportResult(out, fmt, len(job.items), os.path.getsize(out),
                         time.monotonic() - start, verify, job.problems, aliases)
@@ -296,13 +306,9 @@ def _write_torch(f: Any, src: TensorSource, job: _Job, metadata: Any) -> None:
     for name, meta, orig in job.items:
         sd[name] = job.tensor(src, name, meta, orig)
         src.drop_pages(orig)  # the view stays valid; its pages fault back in when saved
-    if metadata is not None:
-        plain = _plain(metadata)
-        if plain is None:
-            job.problems.append("the state_dict _metadata holds objects other than plain "
-                                "values; it was left out")
-        else:
-            sd._metadata = plain  # type: ignore[attr-defined]
+    plain = _torch_metadata(job, metadata)
+    if plain is not None:
+        sd._metadata = plain  # type: ignore[attr-defined]
     sink = _Sink(f, src, job)
     try:
         torch.save(sd, sink)
@@ -312,6 +318,17 @@ def _write_torch(f: Any, src: TensorSource, job: _Job, metadata: Any) -> None:
         raise
     src.drop_pages()
     job.check_cancel()
+
+
+def _torch_metadata(job: _Job, metadata: Any) -> Any:
+    """The ``_metadata`` a .pt export carries: plain values only, else left out (noted)."""
+    if metadata is None:
+        return None
+    plain = _plain(metadata)
+    if plain is None:
+        job.problems.append("the state_dict _metadata holds objects other than plain "
+                            "values; it was left out")
+    return plain
 
 
 def _plain(value: Any, depth: int = 0) -> Any:
@@ -401,7 +418,10 @@ def _write_safetensors(f: Any, src: TensorSource, job: _Job, plan: tuple) -> Non
 def _verify_or_raise(path: str, fmt: str, expected: dict) -> None:
     """``expected`` holds every tensor written (tied names dropped from .safetensors
     were never written, so they are not in it)."""
-    problems = verify_file(path, expected)
+    _raise_if(verify_file(path, expected), fmt)
+
+
+def _raise_if(problems: list[str], fmt: str) -> None:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ReadError(f"verification of the written {fmt} file failed: {problems[0]}{more}; "

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from math import prod
 
+from pttui.core.dtypes import itemsize_bits
 from pttui.core.meta import TensorMeta
 
 MAX_DEPTH = 64
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class KeyNode:
     name: str
     path: str
@@ -29,37 +31,72 @@ class KeyNode:
 
 def build_tree(tensors: dict[str, TensorMeta]) -> KeyNode:
     root = KeyNode("", "")
+    # "a.b" -> the node for a.b: keys sharing a parent skip the walk from the root.
+    # Only keys of at most MAX_DEPTH dots go in (deeper ones keep a dotted tail).
+    parents: dict[str, KeyNode] = {}
     for key, t in tensors.items():
-        parts = key.split(".", MAX_DEPTH)
-        node = root
-        for part in parts:
-            child = node.children.get(part)
-            if child is None:
-                child = KeyNode(part, f"{node.path}.{part}" if node.path else part)
-                node.children[part] = child
-            node = child
+        head, dot, leaf = key.rpartition(".")
+        parent = parents.get(head) if dot else root
+        if parent is None:
+            if key.count(".") > MAX_DEPTH:
+                parent = root
+                parts = key.split(".", MAX_DEPTH)
+                for part in parts[:-1]:
+                    parent = _child(parent, part)
+                leaf = parts[-1]
+            else:
+                parent = root
+                for part in head.split("."):
+                    parent = _child(parent, part)
+                parents[head] = parent
+        node = parent.children.get(leaf)
+        if node is None:
+            ppath = parent.path
+            path = (key if ppath == head else f"{ppath}.{leaf}") if ppath else leaf
+            node = parent.children[leaf] = KeyNode(leaf, path)
         node.tensor = t
     _aggregate(root)
     return root
 
 
+def _child(node: KeyNode, part: str) -> KeyNode:
+    child = node.children.get(part)
+    if child is None:
+        child = KeyNode(part, f"{node.path}.{part}" if node.path else part)
+        node.children[part] = child
+    return child
+
+
 def _aggregate(root: KeyNode) -> None:
+    """Counts, sizes and a structure signature per node, children before parents."""
     order, stack = [], [root]
     while stack:
         node = stack.pop()
         order.append(node)
         stack.extend(node.children.values())
+    bits: dict[str, int] = {}
     for node in reversed(order):
         t = node.tensor
-        node.count = 1 if t else 0
-        node.params = t.numel if t else 0
-        node.nbytes = t.nbytes if t else 0
-        for c in node.children.values():
-            node.count += c.count
-            node.params += c.params
-            node.nbytes += c.nbytes
-        node.sig = hash(((t.shape, t.dtype, t.device) if t else None,
-                         tuple((n, c.sig) for n, c in node.children.items())))
+        if t is not None:
+            n = prod(t.shape)
+            b = bits.get(t.dtype)
+            if b is None:
+                b = bits[t.dtype] = itemsize_bits(t.dtype)
+            count, params, nbytes = 1, n, (n * b + 7) // 8
+            own = (t.shape, t.dtype, t.device)
+        else:
+            count = params = nbytes = 0
+            own = None
+        kids = node.children
+        if kids:
+            for c in kids.values():
+                count += c.count
+                params += c.params
+                nbytes += c.nbytes
+            node.sig = hash((own, tuple([(name, c.sig) for name, c in kids.items()])))
+        else:
+            node.sig = hash((own, ()))
+        node.count, node.params, node.nbytes = count, params, nbytes
 
 
 @dataclass

@@ -17,6 +17,7 @@ from typing import Any
 from pttui.core.compare import UNKNOWN, Report, compare
 from pttui.core.meta import TensorMeta
 from pttui.core.modmeta import carry_metadata
+from pttui.core.nogc import gc_paused
 from pttui.core.recipe import (AcceptMissing, AddPrefix, Drop, KeyMap, Op, Recipe,
                                RecipeConflict, RegexRename, StripPrefix)
 
@@ -65,6 +66,7 @@ def _problems(r: Report) -> int:
         set(r.missing) & set(r.accepted_missing))
 
 
+@gc_paused
 def suggest(tensors: dict[str, TensorMeta], target, accepted: tuple[str, ...] = (),
             metadata: Any = UNKNOWN, limit: int = 8) -> list[Suggestion]:
     """Steps that improve ``tensors`` (the current key map) for ``target``, best first.
@@ -98,8 +100,11 @@ def suggest(tensors: dict[str, TensorMeta], target, accepted: tuple[str, ...] = 
     expected = target.tensors
     for op, title, why in _prefix_candidates(tensors, expected, base):
         measure([op], title, "high", True, why, "prefix")
+    joined = "\n".join(base.unexpected)
     for pattern, repl, title in KNOWN_RENAMES:
-        if any(re.search(pattern, k) for k in base.unexpected):
+        # One search of all names at once; a key holding a newline may give a false
+        # hit, which measure() then finds changes nothing and drops.
+        if re.search(pattern, joined, re.M):
             measure([RegexRename(pattern, repl)], title, "high", True,
                     "old checkpoints name LayerNorm parameters gamma/beta", "rename")
     if not found:

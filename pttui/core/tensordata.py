@@ -167,6 +167,15 @@ class TensorSource:
             except (OSError, ValueError):
                 pass
 
+    @property
+    def big_endian(self) -> set[str | None]:
+        """Shards (None: the file itself) whose bytes are big-endian."""
+        return self._big
+
+    def span(self, ref: StorageRef, key: str) -> tuple[str, int]:
+        """(file, absolute offset) of the first byte of ``ref``'s storage; no torch needed."""
+        return self._span(ref, key)
+
     # -- storages --------------------------------------------------------------------
     def _storage(self, ref: StorageRef, dtype: str, esize: int, key: str) -> Any:
         """The storage's bytes as a 1-D uint8 tensor, cached so ties stay tied."""
