@@ -102,3 +102,13 @@ def test_folder_listing_marks_what_needs_attention(tmp_path, ckpt):
     assert "sub/" in lines and "notes.txt" not in lines
     res = run_cli(str(ckpt))  # a file: its reading
     assert res.returncode == 0 and "container: state_dict" in res.stdout
+
+
+def test_hostile_keys_cannot_drive_the_terminal(tmp_path):
+    """Escape sequences and lone surrogates in a file's keys print as visible escapes."""
+    path = tmp_path / "esc.pt"
+    torch.save({"a\x1b[31mred\udc80": torch.zeros(2), "note": "x\x1b[2Jy"}, path)
+    res = run_cli("inspect", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "\x1b" not in res.stdout
+    assert "a\\x1b[31mred\\udc80" in res.stdout

@@ -181,3 +181,17 @@ def test_bad_inputs_get_one_line(argv, needle):
     res = run_cli(*argv)
     assert res.returncode == 2, res.stdout
     assert res.stderr.count("\n") == 1 and needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_export_is_an_ordinary_file(tmp_path, capsys):
+    """The output gets the usual permissions (umask), not a temp file's 0600."""
+    out = tmp_path / "fixed.pt"
+    old = os.umask(0o022)
+    try:
+        rc, _, err = run_main(capsys, "fix", str(SAMPLES / "squeezenet1_1_dataparallel.pt"),
+                              "--model", SQUEEZE, "--auto", "-o", str(out))
+    finally:
+        os.umask(old)
+    assert rc == 0, err
+    assert oct(out.stat().st_mode & 0o777) == oct(0o644)
+    assert not [p for p in os.listdir(tmp_path) if "pttui-partial" in p]

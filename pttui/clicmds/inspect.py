@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(piece)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write("\n".join(render(ckpt, args.depth)) + "\n")
+        sys.stdout.write("\n".join(map(printable, render(ckpt, args.depth))) + "\n")
     return 0
 
 
@@ -126,6 +126,14 @@ def render(ckpt: Checkpoint, depth: int | None = None) -> list[str]:
     lines.append("")
     lines.extend(tree_lines(tensors, depth))
     return lines
+
+
+def printable(text: str) -> str:
+    """A key as the terminal should show it: control characters (escape sequences in a
+    hostile file's keys) and unencodable characters become visible escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def tree_lines(tensors, depth: int | None = None) -> list[str]:

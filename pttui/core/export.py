@@ -213,6 +213,12 @@ def _os_error(err: OSError, out: str) -> ReadError:
                                  why=err.strerror or err))
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
                   verify: Callable[[str], None] | None) -> None:
     """temp file -> write -> fsync -> verify -> rename (no-clobber unless force)."""
@@ -220,6 +226,7 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.pttui-partial-", dir=folder)
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; an export is an ordinary file
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
