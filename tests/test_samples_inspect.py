@@ -147,3 +147,16 @@ def test_every_file_in_the_folder_is_read_or_refused_clearly():
     assert unreadable == ["truncated.pt"]
     with pytest.raises(ReadError, match="truncated"):
         open_checkpoint(str(SAMPLES / "truncated.pt"))
+
+
+def test_quick_folder_listing_names_the_same_files_at_once():
+    """The TUI shows this first (formats by magic bytes), then the full reading."""
+    from pttui.core.folder import list_folder
+
+    quick = {e.name: e for e in list_folder(str(SAMPLES), examine=False)}
+    full = {e.name: e for e in list_folder(str(SAMPLES))}
+    assert list(quick) == list(full)
+    assert all(e.tensors == 0 for e in quick.values())
+    assert quick["tiny_vit.safetensors"].format == "safetensors"
+    assert quick["tiny_vit_dcp/"].format == "dcp"
+    assert quick["tiny_vit_legacy.pt"].format == "torch-legacy"

@@ -120,13 +120,13 @@ def test_model_names_arrive_from_a_background_thread(shell):
 
 def test_a_slow_or_failing_model_list_never_blocks_the_prompt():
     def slow():
-        time.sleep(0.5)
+        time.sleep(3)
         return MODELS
 
     c = ShellCompleter(Context(), model_names=slow)
     start = time.monotonic()
     assert words(c, "model torchvision:") == []  # not ready yet: nothing, at once
-    assert time.monotonic() - start < 0.3
+    assert time.monotonic() - start < 2  # far less than the 3 s the list takes
     assert c.ready.wait(5) and len(words(c, "model torchvision:")) == len(MODELS)
 
     def broken():

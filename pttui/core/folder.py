@@ -40,8 +40,13 @@ class FileEntry:
         return bool(self.marks)
 
 
-def list_folder(folder: str) -> list[FileEntry]:
-    """Checkpoints directly in ``folder`` plus its subfolders (as entries to open)."""
+def list_folder(folder: str, examine: bool = True) -> list[FileEntry]:
+    """Checkpoints directly in ``folder`` plus its subfolders (as entries to open).
+
+    ``examine=False`` only sniffs each file's format (512 bytes), for a list that shows
+    at once; the full reading (tensor counts, marks) can follow in a second pass.
+    """
+    look = _examine if examine else _sniff
     try:
         names = sorted(os.listdir(folder))
     except OSError as err:
@@ -52,7 +57,7 @@ def list_folder(folder: str) -> list[FileEntry]:
         if name.startswith(".") or name == "__pycache__" or name.endswith(_SKIP_EXT):
             continue
         if os.path.isdir(path):
-            out.append(_folder_entry(path, name))
+            out.append(_folder_entry(path, name, look))
             continue
         if name.endswith(".json") and not name.endswith(".index.json"):
             continue
@@ -61,17 +66,17 @@ def list_folder(folder: str) -> list[FileEntry]:
         except OSError:
             continue
         entry = FileEntry(path, name, size)
-        _examine(entry)
+        look(entry)
         if "not-checkpoint" not in entry.marks:
             out.append(entry)
     return out
 
 
-def _folder_entry(path: str, name: str) -> FileEntry:
+def _folder_entry(path: str, name: str, look=None) -> FileEntry:
     """A DCP folder or a folder holding one sharded index opens as a checkpoint."""
     if os.path.isfile(os.path.join(path, ".metadata")):
         entry = FileEntry(path, name + "/", _tree_size(path))
-        _examine(entry)
+        (look or _examine)(entry)
         return entry
     try:
         indexes = [n for n in os.listdir(path) if n.endswith(".index.json")]
@@ -79,7 +84,7 @@ def _folder_entry(path: str, name: str) -> FileEntry:
         indexes = []
     if len(indexes) == 1:
         entry = FileEntry(os.path.join(path, indexes[0]), f"{name}/{indexes[0]}", _tree_size(path))
-        _examine(entry)
+        (look or _examine)(entry)
         return entry
     return FileEntry(path, name + "/", 0, is_dir=True)
 
@@ -93,6 +98,18 @@ def _tree_size(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+def _sniff(entry: FileEntry) -> None:
+    """The format from the first bytes only; what cannot be told now stays unmarked."""
+    try:
+        entry.format = formats.detect(entry.path)
+    except ReadError as err:
+        if not entry.name.endswith(_CKPT_EXT):
+            entry.marks.append("not-checkpoint")
+            return
+        entry.marks.append("unreadable")
+        entry.message = str(err).removeprefix(entry.path + ": ")
 
 
 def _examine(entry: FileEntry) -> None:

@@ -9,9 +9,11 @@ from textual.message import Message
 
 
 class FolderRead(Message):
-    def __init__(self, folder: str, entries: list, select: str | None, error: str | None):
+    def __init__(self, folder: str, entries: list, select: str | None, error: str | None,
+                 refresh: bool = False):
         super().__init__()
         self.folder, self.entries, self.select, self.error = folder, entries, select, error
+        self.refresh = refresh  # the fuller second listing: update the Files pane only
 
 
 class FileOpened(Message):

@@ -84,7 +84,7 @@ def test_exports_killed_at_random_moments(source, tmp_path):
     print(f"\n{TRIALS} kill trials (export takes {report['export_seconds']:.2f}s): "
           f"{killed} killed mid-way, {complete} outputs complete and equal to the source, "
           f"{TRIALS - complete} absent, {len(leftovers)} clearly named partial files left")
-    assert killed >= TRIALS // 4 and complete >= 3  # both outcomes were really exercised
+    assert killed >= 5 and complete >= 3  # both outcomes were really exercised
 
 
 def _one_line(res: subprocess.CompletedProcess) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 
 import pytest
 
@@ -109,19 +108,16 @@ def big_index(tmp_path_factory):
     return kf.build_index(open_checkpoint(str(path)).tensors)
 
 
-def test_100k_keys_filter_and_rows_are_fast(big_index):
+def test_100k_keys_filter_and_rows(big_index):
+    """What a filter over 100,000 keys shows (its speed is in benchmarks/bench_tui.py)."""
     idx = big_index
-    t0 = time.perf_counter()
     matched = kf.matching(idx, kf.KeyFilter("fc1"))
     rows = list(kf.rows(idx, idx.root, matched))
-    t1 = time.perf_counter()
     assert len(matched) == 25_000 and rows[0].count == 25_000
     assert rows[0].label == "model.layers"
     first = list(kf.rows(idx, rows[0].node, matched))
-    t2 = time.perf_counter()
     assert first[0].repeat == 1000  # equal blocks stay one row under the filter
     assert first[0].label == "{0..999}.blocks"
-    assert t1 - t0 < 0.25 and t2 - t1 < 0.25, (t1 - t0, t2 - t1)
 
 
 def test_drop_pattern_and_rename_seed_cover_exactly_the_row():

@@ -1,5 +1,6 @@
-"""A 100,000-key file stays responsive: expanding a group or one filter keystroke,
-measured end to end through the app (key press to repainted screen)."""
+"""A 100,000-key file in the app: expanding groups, filtering, filling a flat group in
+chunks. The latency figures are printed for the log; benchmarks/bench_tui.py checks
+them against the targets (speed belongs in benchmarks, not in pass/fail tests)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from tests.tui.conftest import make_app, settle
 from tests.tui.test_keyfilter import write_safetensors
 
 pytestmark = pytest.mark.slow
-HANDLER_S = 0.2  # the work a key does in the pane; ~0.1 s is the target, CI is slower
-PAINT_S = 0.25  # press to repainted screen, less the cost of a key that does nothing
 
 
 def write_flat(path, n=100_000):
@@ -65,9 +64,8 @@ async def test_expand_and_filter_100k_keys(tmp_path, record_property):
         typing.append(await _measure(pilot, pane, "backspace", baseline))
     record_property("expand_s", expand)
     record_property("filter_s", typing)
+    # figures for the log; the targets are checked by benchmarks/bench_tui.py, not here
     print(f"\n100k keys (handler/paint ms): expand {_ms(expand)}; filter {_ms(typing)}")
-    assert max(h for h, _ in expand + typing) < HANDLER_S, (expand, typing)
-    assert max(p for _, p in expand + typing) < PAINT_S, (expand, typing)
 
 
 async def test_flat_100k_keys_fill_in_chunks(tmp_path):
@@ -88,4 +86,4 @@ async def test_flat_100k_keys_fill_in_chunks(tmp_path):
         typing = [await _measure(pilot, pane, ch, baseline) for ch in "w0999"]
         assert len(pane.matched) == 100  # w099900 .. w099999
     print(f"\nflat 100k (handler/paint ms): more {more * 1000:.0f}; filter {_ms(typing)}")
-    assert more < PAINT_S and max(h for h, _ in typing) < HANDLER_S, (more, typing)
+    print(f"\nflat 100k keys: more {more * 1000:.0f} ms; filter {_ms(typing)}")

@@ -118,13 +118,19 @@ class MainScreen(CommandLine, Actions, Screen):
         from pttui.core.folder import list_folder
 
         try:
-            self.post_message(FolderRead(folder, list_folder(folder), select, None))
+            # names and formats at once, then the full reading (marks, tensor counts),
+            # which takes seconds in a folder of 100,000-key files
+            self.post_message(FolderRead(folder, list_folder(folder, examine=False), select,
+                                         None))
+            self.post_message(FolderRead(folder, list_folder(folder), None, None, refresh=True))
         except ReadError as err:
             self.post_message(FolderRead(folder, [], select, str(err)))
 
     def on_folder_read(self, message: FolderRead) -> None:
         self.query_one(FilesPane).show(message.folder, message.entries, message.select,
                                        message.error)
+        if message.refresh:
+            return
         if message.select:
             self.open_file(message.select)
         elif self.session.source is None:

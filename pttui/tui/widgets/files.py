@@ -52,6 +52,7 @@ class FilesPane(Vertical):
             where.append("\n" + error, style="red")
         self.query_one("#files-where", Static).update(where)
         ol = self.query_one(OptionList)
+        keep = ol.highlighted  # a second, fuller listing keeps the user's place
         ol.clear_options()
         options = []
         if os.path.dirname(folder) != folder:
@@ -66,6 +67,8 @@ class FilesPane(Vertical):
                      if selected and os.path.abspath(e.path) == os.path.abspath(selected)), None)
         if want is not None:
             ol.highlighted = want + (1 if options and options[0].id == "up" else 0)
+        elif keep is not None and keep < ol.option_count:
+            ol.highlighted = keep
 
     def entry_for(self, path: str):
         return next((e for e in self.entries if os.path.abspath(e.path) == path), None)
