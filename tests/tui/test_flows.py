@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
@@ -333,3 +334,21 @@ async def test_a_failing_worker_is_reported_not_silent(folder, monkeypatch):
         assert any("simulated bug" in n.message for n in app._notifications)
         pane = _main(app).query_one("#keys")
         assert pane.index is None and "simulated bug" in pane.message
+
+
+async def test_open_command_moves_the_files_pane_to_that_folder(folder, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(folder / "tiny_vit_cuda.pt", elsewhere / "moved.pt")
+    app = make_app(folder)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        main = app.screen_stack[-1]
+        files = main.query_one("#files")
+        assert os.path.abspath(files.folder) == os.path.abspath(folder)
+        await pilot.press("colon", *f"open {elsewhere / 'moved.pt'}", "enter")
+        await settle(app, pilot)
+        if type(app.screen).__name__ == "OutputScreen":
+            await pilot.press("escape")
+        assert main.session.source.path == str(elsewhere / "moved.pt")
+        assert os.path.abspath(files.folder) == os.path.abspath(elsewhere)
+        assert [e.name for e in files.entries] == ["moved.pt"]

@@ -114,14 +114,16 @@ class MainScreen(CommandLine, Actions, Screen):
     # -- the folder and the file ------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="folder", exit_on_error=False)
-    def read_folder(self, folder: str, select: str | None = None) -> None:
+    def read_folder(self, folder: str, select: str | None = None, open_it: bool = True) -> None:
+        """List ``folder``; ``select`` is highlighted, and opened unless ``open_it`` is False
+        (a file opened elsewhere, by `:open`, only needs the list to follow it)."""
         from pttui.core.folder import list_folder
 
         try:
             # names and formats at once, then the full reading (marks, tensor counts),
             # which takes seconds in a folder of 100,000-key files
             self.post_message(FolderRead(folder, list_folder(folder, examine=False), select,
-                                         None))
+                                         None, refresh=not open_it))
             self.post_message(FolderRead(folder, list_folder(folder), None, None, refresh=True))
         except ReadError as err:
             self.post_message(FolderRead(folder, [], select, str(err)))
@@ -171,6 +173,9 @@ class MainScreen(CommandLine, Actions, Screen):
     def _session_changed(self, session: Session) -> None:
         state = (session.source, tuple(map(id, session.recipe.ops)), session.target)
         if state != self._state:
+            if session.source is not None and (not self._state
+                                               or session.source is not self._state[0]):
+                self._follow_folder(session.source.path)
             self._state = state
             self.gen += 1
             session.report = None  # stale until the analysis arrives
@@ -179,6 +184,16 @@ class MainScreen(CommandLine, Actions, Screen):
                 self.analyse(self.gen, session.source, session.recipe, session.target)
         self._show_report()
         self.refresh_bindings()
+
+    def _follow_folder(self, path: str) -> None:
+        """Show the folder of a file opened by a command, with that file highlighted."""
+        pane = self.query_one(FilesPane)
+        if not pane.folder or pane.entry_for(os.path.abspath(path)) is not None:
+            return  # listed already (a sharded set or DCP folder opens from its parent)
+        folder = os.path.dirname(os.path.abspath(path.rstrip("/")))
+        if os.path.abspath(pane.folder) != folder:
+            pane.loading_folder(folder)
+            self.read_folder(folder, path, open_it=False)
 
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
     def analyse(self, gen: int, source: Any, recipe: Any, target: Any) -> None:
