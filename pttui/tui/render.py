@@ -91,3 +91,17 @@ def coverage_change(before: Any, after: Any) -> Text:
     pct = (lambda x: f"{x / pt:.1%}") if pt else (lambda x: "n/a")
     return Text(f"keys {b}/{total} -> {a}/{total} · elements {pct(bp)} -> {pct(ap)}",
                 style=style)
+
+
+def append_changes(t: Text, changed: list[tuple[str, str]], show: int) -> None:
+    """``old -> new`` (or ``old  dropped``) for the first ``show`` changed keys."""
+    for old, new in changed[:show]:
+        t.append(Text(old))
+        if new:
+            t.append(" -> ", style="dim")
+            t.append(Text(new, style="green"))
+        else:
+            t.append("  dropped", style="red")
+        t.append("\n")
+    if len(changed) > show:
+        t.append(f"… and {len(changed) - show:,} more\n", style="dim")

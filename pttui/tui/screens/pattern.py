@@ -21,7 +21,7 @@ from textual.widgets import Button, Checkbox, Input, Static
 from pttui.core.meta import ReadError
 from pttui.tui import errors
 from pttui.core.recipe import Drop, Op, RegexRename
-from pttui.tui.render import coverage_change
+from pttui.tui.render import append_changes, coverage_change
 
 SHOW = 40  # preview lines
 
@@ -129,16 +129,7 @@ def preview_text(changed: list[tuple[str, str]], before: Any, after: Any) -> Tex
         t.append("no key changes", style="yellow")
     else:
         t.append(f"{len(changed):,} keys change\n", style="bold")
-    for old, new in changed[:SHOW]:
-        t.append(Text(old))
-        if new:
-            t.append(" -> ", style="dim")
-            t.append(Text(new, style="green"))
-        else:
-            t.append("  dropped", style="red")
-        t.append("\n")
-    if len(changed) > SHOW:
-        t.append(f"… and {len(changed) - SHOW:,} more\n", style="dim")
+    append_changes(t, changed, SHOW)
     if before is not None:
         t.append(coverage_change(before, after))
     return t

@@ -22,7 +22,7 @@ from textual.widgets import Button, Static
 
 from pttui.core.meta import ReadError
 from pttui.tui import errors
-from pttui.tui.render import coverage_change
+from pttui.tui.render import append_changes, coverage_change
 from pttui.tui.screens.pattern import SHOW, PatternScreen
 
 _STAGE_WORDS = {"container": "container", "globals": "unsafe globals", "device": "device mapping",
@@ -214,16 +214,7 @@ def step_text(step: Any, notes: list[str] | None = None) -> Text:
         t.append("\n" + rt.verdict(step.after) + "\n" + rt.coverage(step.after) + "\n")
     if step.affected:
         t.append(f"\n{len(step.affected):,} keys change:\n", style="bold")
-        for old, new in step.affected[:SHOW]:
-            t.append(Text(old))
-            if new:
-                t.append(" -> ", style="dim")
-                t.append(Text(new, style="green"))
-            else:
-                t.append("  dropped", style="red")
-            t.append("\n")
-        if len(step.affected) > SHOW:
-            t.append(f"… and {len(step.affected) - SHOW:,} more\n", style="dim")
+        append_changes(t, step.affected, SHOW)
     if step.uninitialised:
         t.append(f"\nstrict=False: these {len(step.uninitialised)} model keys stay at the "
                  "model's initialisation:\n", style="bold cyan")
