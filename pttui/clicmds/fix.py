@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from pttui.clicmds._common import add_target_arguments, open_source_and_target
@@ -12,7 +11,6 @@ from pttui.core import report_text as rt
 from pttui.core.autofix import auto_fix, reopen
 from pttui.core.modmeta import carry_metadata
 from pttui.core.compare import compare
-from pttui.core.meta import ReadError
 from pttui.core.recipe import Recipe
 
 
@@ -32,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pttui.core.export import export
+    from pttui.core.session_export import export_session
 
     ckpt, target, chosen = open_source_and_target(args)
     if args.auto:
@@ -59,13 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _emit(args, doc, lines + ["  (dry run: nothing written)"])
         return 0
-    if os.path.exists(recipe_out) and not args.force:
-        raise ReadError(f"{recipe_out}: exists; pass --force to overwrite it or --recipe-out "
-                        "to write elsewhere")
-    mapping = recipe.apply(ckpt.tensors)
-    result = export(ckpt, mapping, ckpt.tensors, args.output, force=args.force,
-                    metadata=carry_metadata(ckpt.state_metadata, recipe))
-    recipe.save(recipe_out)
+    result, recipe_out = export_session(ckpt, recipe, args.output, force=args.force,
+                                        recipe_out=recipe_out)
     doc.update({"output": result.path, "recipe_out": recipe_out, "verified": result.verified,
                 "notes": result.problems, "tensors": result.tensors,
                 "aliases": result.aliases})

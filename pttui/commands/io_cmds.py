@@ -16,7 +16,6 @@ from pttui.commands.registry import Call, command
 from pttui.commands.result import ERROR, CommandResult
 from pttui.core import humanize as hz
 from pttui.core import report_text as rt
-from pttui.core.autofix import carry_metadata, reopen
 from pttui.core.meta import ReadError
 
 MAP_LOCATIONS = ("auto", "cpu", "cuda", "meta", "keep")
@@ -122,7 +121,7 @@ def _fix_line(call: Call, policy, fx) -> str | None:  # noqa: ANN001 - LoadPolic
                    "nothing behind.", slow=True,
               examples=("export fixed.safetensors", "export out.pt --force")))
 def export(call: Call) -> CommandResult:
-    from pttui.core.export import export as write
+    from pttui.core.session_export import export_session
 
     src = call.ctx.source()
     out = os.path.expanduser(call.args["path"])
@@ -133,17 +132,10 @@ def export(call: Call) -> CommandResult:
             raise ReadError(f"export: {call.session.target.label} would still not load it "
                             f"({why}); repair it first (`suggest`) or add --anyway")
     recipe = for_file(call)
-    recipe_out = None if call.args["no_recipe"] else out + ".recipe.json"
-    if recipe_out and os.path.exists(recipe_out) and not call.args["force"]:
-        raise ReadError(f"{recipe_out}: exists; add --force to replace it, or --no-recipe")
-    ckpt = reopen(src, recipe)
-    result = write(ckpt, recipe.apply_to(ckpt), recipe.select(ckpt), out,
-                   fmt=call.args["format"], force=call.args["force"],
-                   metadata=carry_metadata(ckpt.state_metadata, recipe),
-                   progress=lambda done, total: call.report(done, total, "export"),
-                   cancel=call.cancel)
-    if recipe_out:
-        recipe.save(recipe_out)
+    result, recipe_out = export_session(
+        src, recipe, out, fmt=call.args["format"], force=call.args["force"],
+        write_recipe=not call.args["no_recipe"],
+        progress=lambda done, total: call.report(done, total, "export"), cancel=call.cancel)
     res = call.result(f"wrote {result.path}: {rd.plural(result.tensors, 'tensor')}, "
                       f"{hz.nbytes(result.nbytes)} in {result.seconds:.2f}s",
                       **result.to_json(), recipe_path=recipe_out)

@@ -34,19 +34,23 @@ def recipe_path(out: str) -> str:
     return out + ".recipe.json"
 
 
-def export_session(source: Checkpoint, recipe: Recipe, out: str, *, force: bool = False,
-                   write_recipe: bool = True, progress: Any = None, cancel: Any = None):
-    """Write ``out`` (and ``out.recipe.json``); returns (ExportResult, recipe path or None)."""
-    from pttui.core.autofix import carry_metadata, reopen
+def export_session(source: Checkpoint, recipe: Recipe, out: str, *, fmt: str | None = None,
+                   force: bool = False, write_recipe: bool = True,
+                   recipe_out: str | None = None, progress: Any = None, cancel: Any = None):
+    """Write ``out`` and, unless told not to, the recipe (``out.recipe.json`` by default);
+    the one export path of `pttui fix`, the shell and the TUI.
+    Returns (ExportResult, recipe path or None)."""
+    from pttui.core.autofix import reopen
     from pttui.core.export import export
+    from pttui.core.modmeta import carry_metadata
 
-    rpath = recipe_path(out) if write_recipe else None
+    rpath = (recipe_out or recipe_path(out)) if write_recipe else None
     if rpath and os.path.exists(rpath) and not force:
-        raise ReadError(f"{rpath}: exists; tick overwrite or choose another output path")
+        raise ReadError(f"{rpath}: the recipe file exists; overwrite (force) or choose "
+                        "another path")
     ckpt = reopen(source, recipe)
-    mapping = recipe.apply(ckpt.tensors)
-    result = export(ckpt, mapping, ckpt.tensors, out, force=force,
-                    metadata=carry_metadata(ckpt.state_metadata, recipe),
+    result = export(ckpt, recipe.apply(ckpt.tensors), ckpt.tensors, out, fmt=fmt,
+                    force=force, metadata=carry_metadata(ckpt.state_metadata, recipe),
                     progress=progress, cancel=cancel)
     if rpath:
         recipe.save(rpath)
