@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from pttui.core.compare import (UNKNOWN, best_container, compare, diagnose, expand_group,
-                                group_keys, variant_mismatch)
+from pttui.core.compare import UNKNOWN, compare, expand_group, group_keys
+from pttui.core.diagnosis import best_container, diagnose, variant_mismatch
 from pttui.core.meta import TensorMeta
 from pttui.core.reader import open_checkpoint
 from pttui.core.targets import Target, load_target

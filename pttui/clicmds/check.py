@@ -9,7 +9,8 @@ import sys
 from pttui.clicmds._common import add_target_arguments, open_source_and_target
 from pttui.core import report_text as rt
 from pttui.core.autofix import choose_container
-from pttui.core.compare import compare, diagnose
+from pttui.core.compare import compare
+from pttui.core.diagnosis import diagnose
 from pttui.core.suggest import suggest
 
 

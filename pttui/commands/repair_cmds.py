@@ -14,7 +14,7 @@ from pttui.commands.context import container_name, find_container
 from pttui.commands.parser import Arg, Opt, Spec
 from pttui.commands.registry import Call, command
 from pttui.commands.result import ERROR, CommandResult
-from pttui.core.compare import best_container, diagnose
+from pttui.core.diagnosis import best_container, diagnose
 from pttui.core.meta import ReadError, TensorMeta
 from pttui.core.recipe import (AcceptMissing, Cast, Drop, KeyMap, Op, RegexRename,
                                SelectContainer, quote)

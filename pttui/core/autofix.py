@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.compare import Report, best_container, compare, diagnose, variant_mismatch
+from pttui.core.compare import Report, compare
+from pttui.core.diagnosis import best_container, diagnose, variant_mismatch
 from pttui.core.modmeta import carry_metadata
 from pttui.core.meta import Checkpoint, TensorMeta
 from pttui.core.recipe import AcceptMissing, Recipe, SelectContainer

@@ -18,8 +18,8 @@ from pttui.core.meta import TensorMeta
 from pttui.core.nogc import gc_paused
 from pttui.core.targets import Target
 
-__all__ = ["BENIGN_NAMES", "UNKNOWN", "DtypeDiff", "Report", "ShapeMismatch", "best_container",
-           "compare", "diagnose", "expand_group", "group_keys", "variant_mismatch"]
+__all__ = ["BENIGN_NAMES", "UNKNOWN", "DtypeDiff", "Report", "ShapeMismatch", "compare",
+           "expand_group", "group_keys"]
 
 # Keys that are harmless when missing or unexpected: counters, derived index or
 # frequency tables, causal masks, profiler leftovers (thop's total_ops).
@@ -274,14 +274,3 @@ def expand_group(line: str) -> list[str]:
             items += [str(n) for n in range(int(r[1]), int(r[2]) + 1)] if r else [item]
         choices.append(items)
     return [".".join(p) for p in itertools.product(*choices)]
-
-
-def __getattr__(name: str) -> Any:
-    # The diagnoses live in pttui.core.diagnosis (which imports this module); they are
-    # reachable from here too, as the rest of pttui expects.
-    if name in ("diagnose", "variant_mismatch", "best_container"):
-        from pttui.core import diagnosis
-
-        return getattr(diagnosis, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
