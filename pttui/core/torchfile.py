@@ -39,16 +39,26 @@ class Unpickled:
 
 
 class _Storages:
-    """persistent_load for torch's ('storage', type, key, location, numel[, view]) ids."""
+    """persistent_load for torch's ('storage', type, key, location, numel[, view]) ids.
 
-    def __init__(self, label: str, shard: str | None) -> None:
-        self.label, self.shard = label, shard
+    ``arity`` is the length torch unpacks: 5 in a zip archive, 6 (with the view) in
+    a legacy stream. torch fails on any other length, so pttui refuses it too rather
+    than read a file torch cannot load.
+    """
+
+    def __init__(self, label: str, shard: str | None, arity: int) -> None:
+        self.label, self.shard, self.arity = label, shard, arity
         self.tokens: dict[str, StorageRef] = {}
         self.problems: list[str] = []
         self.order: list[str] = []
 
     def __call__(self, pid: Any) -> Any:
         if type(pid) is tuple and len(pid) in (5, 6) and pid[0] == "storage":
+            if len(pid) != self.arity:
+                where = "a zip checkpoint" if self.arity == 5 else "a legacy checkpoint"
+                raise ReadError(f"{self.label}: a storage reference has {len(pid)} fields "
+                                f"where {where} has {self.arity}; torch cannot load this "
+                                "file (it was written by another tool, or tampered with)")
             _, stype, key, location, numel = pid[:5]
             if (type(stype) not in (StorageType, DType) or type(key) is not str
                     or type(location) is not str or type(numel) is not int
@@ -133,7 +143,7 @@ def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unp
     if pkl.size > MAX_PICKLE_BYTES:
         raise ReadError(f"{label}: data.pkl claims {pkl.size:,} bytes; refusing to read it")
     data = index.read(pkl)
-    storages = _Storages(label, shard)
+    storages = _Storages(label, shard, 5)
     up = _unpickle(data, storages, label)
     out = Unpickled(up.root, up, data, "torchscript" if scripted else "torch-zip",
                     storages.problems + up.problems)
@@ -217,7 +227,7 @@ def read_legacy(f: BinaryIO, size: int, label: str, shard: str | None) -> Unpick
                         "not a checkpoint") from None
     if protocol != LEGACY_PROTOCOL:
         raise ReadError(f"{label}: unknown legacy protocol version {_short_repr(protocol)}")
-    storages = _Storages(label, shard)
+    storages = _Storages(label, shard, 6)
     up = RestrictedUnpickler(f, storages, label)
     up.root = up.run()  # type: ignore[attr-defined]
     out = Unpickled(up.root, up, None, "torch-legacy", storages.problems + up.problems)

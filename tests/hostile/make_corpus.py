@@ -158,6 +158,9 @@ def zip_entries() -> list[tuple[Entry, bytes]]:
     out.append((Entry("polyglot_legacy_then_zip.pt", "zip: pickle with a zip appended",
                       0, format="torch-legacy", keys=KEYS, torch_same=True),
                 legacy + zip_bytes(torch_zip(evil, DATA))))
+    out.append((Entry("legacy_five_field_storage_id.pt", "storage: a zip-style 5-field id "
+                      "in a legacy stream", 2, "has 5 fields where a legacy checkpoint has 6"),
+                legacy_file({"fc.weight": W, "fc.bias": B}, DATA)))
     out.append((Entry("polyglot_pickle_then_zip.pt", "zip: plain pickle with a zip appended",
                       2, "torch.save did not write"),
                 P(2).call("posix", "system", touch("polyglot")).bytes() + full))
@@ -219,6 +222,9 @@ def storage_entries() -> list[tuple[Entry, bytes]]:
             message="unknown type torch.Float99Storage"),
         one("storage_missing_record.pt", "storage: key pointing to a missing record",
             tensor(storage("7", 6), 0, (6,), (1,)), notes=["data record is missing"]),
+        one("storage_id_six_fields_in_zip.pt", "storage: a legacy 6-field id in a zip",
+            tensor(storage("0", 6, legacy=True), 0, (6,), (1,)), exit_=2,
+            message="has 6 fields where a zip checkpoint has 5"),
         one("location_cuda7.pt", "storage: location cuda:7",
             tensor(storage("0", 6, "cuda:7"), 0, (6,), (1,)), devices=["cuda:7"], tie=False),
         one("location_xla.pt", "storage: location xla",
