@@ -129,8 +129,8 @@ _CORRUPT_MARKERS = ("PytorchStreamReader failed", "invalid header or archive is 
 
 def classify(error: dict[str, Any], *, fmt: str, path: str,
              not_checkpoint: str | None = None, damage: str | None = None,
-             extra: dict[str, Any] | None = None, policy: dict[str, Any] | None = None
-             ) -> LoadFailure:
+             extra: dict[str, Any] | None = None, policy: dict[str, Any] | None = None,
+             compressed: int = 0) -> LoadFailure:
     """Classify the child's ``error`` ({"type", "message", "stage"}) for a file of ``fmt``.
 
     ``not_checkpoint`` is pttui's own description when the file is no checkpoint at
@@ -138,7 +138,8 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
     (torch's own message for that can be a bare "Invalid argument"); ``extra``
     carries what the child found out beyond the message (every unsafe global,
     pttui's own globals scan); ``policy`` is the effective policy of the attempt
-    (LoadPolicy fields, auto resolved).
+    (LoadPolicy fields, auto resolved); ``compressed`` counts zip records another
+    tool stored compressed (torch's mmap cannot read those).
     """
     policy = policy or {}
     etype = str(error.get("type") or "Exception")
@@ -195,6 +196,12 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
             "it: the JSON header or the data after it is damaged or truncated."),
             [Fix("download or copy the file again; safetensors files cannot be repaired "
                  "by loading options")])
+    if compressed and policy.get("mmap"):
+        return fail(MMAP_UNSUPPORTED, (
+            f"{compressed} record(s) of this zip are stored compressed: another tool rewrote "
+            "the archive (torch.save never compresses). mmap maps the bytes as they lie on "
+            "disk, so torch reads compressed data as tensors and fails or gives garbage."),
+            [Fix("load without mmap (torch then decompresses each record)", {"mmap": False})])
     if "mmap can only be used" in msg:
         return fail(MMAP_UNSUPPORTED, (
             "mmap works only for files in torch's zip format (PyTorch 1.6+); this file is "

@@ -1,7 +1,8 @@
 """What a file is before torch sees it: magic bytes and a zip's directory, no unpickling.
 
 ``pttui load`` needs this to choose the loader (safetensors or torch.load), to
-default ``mmap`` on for torch zip files, and to explain failures whose torch
+default ``mmap`` on for torch zip files (off when another tool compressed their
+records: torch would map the compressed bytes as tensor data), and to explain failures whose torch
 message says nothing useful (a truncated zip can fail with a bare "Invalid argument";
 a text file with "invalid load key").
 """
@@ -23,6 +24,7 @@ class Sniffed(NamedTuple):
     format: str
     not_checkpoint: str | None = None  # what the file is instead, in words
     damage: str | None = None  # a torch zip whose structure is broken, in words
+    compressed: int = 0  # zip records stored compressed: torch's mmap maps them raw
 
 
 def sniff(path: str) -> Sniffed:
@@ -43,10 +45,11 @@ def sniff(path: str) -> Sniffed:
                             "(or open the index with 'pttui inspect')")
     if fmt == formats.ZIP:
         try:
-            with zipfile.ZipFile(path):
-                pass
+            with zipfile.ZipFile(path) as zf:
+                packed = sum(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist())
         except (zipfile.BadZipFile, OSError, ValueError) as err:
             return Sniffed(fmt, damage=f"its zip directory cannot be read ({err})")
+        return Sniffed(fmt, compressed=packed)
     return Sniffed(fmt)
 
 

@@ -50,7 +50,8 @@ class LoadPolicy:
     says, which reproduces the original failure). ``allow_globals`` are
     ``module.Name`` strings the child imports and passes to
     ``torch.serialization.safe_globals``; importing runs that module, which is
-    why only names the user chose go here. ``mmap`` None: on for torch zip files.
+    why only names the user chose go here. ``mmap`` None: on for torch zip files
+    whose records are stored uncompressed (as torch.save writes them).
     """
 
     weights_only: bool = True
@@ -156,7 +157,7 @@ class LoadAttempt:
         self.sniffed = sniff(self.path)
         self.format = self.sniffed.format
         self.mmap = self.policy.mmap if self.policy.mmap is not None else (
-            self.format == formats.ZIP)
+            self.format == formats.ZIP and not self.sniffed.compressed)
         self.force, self.timeout, self.memory_limit = force, timeout, memory_limit
         self.state = "new"
         self.result: LoadResult | None = None
@@ -295,12 +296,17 @@ class LoadAttempt:
         if not isinstance(report, dict):
             self._finish(lf.crashed(rc, self._stderr_tail(), killed_by_us=False))
         elif report.get("ok"):
+            if self.mmap and self.sniffed.compressed:
+                report.setdefault("warnings", []).insert(0, (
+                    f"mmap was on, but {self.sniffed.compressed} zip record(s) are stored "
+                    "compressed: tensor values may be garbage; load again without mmap"))
             self._finish(None, report)
         else:
             failure = lf.classify(report.get("error") or {}, fmt=self.format, path=self.path,
                                   not_checkpoint=self.sniffed.not_checkpoint,
                                   damage=self.sniffed.damage,
-                                  extra=report.get("extra"), policy=self._effective(report))
+                                  extra=report.get("extra"), policy=self._effective(report),
+                                  compressed=self.sniffed.compressed)
             self._finish(failure, report)
 
     def _effective(self, report: dict[str, Any]) -> dict[str, Any]:
