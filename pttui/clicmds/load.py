@@ -64,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{TRUST_FLAG}")
     p.add_argument(TRUST_FLAG, dest="trust", action="store_true",
                    help=f"confirm {UNSAFE_FLAG} when stdin is not a terminal")
+    p.add_argument("--save-tensors", metavar="OUT.safetensors",
+                   help="write every loaded tensor to a new .safetensors file (dotted keys, "
+                        "as a state_dict): after an unsafe load, the way to keep the weights "
+                        "without keeping a pickle")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --save-tensors replace an existing file")
     p.add_argument("--timeout", type=_seconds, metavar="S", help="stop the load after S seconds")
     p.add_argument("--force", action="store_true",
                    help="skip the check that the file fits in free memory")
@@ -73,14 +79,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pttui.core.loading import LoadPolicy, attempt_load
 
+    if args.overwrite and not args.save_tensors:
+        raise ReadError("--overwrite only applies to --save-tensors; add --save-tensors "
+                        "OUT.safetensors or drop it")
     if args.trust and not args.unsafe:
         raise ReadError(f"{TRUST_FLAG} only confirms {UNSAFE_FLAG}; drop it, or add "
                         f"{UNSAFE_FLAG} if you really mean to run the file's code")
     policy = LoadPolicy(weights_only=not args.unsafe, allow_globals=tuple(args.allow),
                         map_location=args.map_location, mmap=args.mmap)
+    if args.save_tensors:  # a bad destination fails before anyone is asked to consent
+        from pttui.core.load_output import check_destination
+
+        check_destination(args.save_tensors, args.path, args.map_location, args.overwrite)
     consent = _confirm_unsafe(args) if args.unsafe else False
     result = attempt_load(args.path, policy, consent=consent, force=args.force,
-                          timeout=args.timeout)
+                          timeout=args.timeout, save_to=args.save_tensors,
+                          overwrite=args.overwrite)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -146,6 +160,16 @@ def render(result, args: argparse.Namespace) -> str:  # noqa: ANN001 - LoadResul
         lines.append(textwrap.fill(f"other: {text}", width, initial_indent="  ",
                                    subsequent_indent="    "))
     lines.extend(f"  warning: {w}" for w in result.warnings)
+    if result.saved:
+        sv = result.saved
+        lines.append(f"saved     {sv['path']}: {sv['tensors']} tensors, "
+                     f"{format_bytes(sv['bytes'])}"
+                     + (f", {sv['aliases']} shared names as aliases" if sv.get("aliases") else ""))
+        lines.extend(f"  not saved: {why}" for why in sv.get("skipped") or [])
+        lines.append(f"          next: pttui inspect {shlex.quote(sv['path'])}")
+    network = pol.get("network")
+    if network:
+        lines.append(f"  network of the load process: {network}")
     return "\n".join(lines)
 
 

@@ -22,6 +22,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from pttui.core import load_sandbox
+
 MAX_TENSORS = 200_000
 MAX_OTHER = 500
 MAX_DEPTH = 64
@@ -32,8 +34,12 @@ def main(argv: list[str]) -> None:
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # the file's prints go to stderr, never into the answer
     sys.stdout = sys.stderr
+    # while single-threaded: a namespace change applies to the calling thread only
+    network = load_sandbox.drop_network() if req.get("unsafe") else None
     _exit_when_parent_goes()
     report = run(req)
+    if network is not None:
+        report.setdefault("effective", {})["network"] = network
     out.write(json.dumps(report, default=str))
     out.flush()
     sys.stderr.flush()
@@ -133,9 +139,17 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
                                      weights_only=req["weights_only"], mmap=req["mmap"])
             load_seconds = time.monotonic() - t1
             stage = "summary"
-            summary = summarize(obj, torch)
+            keep: list[tuple[str, Any]] | None = [] if req.get("save_to") else None
+            summary = summarize(obj, torch, keep)
             report: dict[str, Any] = {"ok": True, "summary": summary,
                                       "load_seconds": load_seconds}
+            if keep is not None:
+                stage = "save"
+                from pttui.core import _load_save
+
+                report["saved"] = _load_save.save(
+                    req["save_to"], keep, torch, source=req["path"],
+                    object_type=summary["type"], other=summary["other"])
         except BaseException as err:  # noqa: BLE001 - every failure is reported, none raised
             message = str(err)
             report = {"ok": False, "error": {"type": type(err).__name__, "message": message,
@@ -219,8 +233,10 @@ def _globals_info(path: str) -> dict[str, Any]:
 
 # -- summary ----------------------------------------------------------------------
 
-def summarize(obj: Any, torch: Any) -> dict[str, Any]:
-    """Every reachable tensor (dotted keys, like a state_dict) and the scalar entries."""
+def summarize(obj: Any, torch: Any, keep: list[tuple[str, Any]] | None = None
+              ) -> dict[str, Any]:
+    """Every reachable tensor (dotted keys, like a state_dict) and the scalar entries;
+    ``keep`` collects every (key, tensor), for writing them out."""
     tensors: list[dict[str, Any]] = []
     other: dict[str, Any] = {}
     state = {"truncated": False, "bytes": 0, "count": 0}
@@ -228,6 +244,8 @@ def summarize(obj: Any, torch: Any) -> dict[str, Any]:
 
     def add_tensor(key: str, t: Any) -> None:
         state["count"] += 1
+        if keep is not None:
+            keep.append((key, t))
         try:
             nbytes = t.numel() * t.element_size()
             entry = {"key": key, "shape": list(t.shape),

@@ -29,6 +29,7 @@ MMAP_UNSUPPORTED = "mmap_unsupported"
 TIMEOUT = "timeout"
 CANCELLED = "cancelled"
 CRASHED = "crashed"
+SAVE_FAILED = "save_failed"  # it loaded, but its tensors could not be written out
 LOAD_ERROR = "load_error"  # anything we do not recognise: the torch message says it all
 
 KINDS: tuple[str, ...] = (
@@ -150,6 +151,8 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
     def fail(kind: str, explanation: str, fixes: list[Fix] | None = None) -> LoadFailure:
         return LoadFailure(kind, msg, explanation, fixes or [], etype)
 
+    if error.get("stage") == "save":
+        return save_failed(msg, etype, None)
     if etype in ("MemoryError", "OutOfMemoryError") or any(m in low for m in _OOM_MARKERS):
         can_mmap = fmt == "torch-zip" and not policy.get("mmap")
         return out_of_memory_from_child(msg, etype, str(policy.get("map_location", "cpu")),
@@ -371,6 +374,16 @@ def timed_out(seconds: float) -> LoadFailure:
         f"The load did not finish within {seconds:g} s and was stopped. Large files on slow "
         "or network disks take long; so does unpickling millions of small objects."),
         [Fix("try again with a longer timeout")])
+
+
+def save_failed(message: str, etype: str, dest: str | None) -> LoadFailure:
+    """The file loaded, but writing its tensors out failed (disk full, size limit, ...)."""
+    where = f" to {dest}" if dest else ""
+    text = (f"The checkpoint loaded, but saving its tensors{where} failed: "
+            f"{_first_line(message) or etype}. Nothing was saved.")
+    return LoadFailure(SAVE_FAILED, message, text,
+                       [Fix("free disk space or save somewhere else, then load again")], etype,
+                       headline=_first_line(text))
 
 
 def cancelled() -> LoadFailure:

@@ -5,13 +5,16 @@ load runs from a fresh empty folder (so no ``torch.py`` next to a checkpoint can
 shadow a real module) with ``-P`` where Python has it. A ``weights_only=False``
 load, which runs whatever the file pickled, also gets an environment reduced to
 an allow-list with every credential-looking variable dropped, no inherited file
-descriptors, and resource ceilings the child applies to itself (see
-``_load_child.apply_limits``) before it touches the file. This is damage control,
-not isolation: the code still runs as the user and can read the user's files.
+descriptors, resource ceilings the child applies to itself (see
+``_load_child.apply_limits``) before it touches the file, and, where the kernel
+allows it, a network namespace of its own with no interface but a downed
+loopback (:func:`drop_network`). This is damage control, not isolation: the code
+still runs as the user and can read and write the user's files.
 """
 
 from __future__ import annotations
 
+import ctypes
 import fnmatch
 import os
 import signal
@@ -93,3 +96,42 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+
+
+def drop_network() -> str:
+    """In the child, before the file is opened: move into a new network namespace.
+
+    Root can do that directly; anyone else first enters a user namespace of their
+    own (unprivileged user namespaces: on by default in most distributions, off
+    where an admin or AppArmor said so) and maps their ids so files keep their
+    owners. Returns ``"isolated"`` or why not, for the load report.
+    """
+    if not sys.platform.startswith("linux"):
+        return f"not isolated: network namespaces are Linux only ({sys.platform})"
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        uid, gid = os.geteuid(), os.getegid()
+        flags = _CLONE_NEWNET if uid == 0 else _CLONE_NEWUSER | _CLONE_NEWNET
+        if libc.unshare(flags) != 0:
+            err = ctypes.get_errno()
+            return f"not isolated: the kernel refused a network namespace ({os.strerror(err)})"
+        if flags & _CLONE_NEWUSER:
+            _map_ids(uid, gid)
+    except (OSError, AttributeError) as err:
+        return f"not isolated: {err}"
+    return "isolated"
+
+
+def _map_ids(uid: int, gid: int) -> None:
+    """Be the same user inside the namespace (else every file looks owned by nobody)."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"),
+                       ("gid_map", f"{gid} {gid} 1")):
+        try:
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+        except OSError:
+            pass  # unmapped ids still work; they only show as nobody

@@ -30,7 +30,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pttui.core import devices, formats, load_sandbox
+from pttui.core import devices, formats, load_output, load_sandbox
 from pttui.core import load_failures as lf
 from pttui.core.load_failures import Fix, LoadFailure
 from pttui.core.load_sniff import sniff
@@ -110,6 +110,7 @@ class LoadResult:
     load_seconds: float | None = None
     peak_rss: int | None = None
     warnings: list[str] = field(default_factory=list)
+    saved: dict[str, Any] | None = None  # the .safetensors written: path, tensors, bytes, ...
 
     @property
     def kind(self) -> str:
@@ -120,14 +121,14 @@ class LoadResult:
                 "policy": self.policy, "summary": self.summary,
                 "failure": self.failure.to_json() if self.failure else None,
                 "seconds": self.seconds, "load_seconds": self.load_seconds,
-                "peak_rss": self.peak_rss, "warnings": self.warnings}
+                "peak_rss": self.peak_rss, "warnings": self.warnings, "saved": self.saved}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LoadResult:
         failure = LoadFailure.from_json(d["failure"]) if d.get("failure") else None
         return cls(d["ok"], d["path"], d["format"], d["policy"], d.get("summary"), failure,
                    d.get("seconds", 0.0), d.get("load_seconds"), d.get("peak_rss"),
-                   list(d.get("warnings") or []))
+                   list(d.get("warnings") or []), d.get("saved"))
 
 
 _LOAD_LOCK = threading.Lock()  # held by the one attempt whose child runs now
@@ -141,19 +142,27 @@ class LoadAttempt:
     States: new -> queued (waiting for the one-at-a-time lock) -> running -> done.
     ``timeout`` counts from the moment the child starts. ``memory_limit`` (bytes
     above the child's baseline) makes an overrun a MemoryError; an unsafe load gets
-    one by default. Raises ReadError for a path that cannot be read, ValueError for
-    ``weights_only=False`` without ``consent=True``.
+    one by default. ``save_to`` names a ``.safetensors`` file the child writes every
+    loaded tensor to (see :mod:`pttui.core.load_output`); ``overwrite`` lets it
+    replace an existing one. Raises ReadError for a path that cannot be read or a
+    destination that cannot be written, ValueError for ``weights_only=False``
+    without ``consent=True``.
     """
 
     def __init__(self, path: str | os.PathLike[str], policy: LoadPolicy | None = None, *,
                  consent: bool = False, force: bool = False, timeout: float | None = None,
-                 memory_limit: int | None = None) -> None:
+                 memory_limit: int | None = None, save_to: str | None = None,
+                 overwrite: bool = False) -> None:
         self.policy = policy or LoadPolicy()
         if not self.policy.weights_only and not consent:
             raise ValueError("weights_only=False runs the code pickled in the file; pass "
                              "consent=True only after the user explicitly agreed")
         self.path = os.path.abspath(os.fspath(path))
         self.size = _check_readable(self.path)
+        self.save_to = None if save_to is None else load_output.check_destination(
+            save_to, self.path, self.policy.map_location, overwrite)
+        self.overwrite = overwrite
+        self._partial: str | None = None
         self.sniffed = sniff(self.path)
         self.format = self.sniffed.format
         self.mmap = self.policy.mmap if self.policy.mmap is not None else (
@@ -258,6 +267,8 @@ class LoadAttempt:
                    "allow_globals": list(self.policy.allow_globals),
                    "map_location": self.policy.map_location, "mmap": self.mmap,
                    "unsafe": unsafe, "memory_limit": self.memory_limit}
+        if self.save_to is not None:
+            self._partial = request["save_to"] = load_output.make_partial(self.save_to)
         self._cwd = tempfile.mkdtemp(prefix="pttui-load-")
         self._err = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
@@ -300,7 +311,7 @@ class LoadAttempt:
                 report.setdefault("warnings", []).insert(0, (
                     f"mmap was on, but {self.sniffed.compressed} zip record(s) are stored "
                     "compressed: tensor values may be garbage; load again without mmap"))
-            self._finish(None, report)
+            self._finish(self._publish(report), report)
         else:
             failure = lf.classify(report.get("error") or {}, fmt=self.format, path=self.path,
                                   not_checkpoint=self.sniffed.not_checkpoint,
@@ -308,6 +319,19 @@ class LoadAttempt:
                                   extra=report.get("extra"), policy=self._effective(report),
                                   compressed=self.sniffed.compressed)
             self._finish(failure, report)
+
+    def _publish(self, report: dict[str, Any]) -> LoadFailure | None:
+        """Move the child's tensor file into place; a failure if it cannot be trusted."""
+        if self.save_to is None or self._partial is None:
+            return None
+        saved = report.get("saved") or {}
+        try:
+            load_output.publish(self._partial, self.save_to, saved, self.overwrite)
+        except (ReadError, OSError) as err:
+            return lf.save_failed(str(err), type(err).__name__, self.save_to)
+        self._partial = None
+        report["saved"] = {"path": self.save_to, **saved}
+        return None
 
     def _effective(self, report: dict[str, Any]) -> dict[str, Any]:
         return {**self.policy.to_json(), "mmap": self.mmap, **report.get("effective", {})}
@@ -329,7 +353,8 @@ class LoadAttempt:
             summary=report.get("summary"), failure=failure,
             seconds=time.monotonic() - self._t0 if self._t0 else 0.0,
             load_seconds=report.get("load_seconds"), peak_rss=report.get("peak_rss"),
-            warnings=list(report.get("warnings") or []))
+            warnings=list(report.get("warnings") or []),
+            saved=report.get("saved") if failure is None else None)
         self.state = "done"
         self._cleanup()
         if _current is self:
@@ -352,20 +377,24 @@ class LoadAttempt:
         if self._cwd is not None:
             shutil.rmtree(self._cwd, ignore_errors=True)
             self._cwd = None
+        load_output.discard(self._partial)  # a failed or cancelled load saves nothing
+        self._partial = None
 
 
 def attempt_load(path: str | os.PathLike[str], policy: LoadPolicy | None = None, *,
                  consent: bool = False, force: bool = False,
                  cancel: threading.Event | None = None, timeout: float | None = None,
-                 memory_limit: int | None = None) -> LoadResult:
+                 memory_limit: int | None = None, save_to: str | None = None,
+                 overwrite: bool = False) -> LoadResult:
     """Load ``path`` in a child process and wait; ``cancel.set()`` stops it from any thread.
 
     ``consent=True`` is required with ``weights_only=False`` (ValueError otherwise);
-    ``force=True`` skips the memory pre-check. Missing or unreadable files raise
-    ReadError; every other outcome is a :class:`LoadResult`.
+    ``force=True`` skips the memory pre-check; ``save_to`` writes the loaded tensors
+    to a ``.safetensors`` file. Missing or unreadable files and unusable
+    destinations raise ReadError; every other outcome is a :class:`LoadResult`.
     """
     attempt = LoadAttempt(path, policy, consent=consent, force=force, timeout=timeout,
-                          memory_limit=memory_limit)
+                          memory_limit=memory_limit, save_to=save_to, overwrite=overwrite)
     if cancel is not None and cancel.is_set():
         return attempt.cancel()
     try:

@@ -241,7 +241,9 @@ async def test_unsafe_load_needs_the_typed_confirmation(folder):
         main.action_unsafe_load()
         await settle(app, pilot)
         confirm = app.screen
-        assert "argparse.Namespace" in str(confirm.query_one(".dialog-body Static").render())
+        body = str(confirm.query_one(".dialog-body Static").render())
+        saved = folder / "tiny_vit_training_state.weights.safetensors"
+        assert "argparse.Namespace" in body and str(saved) in body
         assert confirm.query_one("#yes").disabled
         await pilot.press(*"ye", "enter")
         assert confirm.query_one("#yes").disabled and app.screen is confirm
@@ -249,9 +251,15 @@ async def test_unsafe_load_needs_the_typed_confirmation(folder):
         await settle(app, pilot)
         load = app.screen
         assert load.result.ok and load.result.policy["weights_only"] is False
-        await pilot.press("escape")
+        assert load.result.saved["path"] == str(saved) and saved.is_file()
+        assert f"tensors saved to {saved}" in str(load.query_one("#load-result").render())
+        await pilot.press("o")  # open the saved tensors: the repair goes on from them
         await settle(app, pilot)
         assert main.session.policy.weights_only  # an unsafe load is never sticky
+        assert main.session.source.path == str(saved) and main.session.source.format == \
+            "safetensors"
+        assert "model.conv_proj.weight" in main.session.source.tensors
+        assert saved.name in [e.name for e in main.query_one("#files").entries]
 
 
 async def test_container_choice(folder):

@@ -7,6 +7,7 @@ core: the ops come from ``pttui.core.recipe``, the keys a row stands for from
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.text import Text
@@ -104,13 +105,15 @@ class Actions:
         def closed(answer: Any) -> None:
             if not answer:
                 return
-            result, policy = answer
+            result, policy, open_path = answer
             if result is not None:
                 self.last_load = result
             if policy != self.session.policy:
                 self.session.set_policy(policy)
                 self.query_one("#devices").show(map_location=policy.map_location)
             self._show_report()
+            if open_path:  # the tensors an unsafe load saved: list their folder, open them
+                self.read_folder(os.path.dirname(open_path), select=open_path)
 
         self.app.push_screen(LoadScreen(src.path, self.session.policy, src.globals, unsafe),
                              closed)

@@ -57,7 +57,8 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(False)
 
 
-def unsafe_load_screen(path: str, dangerous: list[str], blocked: list[str]) -> ConfirmScreen:
+def unsafe_load_screen(path: str, dangerous: list[str], blocked: list[str],
+                       save_to: str | None = None) -> ConfirmScreen:
     """The only way to a weights_only=False load: every global listed, 'yes' typed."""
     body = Text()
     body.append("torch.load(weights_only=False) runs the code pickled in\n")
@@ -73,7 +74,11 @@ def unsafe_load_screen(path: str, dangerous: list[str], blocked: list[str]) -> C
             body.append(f"  {g}\n")
     if not dangerous and not blocked:
         body.append("The scan found no globals beyond torch's own.\n", style="dim")
-    body.append("\nThe load runs in a separate process. Only do this for a file you made "
-                "yourself or fully trust.")
+    body.append("\nThe load runs in a separate process, without network where the system "
+                "allows. Only do this for a file you made yourself or fully trust.")
+    if save_to:
+        body.append("\n\nIts tensors are then saved, as plain data (no pickle), to\n")
+        body.append(save_to, style="bold")
+        body.append("\nso the repair can go on without running the file again.")
     return ConfirmScreen("Run this file's code?", body, yes="Load unsafely", typed="yes",
                          danger=True)

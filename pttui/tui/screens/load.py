@@ -3,7 +3,8 @@
 Shows elapsed time while it runs (escape cancels: the child's process group is
 killed, its memory freed), then the classified result and the fixes that apply.
 Choosing a fix retries with it; a fix that runs the file's code goes through the
-typed confirmation first.
+typed confirmation first, and saves the loaded tensors as safetensors, which ``o``
+then opens in place of the checkpoint.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from pttui.tui.screens.confirm import unsafe_load_screen
 
 
 class LoadScreen(ModalScreen[Any]):
-    """Dismisses with ``(LoadResult | None, LoadPolicy)``: the last result, the policy."""
+    """Dismisses with ``(LoadResult | None, LoadPolicy, open)``: the last result, the
+    policy, and the saved tensors' path when the user asked to open them (else None)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel / close")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel / close"),
+                Binding("o", "open_saved", "Open the saved tensors", show=False)]
 
     class Tick(Message):
         def __init__(self, seconds: float, state: str) -> None:
@@ -74,7 +77,8 @@ class LoadScreen(ModalScreen[Any]):
         else:
             self.attempt(self.policy)
 
-    def attempt(self, policy: Any, consent: bool = False, force: bool = False) -> None:
+    def attempt(self, policy: Any, consent: bool = False, force: bool = False,
+                save_to: str | None = None) -> None:
         self.policy = policy
         self.running = True
         self.app.busy.add("load")  # type: ignore[attr-defined]
@@ -87,15 +91,16 @@ class LoadScreen(ModalScreen[Any]):
         self.query_one("#load-result", Static).update(
             Text("running in a separate process; escape cancels", style="dim"))
         self.query_one("#load-cancel", Button).label = "Cancel"
-        self._run(policy, consent, force)
+        self._run(policy, consent, force, save_to)
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
-    def _run(self, policy: Any, consent: bool, force: bool) -> None:
+    def _run(self, policy: Any, consent: bool, force: bool, save_to: str | None) -> None:
         from pttui.core.loading import LoadAttempt
 
         worker = get_current_worker()
         try:
-            att = LoadAttempt(self.path, policy, consent=consent, force=force).start()
+            att = LoadAttempt(self.path, policy, consent=consent, force=force,
+                              save_to=save_to).start()
         except (ReadError, ValueError) as err:
             self.post_message(self.Done(None, str(err)))
             return
@@ -146,15 +151,24 @@ class LoadScreen(ModalScreen[Any]):
             self.attempt(policy, force=fix.force)
 
     def _ask_unsafe(self, policy: Any) -> None:
+        from pttui.core.load_output import default_destination
+
         scan = self.scan
+        try:
+            save_to: str | None = default_destination(self.path)
+        except (ReadError, OSError) as err:
+            save_to = None
+            self.app.notify(f"the tensors cannot be saved: {err}", severity="warning")
+        if policy.map_location == "meta":
+            save_to = None  # meta tensors hold no data
         screen = unsafe_load_screen(self.path, list(getattr(scan, "dangerous", [])),
-                                    list(getattr(scan, "blocked", [])))
+                                    list(getattr(scan, "blocked", [])), save_to)
 
         def answer(yes: bool | None) -> None:
             if yes:
-                self.attempt(policy, consent=True)
+                self.attempt(policy, consent=True, save_to=save_to)
             elif self.result is None:
-                self.dismiss((None, self.policy.with_changes({"weights_only": True})))
+                self.dismiss((None, self.policy.with_changes({"weights_only": True}), None))
 
         self.app.push_screen(screen, answer)
 
@@ -163,9 +177,16 @@ class LoadScreen(ModalScreen[Any]):
         if self.running:
             self.workers.cancel_group(self, "load")
             return
-        keep = self.policy if self.policy.weights_only else \
+        self.dismiss((self.result, self._kept_policy(), None))
+
+    def action_open_saved(self) -> None:
+        saved = getattr(self.result, "saved", None) if not self.running else None
+        if saved:
+            self.dismiss((self.result, self._kept_policy(), saved["path"]))
+
+    def _kept_policy(self) -> Any:
+        return self.policy if self.policy.weights_only else \
             self.policy.with_changes({"weights_only": True})  # unsafe is never sticky
-        self.dismiss((self.result, keep))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         text = errors.report(self, event)
@@ -183,6 +204,16 @@ def result_text(r: Any) -> Text:
                       f"{hz.nbytes(s.get('tensor_bytes') or 0)}"))
         for w in r.warnings[:3]:
             t.append(Text("\nwarning: " + w, style="yellow"))
+        if r.saved:
+            sv = r.saved
+            t.append(Text(f"\n\ntensors saved to {sv['path']} ({sv['tensors']} tensors, "
+                          f"{hz.nbytes(sv['bytes'])})", style="bold"))
+            for why in (sv.get("skipped") or [])[:5]:
+                t.append(Text(f"\nnot saved: {why}", style="yellow"))
+            t.append(Text("\no opens them here: the repair goes on from that file, "
+                          "with nothing of the pickle left", style="cyan"))
+        if pol.get("network"):
+            t.append(Text(f"\nnetwork of the load process: {pol['network']}", style="dim"))
         return t
     f = r.failure
     t = Text(f"FAILED: {r.kind} ({how})\n", style="bold red")
