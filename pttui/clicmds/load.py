@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
 def _confirm_unsafe(args: argparse.Namespace) -> bool:
     """A typed 'yes' on a terminal; the explicit trust flag everywhere else."""
     warning = (f"torch.load(weights_only=False) runs any code pickled in {args.path}, as "
-               "you: it can read your files and keys, and reach the network.")
+               "you: it can read and change your files, and use your keys (the load "
+               "process gets no network where the system allows).")
     if not sys.stdin.isatty():
         if args.trust:
             return True

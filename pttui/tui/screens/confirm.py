@@ -63,7 +63,7 @@ def unsafe_load_screen(path: str, dangerous: list[str], blocked: list[str],
     body = Text()
     body.append("torch.load(weights_only=False) runs the code pickled in\n")
     body.append(path, style="bold")
-    body.append("\nas you: it can read your files and keys and reach the network.\n\n")
+    body.append("\nas you: it can read and change your files, and use your keys.\n\n")
     if dangerous:
         body.append("Globals that can run code:\n", style="bold red")
         for g in dangerous:
@@ -74,11 +74,10 @@ def unsafe_load_screen(path: str, dangerous: list[str], blocked: list[str],
             body.append(f"  {g}\n")
     if not dangerous and not blocked:
         body.append("The scan found no globals beyond torch's own.\n", style="dim")
-    body.append("\nThe load runs in a separate process, without network where the system "
-                "allows. Only do this for a file you made yourself or fully trust.")
+    body.append("\nIt runs in a separate process (no network where the system allows).")
     if save_to:
-        body.append("\n\nIts tensors are then saved, as plain data (no pickle), to\n")
+        body.append(" Its tensors are saved as plain data (no pickle) to\n")
         body.append(save_to, style="bold")
-        body.append("\nso the repair can go on without running the file again.")
+    body.append("\nOnly do this for a file you made yourself or fully trust.", style="bold")
     return ConfirmScreen("Run this file's code?", body, yes="Load unsafely", typed="yes",
                          danger=True)
