@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.worker import Worker
+from textual.worker import Worker, get_current_worker
 from textual.widgets import Button, Static
 
 from pttui.core import humanize as hz
@@ -78,10 +78,19 @@ class DetailsScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="stats", exit_on_error=False)
     def _compute(self) -> None:
-        from pttui.core.valuestats import tensor_stats
+        from pttui.core.valuestats import Cancelled, tensor_stats
+
+        worker = get_current_worker()
+
+        class _Stop:  # closing the dialog cancels the worker; stop between chunks too
+            def is_set(self) -> bool:
+                return worker.is_cancelled
 
         try:
-            self.post_message(self.Stats(tensor_stats(self.source, self.stored), None))
+            self.post_message(self.Stats(tensor_stats(self.source, self.stored,
+                                                      cancel=_Stop()), None))
+        except Cancelled:
+            return
         except ReadError as err:
             self.post_message(self.Stats(None, str(err)))
         except Exception as err:  # noqa: BLE001 - a tensor torch cannot read: say so
