@@ -51,8 +51,9 @@ def test_unsafe_load_of_a_whole_model_saves_its_state_dict(tmp_path, monkeypatch
     sys.path.insert(0, str(SAMPLES))
     try:
         model = torch.load(SAMPLES / "tinynet_whole_model.pt", weights_only=False)
-    finally:
+    finally:  # leave no `models` module behind: other tests import it by path and count
         sys.path.remove(str(SAMPLES))
+        sys.modules.pop("models", None)
     expected, got = model.state_dict(), load_file(out)
     assert set(got) == set(expected)
     assert all(torch.equal(got[k], expected[k]) for k in expected)

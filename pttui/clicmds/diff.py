@@ -82,5 +82,7 @@ def render(r: DiffReport, n_a: int, n_b: int, limit: int = 20) -> list[str]:
         lines += _group("values not compared", [f"{k}: {why}" for k, why in
                                                 r.unreadable.items()], limit)
     what = "keys, shapes, dtypes" + (" and values" if r.values else "")
+    if r.values and r.unreadable:  # never "identical in values" for values not read
+        what += f" ({len(r.unreadable)} not compared: unreadable)"
     lines.append(f"result: identical in {what}" if r.same else "result: the checkpoints differ")
     return lines

@@ -7,6 +7,7 @@ import os
 import sys
 
 from pttui.core import humanize as hz
+from pttui.core import partials
 from pttui.core.folder import list_folder
 from pttui.core.meta import ReadError
 
@@ -37,5 +38,11 @@ def run(args: argparse.Namespace) -> int:
         if "unreadable" in e.marks:
             line += f": {e.message}"
         sys.stdout.write(line.rstrip()[:220] + "\n")
+    left = partials.leftovers(path)
+    if left:
+        what = "export left by a killed run" if len(left) == 1 else "exports left by killed runs"
+        sys.stdout.write(f"  + {len(left)} hidden partial {what} "
+                         f"({hz.nbytes(sum(x.size for x in left))}); the next export into "
+                         "this folder removes them\n")
     sys.stdout.write("\nInspect one: pttui inspect FILE   (add --json for scripts)\n")
     return 0

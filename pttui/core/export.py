@@ -8,7 +8,8 @@ back to the page cache as the file streams through. The output is written to a
 hidden temp file beside the destination, fsynced, verified by reading it back
 with pttui's own reader (no pickle is run) and only then renamed into place: a
 failed, cancelled or interrupted export leaves nothing behind, and the source
-is never written over.
+is never written over. A killed one leaves its hidden file, which the next export
+into that folder removes (partials.py).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ import errno
 import json
 import os
 import struct
-import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Callable
 
-from pttui.core import dtypes, formats, rawexport
+from pttui.core import dtypes, formats, partials, rawexport
 from pttui.core.meta import Checkpoint, ReadError, TensorMeta
 from pttui.core.tensordata import TensorSource, as_bytes, checksum, torch_dtype
 
@@ -128,6 +128,7 @@ def export(ckpt: Checkpoint, mapping: dict[str, TensorMeta],
     _check_destination(ckpt, out, force)
     fmt = _resolve_format(out_path, fmt)
     job = _Job(mapping, source_tensors, progress, cancel)
+    job.problems += partials.sweep_note(os.path.dirname(out))  # leftovers of killed runs
     plan = _st_plan(job, metadata) if fmt == SAFETENSORS else None
     aliases = plan[2] if plan else {}
     with TensorSource(ckpt) as src:
@@ -223,11 +224,11 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
                   verify: Callable[[str], None] | None) -> None:
     """temp file -> write -> fsync -> verify -> rename (no-clobber unless force)."""
     folder, name = os.path.split(out)
-    tmp = None
+    tmp = lock = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.pttui-partial-", dir=folder)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; an export is an ordinary file
-        with os.fdopen(fd, "wb") as f:
+        lock, tmp = partials.create(folder, name)  # locked until renamed or removed
+        os.fchmod(lock, 0o666 & ~_umask())  # mkstemp makes 0600; an export is an ordinary file
+        with os.fdopen(os.dup(lock), "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -247,6 +248,8 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
                 os.unlink(tmp)
             except OSError:
                 pass
+        if lock is not None:
+            os.close(lock)
 
 
 def _rename_no_clobber(tmp: str, out: str) -> None:

@@ -6,8 +6,8 @@ bytes are wrapped as tensors: reading costs page cache, not memory, a 100 GB
 file opens instantly, and tensors of one storage share one torch storage, so
 views and tied weights stay tied. Copies happen only where they must: unaligned
 data (legacy files) and big-endian files. DCP folders are read by
-``torch.distributed.checkpoint`` into preallocated tensors; its ``.metadata``
-pickle goes through an allow-list unpickler, never ``pickle.load``.
+``torch.distributed.checkpoint`` into preallocated tensors (dcpdata.py); its
+``.metadata`` pickle goes through an allow-list unpickler, never ``pickle.load``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-import pickle
-import warnings
 from typing import Any
 
 from pttui.core import formats
@@ -303,30 +301,11 @@ class TensorSource:
 
     # -- DCP folders -----------------------------------------------------------------
     def _read_dcp(self, meta: TensorMeta, dtype: Any) -> Any:
-        import torch
+        from pttui.core import dcpdata
 
         if self._dcp is None:
-            self._dcp = _dcp_reader(self.ckpt.path)
-        reader, planner_cls, md = self._dcp
-        entry = md.state_dict_metadata.get(meta.key)
-        if type(entry).__name__ != "TensorStorageMetadata":
-            raise ReadError(f"{meta.key}: not a tensor entry of the DCP checkpoint; pttui "
-                            "does not unpickle its other entries")
-        out = torch.empty(tuple(meta.shape), dtype=dtype)
-        import torch.distributed.checkpoint as dcp
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                dcp.load({meta.key: out}, storage_reader=reader, planner=planner_cls(),
-                         no_dist=True)
-            except ReadError:
-                raise
-            except Exception as err:  # noqa: BLE001 - torch raises many kinds here
-                raise ReadError(f"{meta.key}: torch.distributed.checkpoint could not read it "
-                                f"({type(err).__name__}: {str(err).splitlines()[0][:200]})"
-                                ) from None
-        return out
+            self._dcp = dcpdata.reader(self.ckpt.path)
+        return dcpdata.read(self._dcp, meta, dtype)
 
 
 def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -335,77 +314,3 @@ def _contiguous(shape: tuple[int, ...]) -> tuple[int, ...]:
         stride.append(acc)
         acc *= max(d, 1)
     return tuple(reversed(stride))
-
-
-_DCP_CLASSES = {
-    ("torch.distributed.checkpoint.metadata", n) for n in (
-        "Metadata", "TensorStorageMetadata", "BytesStorageMetadata", "ChunkStorageMetadata",
-        "TensorProperties", "MetadataIndex", "StorageMeta", "_MEM_FORMAT_ENCODING")} | {
-    ("torch.distributed.checkpoint.filesystem", "_StorageInfo"), ("torch", "Size"),
-    ("torch.serialization", "_get_layout"), ("collections", "OrderedDict")}
-
-
-def _dcp_reader(folder: str) -> tuple[Any, Any, Any]:
-    """A FileSystemReader whose metadata comes from an allow-list unpickler.
-
-    torch's own ``read_metadata`` runs ``pickle.load`` on ``.metadata``, which would
-    execute anything a hostile folder put there. Tensor records themselves are read
-    by torch with ``weights_only=True``; non-tensor (bytes) records would go through
-    ``torch.load(weights_only=False)``, so the planner refuses them.
-    """
-    import torch
-
-    if not torch.distributed.is_available():
-        raise ReadError(f"{folder}: this torch build has no torch.distributed; it cannot "
-                        "read DCP checkpoints")
-    from torch.distributed.checkpoint import FileSystemReader
-    from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
-
-    meta_path = os.path.join(folder, ".metadata")
-
-    class _Unpickler(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            if (module, name) in _DCP_CLASSES:
-                return super().find_class(module, name)
-            if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-                return getattr(torch, name)
-            raise ReadError(f"{meta_path}: references {module}.{name}, which a DCP metadata "
-                            "file does not need; pttui will not unpickle it")
-
-        def persistent_load(self, pid: Any) -> Any:
-            raise ReadError(f"{meta_path}: unexpected persistent reference; refusing")
-
-    try:
-        with open(meta_path, "rb") as f:
-            md = _Unpickler(f).load()
-    except ReadError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a damaged pickle raises anything
-        raise ReadError(f"{meta_path}: cannot be read ({type(err).__name__}); the "
-                        "checkpoint metadata is damaged") from None
-    if type(md).__name__ != "Metadata" or not isinstance(
-            getattr(md, "storage_data", None), dict):
-        raise ReadError(f"{meta_path}: not a torch.distributed.checkpoint metadata file")
-    root = os.path.realpath(folder)
-    for info in md.storage_data.values():
-        rel = getattr(info, "relative_path", None)
-        target = os.path.realpath(os.path.join(root, str(rel)))
-        if not isinstance(rel, str) or os.path.commonpath([root, target]) != root:
-            raise ReadError(f"{meta_path}: a record points outside the folder ({rel!r}); "
-                            "refusing")
-
-    class _Reader(FileSystemReader):
-        def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
-            from torch.distributed.checkpoint.metadata import StorageMeta
-
-            if getattr(md, "storage_meta", None) is None:
-                md.storage_meta = StorageMeta()
-            md.storage_meta.load_id = self.load_id
-            return md
-
-    class _Planner(DefaultLoadPlanner):
-        def load_bytes(self, read_item: Any, value: Any) -> None:
-            raise ReadError(f"{folder}: a non-tensor entry would need unpickling with "
-                            "weights_only=False; refusing")
-
-    return _Reader(folder), _Planner, md

@@ -1,9 +1,13 @@
-"""Kill exports at random moments: ``python _kill_export.py SRC OUTDIR TRIALS SEED``.
+"""Kill exports at random moments: ``python _kill_export.py SRC OUTDIR TRIALS SEED [pile]``.
 
 Imports torch once, then forks one child per trial that exports SRC to
 OUTDIR/outN.{pt,safetensors} and SIGKILLs it after a random delay drawn from 0 to
 2x the time a whole export takes (so some trials finish). Prints one JSON list:
 per trial the output name, the delay and whether the child was killed.
+
+Each export first removes the partial files earlier killed exports left in its
+folder; with ``pile`` the children skip that, so every kill's leftover stays for
+the caller to check and to clean with one later export.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ def _export_in_child(ckpt, out: str) -> int:
 def main() -> None:
     src, outdir, trials, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     import torch  # noqa: F401 - imported once, before forking
+
+    if sys.argv[5:] == ["pile"]:
+        from pttui.core import partials
+
+        partials.sweep_note = lambda folder: []
 
     from pttui.core.reader import open_checkpoint
 

@@ -22,7 +22,10 @@ torch = pytest.importorskip("torch")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRIALS = 60
-PARTIAL = re.compile(r"^\.out\d+\.(pt|safetensors)\.pttui-partial-\w+$")
+PARTIAL = re.compile(r"^\.out\d+\.(pt|safetensors)\.pttui-partial-[0-9a-f]{8}-\d+-[a-z0-9_]{8}$")
+HOLD = ("import os, sys\nfrom pttui.core import partials\n"
+        "fd, path = partials.create(sys.argv[1], 'live.pt')\n"
+        "print(os.path.basename(path), flush=True)\nsys.stdin.read()\nos.unlink(path)\n")
 
 
 def _digest(path) -> str:
@@ -65,8 +68,8 @@ def test_exports_killed_at_random_moments(source, tmp_path):
     src, sd = source
     before = _digest(src)
     res = subprocess.run([sys.executable, os.path.join(HERE, "_kill_export.py"), src,
-                          str(tmp_path), str(TRIALS), "6"], capture_output=True, text=True,
-                         timeout=900)
+                          str(tmp_path), str(TRIALS), "6", "pile"],
+                         capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["first_exit"] == 0  # an export left alone succeeds
@@ -85,6 +88,26 @@ def test_exports_killed_at_random_moments(source, tmp_path):
           f"{killed} killed mid-way, {complete} outputs complete and equal to the source, "
           f"{TRIALS - complete} absent, {len(leftovers)} clearly named partial files left")
     assert killed >= 5 and complete >= 3  # both outcomes were really exercised
+    assert leftovers, "no kill landed while a partial file existed"
+    # the next export into the folder removes every leftover, and nothing else: not the
+    # partial file of an export still running (a live process holding its lock)
+    live = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path)], text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    held = live.stdout.readline().strip()
+    try:
+        outputs = sorted(n for n in os.listdir(tmp_path) if not n.startswith("."))
+        res = _fix(src, str(tmp_path / "next.safetensors"))
+        assert res.returncode == 0, res.stderr
+        what = "export from a killed run" if len(leftovers) == 1 else "exports from killed runs"
+        assert f"note: removed {len(leftovers)} leftover partial {what} (" in res.stdout, \
+            res.stdout
+        assert sorted(os.listdir(tmp_path)) == sorted(
+            [held, *outputs, "next.safetensors", "next.safetensors.recipe.json"])
+        assert _same_tensors(str(tmp_path / "next.safetensors"), sd)
+    finally:
+        live.stdin.close()
+        assert live.wait(30) == 0
+    assert not (tmp_path / held).exists()
 
 
 def _one_line(res: subprocess.CompletedProcess) -> str:

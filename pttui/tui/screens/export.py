@@ -156,6 +156,8 @@ class ExportScreen(ModalScreen[Any]):
                  f"{r.seconds:.2f}s\n")
         if r.verified:
             t.append("verified: every tensor read back equals the source", style="bold green")
+            for note in r.problems:  # e.g. leftovers of killed exports removed, _metadata
+                t.append(f"\nnote: {note}", style="yellow")
         else:
             t.append("VERIFY FAILED: " + "; ".join(r.problems), style="bold red")
         if message.recipe:
