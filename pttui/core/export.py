@@ -214,12 +214,6 @@ def _os_error(err: OSError, out: str) -> ReadError:
                                  why=err.strerror or err))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
                   verify: Callable[[str], None] | None) -> None:
     """temp file -> write -> fsync -> verify -> rename (no-clobber unless force)."""
@@ -227,19 +221,19 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
     tmp = lock = None
     try:
         lock, tmp = partials.create(folder, name)  # locked until renamed or removed
-        os.fchmod(lock, 0o666 & ~_umask())  # mkstemp makes 0600; an export is an ordinary file
+        partials.make_ordinary(lock)
         with os.fdopen(os.dup(lock), "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         if verify is not None:
             verify(tmp)
-        if force:
-            os.replace(tmp, out)
-        else:
-            _rename_no_clobber(tmp, out)
+        try:
+            partials.publish(tmp, out, replace=force)
+        except FileExistsError:
+            raise ReadError(f"{out}: appeared while exporting; not replacing it (pass "
+                            "--force)") from None
         tmp = None
-        _fsync_dir(folder)
     except OSError as err:
         raise _os_error(err, out) from None
     finally:
@@ -250,33 +244,6 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
                 pass
         if lock is not None:
             os.close(lock)
-
-
-def _rename_no_clobber(tmp: str, out: str) -> None:
-    """A hard link fails if ``out`` appeared meanwhile; fall back where links don't work."""
-    try:
-        os.link(tmp, out)
-    except FileExistsError:
-        raise ReadError(f"{out}: appeared while exporting; not replacing it (pass --force)"
-                        ) from None
-    except OSError:
-        if os.path.lexists(out):
-            raise ReadError(f"{out}: already exists; pass --force to replace it") from None
-        os.replace(tmp, out)
-        return
-    os.unlink(tmp)
-
-
-def _fsync_dir(folder: str) -> None:
-    """Make the rename itself durable."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # some filesystems cannot fsync a folder; the rename is done all the same
 
 
 # -- torch.save -------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A load child may write what it loaded to a ``.safetensors`` file (the only way
 weights leave a ``weights_only=False`` load). The child writes into a partial
-file beside the destination, which the parent made; the parent then reads the
+file beside the destination, which the parent made and holds locked (so a load
+killed outright leaves a leftover the next export sweeps); the parent then reads the
 header back with pttui's own validating reader, checks the tensor count against
 the child's report, and renames it into place without replacing anything that
 appeared meanwhile. A failed, cancelled or killed load leaves no output.
@@ -11,10 +12,9 @@ appeared meanwhile. A failed, cancelled or killed load leaves no output.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
-from pttui.core import stfile
+from pttui.core import partials, stfile
 from pttui.core.meta import ReadError
 
 SUFFIX = ".safetensors"
@@ -63,16 +63,15 @@ def default_destination(source: str) -> str:
     raise ReadError(f"{folder}: 999 saved weight files of {name} already; remove some")
 
 
-def make_partial(dest: str) -> str:
-    """An empty private file beside ``dest`` for the child to fill (same filesystem, so
-    publishing is a rename)."""
+def make_partial(dest: str) -> tuple[int, str]:
+    """An empty file beside ``dest`` for the child to fill (same filesystem, so publishing
+    is a rename): ``(fd, path)``. Keep ``fd`` open until :func:`publish` or :func:`discard`:
+    its lock tells the next export that this file is in use (see :mod:`partials`)."""
     folder, name = os.path.split(dest)
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.pttui-partial-", dir=folder)
-    os.close(fd)
-    return tmp
+    return partials.create(folder, name)
 
 
-def publish(partial: str, dest: str, saved: dict[str, Any], overwrite: bool) -> None:
+def publish(partial: str, fd: int, dest: str, saved: dict[str, Any], overwrite: bool) -> None:
     """Verify the child's file and move it to ``dest``; ReadError if anything is off."""
     size = os.path.getsize(partial)
     with open(partial, "rb") as f:
@@ -81,32 +80,19 @@ def publish(partial: str, dest: str, saved: dict[str, Any], overwrite: bool) -> 
     if count != saved.get("tensors") or size < int(saved.get("bytes", 0)):
         raise ReadError(f"{dest}: the written file does not match what the load reported "
                         f"({count} of {saved.get('tensors')} tensors); nothing was saved")
-    os.chmod(partial, 0o666 & ~_umask())  # mkstemp made it 0600; this is an ordinary file
-    if overwrite:
-        os.replace(partial, dest)
-        return
+    partials.make_ordinary(fd)
     try:
-        os.link(partial, dest)
+        partials.publish(partial, dest, replace=overwrite)
     except FileExistsError:
         raise ReadError(f"{dest}: appeared while loading; not replacing it") from None
-    except OSError:
-        if os.path.lexists(dest):
-            raise ReadError(f"{dest}: appeared while loading; not replacing it") from None
-        os.replace(partial, dest)
-        return
-    os.unlink(partial)
 
 
-def discard(partial: str | None) -> None:
-    if partial is None:
-        return
-    try:
-        os.unlink(partial)
-    except OSError:
-        pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def discard(partial: str | None, fd: int | None) -> None:
+    """Remove an unpublished partial file (if any), then let go of its lock."""
+    if partial is not None:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+    if fd is not None:
+        os.close(fd)

@@ -68,6 +68,7 @@ class LoadAttempt:
             save_to, self.path, self.policy.map_location, overwrite)
         self.overwrite = overwrite
         self._partial: str | None = None
+        self._partial_fd: int | None = None
         self.sniffed = sniff(self.path)
         self.format = self.sniffed.format
         self.mmap = self.policy.mmap if self.policy.mmap is not None else (
@@ -173,7 +174,8 @@ class LoadAttempt:
                    "map_location": self.policy.map_location, "mmap": self.mmap,
                    "unsafe": unsafe, "memory_limit": self.memory_limit}
         if self.save_to is not None:
-            self._partial = request["save_to"] = load_output.make_partial(self.save_to)
+            self._partial_fd, self._partial = load_output.make_partial(self.save_to)
+            request["save_to"] = self._partial
         self._cwd = tempfile.mkdtemp(prefix="pttui-load-")
         self._err = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
@@ -231,7 +233,8 @@ class LoadAttempt:
             return None
         saved = report.get("saved") or {}
         try:
-            load_output.publish(self._partial, self.save_to, saved, self.overwrite)
+            load_output.publish(self._partial, self._partial_fd, self.save_to, saved,
+                                self.overwrite)
         except (ReadError, OSError) as err:
             return lf.save_failed(str(err), type(err).__name__, self.save_to)
         self._partial = None
@@ -282,8 +285,9 @@ class LoadAttempt:
         if self._cwd is not None:
             shutil.rmtree(self._cwd, ignore_errors=True)
             self._cwd = None
-        load_output.discard(self._partial)  # a failed or cancelled load saves nothing
-        self._partial = None
+        # a failed or cancelled load saves nothing (after a publish: only the lock goes)
+        load_output.discard(self._partial, self._partial_fd)
+        self._partial = self._partial_fd = None
 
 
 def attempt_load(path: str | os.PathLike[str], policy: LoadPolicy | None = None, *,

@@ -188,3 +188,44 @@ def _open(path: str) -> int | None:
         except OSError:
             continue
     return None
+
+
+# -- finishing a partial file -------------------------------------------------------------
+
+def make_ordinary(fd: int) -> None:
+    """mkstemp makes files 0600; a finished export is an ordinary file (0666 minus umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)
+
+
+def publish(tmp: str, out: str, replace: bool) -> None:
+    """Move the finished ``tmp`` to ``out``, durably. Without ``replace`` a file that
+    appeared at ``out`` meanwhile is kept (FileExistsError): a hard link fails rather
+    than clobber; where links do not work, the check and rename are separate steps."""
+    if replace:
+        os.replace(tmp, out)
+    else:
+        try:
+            os.link(tmp, out)
+        except FileExistsError:
+            raise
+        except OSError:
+            if os.path.lexists(out):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), out) from None
+            os.replace(tmp, out)
+        else:
+            os.unlink(tmp)
+    _fsync_dir(os.path.dirname(out) or ".")
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make the rename itself durable."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # some filesystems cannot fsync a folder; the rename is done all the same
