@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 
 import pytest
 from hypothesis import given, settings
@@ -319,3 +320,13 @@ def test_load_errors_are_one_line(tmp_path):
     assert str(bad) in one_line(err.value) and "version 9" in str(err.value)
     with pytest.raises(ReadError):
         Recipe.load(tmp_path)  # a directory
+
+
+def test_saved_recipe_is_an_ordinary_file_and_leaves_no_temp(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        Recipe([StripPrefix("module.")]).save(tmp_path / "r.json")
+    finally:
+        os.umask(mask)
+    assert os.listdir(tmp_path) == ["r.json"]
+    assert stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode) == 0o644

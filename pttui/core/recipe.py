@@ -15,7 +15,6 @@ import fnmatch
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -388,18 +387,21 @@ class Recipe:
         return cls([op_from_json(o) for o in ops], VERSION, model_args=dict(args), **info)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write atomically: a temp file beside ``path``, fsync, then rename over it."""
+        """Write atomically, through a locked partial file beside ``path`` (an ordinary
+        0644-style file in the end; a killed write leaves what the next export sweeps)."""
+        from pttui.core import partials
+
         path = os.fspath(path)
         text = json.dumps(self.to_json(), indent=2) + "\n"
-        tmp = None
+        tmp = fd = None
         try:
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                       prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fd, tmp = partials.create(*os.path.split(os.path.abspath(path)))
+            partials.make_ordinary(fd)
+            with os.fdopen(os.dup(fd), "w", encoding="utf-8") as fh:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            partials.publish(tmp, path, replace=True)
             tmp = None
         except OSError as err:
             raise ReadError(f"cannot write recipe {path}: {err.strerror or err}") from None
@@ -407,6 +409,8 @@ class Recipe:
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
+            if fd is not None:
+                os.close(fd)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recipe:
