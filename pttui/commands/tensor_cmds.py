@@ -33,8 +33,8 @@ def stats(call: Call) -> object:
     src = call.ctx.source()
     stored = call.session.recipe.select(src).get(meta.key, meta)
     call.report(0, stored.numel, f"stats {key}")
-    st = tensor_stats(src, stored)
-    call.report(stored.numel, stored.numel, f"stats {key}")
+    # progress between chunks is also where Ctrl-C (a cancel) stops a big tensor
+    st = tensor_stats(src, stored, progress=lambda done, n: call.report(done, n, f"stats {key}"))
     rows = [("tensor", Text(f"{key}  {hz.shape(stored.shape)} {stored.dtype}")),
             ("elements", f"{st.numel:,}")]
     if st.mean is not None:
@@ -65,7 +65,7 @@ def diff(call: Call) -> object:
     other = open_checkpoint(os.path.expanduser(call.args["path"]))
     stored = call.session.recipe.select(src)
     view = {k: stored.get(m.key, m).renamed(k) for k, m in call.ctx.current().items()}
-    mine = dataclasses.replace(src, containers=[Container((), view)], selected=())
+    mine = src.replace(containers=[Container((), view)], selected=())
     report = compare_files(mine, other, values=call.args["values"],
                            progress=lambda done, total: call.report(done, total, "diff"))
     lines = render(report, len(view), len(other.tensors), call.args["limit"])

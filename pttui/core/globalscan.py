@@ -8,7 +8,6 @@ instantiated is ``blocked`` (a full load would import its module), an unknown
 
 from __future__ import annotations
 
-import pickletools
 from collections.abc import Iterable
 
 from pttui.core import dtypes
@@ -119,6 +118,8 @@ def scan_opcodes(data: bytes, limit: int = 2_000_000) -> GlobalsScan:
     Walks opcodes without building objects; globals whose use cannot be told
     apart are treated as called (the conservative choice).
     """
+    import pickletools  # only for a damaged pickle: not imported on every read
+
     names: set[str] = set()
     strings: list[str] = []
     memo: dict[int, str] = {}

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Any
 
 from pttui.core.meta import ReadError
+
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 FREE_INDEX = 1 << 21  # memo indices the regex lets through: at most a 32 MB memo
 

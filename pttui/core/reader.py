@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-from typing import Any
 
 from pttui.core import containers as ct
 from pttui.core import formats, globalscan, stfile
@@ -17,6 +16,10 @@ from pttui.core.meta import Checkpoint, Container, GlobalsScan, ReadError, Tenso
 from pttui.core.torchfile import Unpickled, read_legacy, read_zip
 from pttui.core.unpickler import DType, Opaque, called_globals
 from pttui.core.zipindex import ZipIndex
+
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def open_checkpoint(path: str, select: tuple[str, ...] | list[str] | None = None) -> Checkpoint:

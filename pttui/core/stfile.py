@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, BinaryIO
 
 from pttui.core import dtypes
 from pttui.core.meta import Container, ReadError, StorageRef, TensorMeta
+
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 MAX_HEADER = 100_000_000  # the limit the safetensors library applies
 

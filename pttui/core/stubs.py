@@ -6,9 +6,11 @@ so walking or printing them can never run code from a file.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections import namedtuple
 
-from pttui.core.meta import StorageRef
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Opaque:
@@ -84,8 +86,8 @@ class Device(str):
     """A ``torch.device`` token (``cuda:0``)."""
 
 
-class StorageView(NamedTuple):
-    """A legacy-format view into a storage (``view_metadata`` in the persistent id)."""
+class StorageView(namedtuple("StorageView", "ref offset")):
+    """A legacy-format view into a storage (``view_metadata`` in the persistent id):
+    ``ref`` a StorageRef, ``offset`` an int."""
 
-    ref: StorageRef
-    offset: int
+    __slots__ = ()

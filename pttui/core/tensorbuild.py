@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 import operator
 import struct
-from typing import Any
 
 from pttui.core import dtypes
 from pttui.core.meta import StorageRef, TensorMeta
 from pttui.core.stubs import Opaque, StorageView
+
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def is_int(x: Any) -> bool:

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import os
 import pickle
-import reprlib
 import struct
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from itertools import islice
 
 from pttui.core import dtypes
 from pttui.core.meta import ReadError, StorageRef
 from pttui.core.unpickler import DType, RestrictedUnpickler, StorageType, StorageView
 from pttui.core.zipindex import ZipEntry, ZipIndex, fold
 from pttui.core.zipindex import _safe
+
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 MAX_PICKLE_BYTES = 1 << 31  # data.pkl larger than 2 GiB is not a checkpoint we can trust
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -27,15 +29,20 @@ _new = tuple.__new__  # a NamedTuple without its Python-level __new__ (once per 
 _MAX_LOCATION = 256  # "cuda:0"; a megabyte-long location would be copied into every row
 
 
-@dataclass
 class Unpickled:
-    root: Any
-    unpickler: RestrictedUnpickler
-    pickle_bytes: bytes | None
-    format: str
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    offsets: dict[str, int] = field(default_factory=dict)  # storage key -> byte offset
+    """What a read hands the reader: the object tree, the unpickler (its globals), the
+    format, problems and notes, and (legacy files) each storage's byte offset."""
+
+    __slots__ = ("root", "unpickler", "format", "problems", "notes", "offsets")
+
+    def __init__(self, root: Any, unpickler: RestrictedUnpickler, format: str,
+                 problems: list[str]) -> None:
+        self.root = root
+        self.unpickler = unpickler
+        self.format = format
+        self.problems = problems
+        self.notes: list[str] = []
+        self.offsets: dict[str, int] = {}  # storage key -> byte offset
 
 
 class _Storages:
@@ -48,42 +55,45 @@ class _Storages:
 
     def __init__(self, label: str, shard: str | None, arity: int) -> None:
         self.label, self.shard, self.arity = label, shard, arity
-        self.tokens: dict[str, StorageRef] = {}
+        self.tokens: dict[str, StorageRef] = {}  # in the order the pickle names them
         self.problems: list[str] = []
-        self.order: list[str] = []
+        self._dtypes: dict[str, str] = {}  # FloatStorage -> "float32", one string for all
 
     def __call__(self, pid: Any) -> Any:
-        if type(pid) is tuple and len(pid) in (5, 6) and pid[0] == "storage":
-            if len(pid) != self.arity:
-                where = "a zip checkpoint" if self.arity == 5 else "a legacy checkpoint"
-                raise ReadError(f"{self.label}: a storage reference has {len(pid)} fields "
-                                f"where {where} has {self.arity}; torch cannot load this "
-                                "file (it was written by another tool, or tampered with)")
-            _, stype, key, location, numel = pid[:5]
-            if (type(stype) not in (StorageType, DType) or type(key) is not str
-                    or type(location) is not str or type(numel) is not int
-                    or not 0 <= numel < 1 << 63):
-                if isinstance(stype, type) and isinstance(getattr(stype, "qualname", 0), str):
-                    raise ReadError(f"{self.label}: a storage has the unknown type "
-                                    f"{_safe(stype.qualname)}; torch cannot load it either")
-                raise ReadError(f"{self.label}: a storage reference is malformed "
-                                f"({_short_repr(pid)}); the file is damaged")
-            ref = self.tokens.get(key)
-            if ref is None:
-                if len(location) > _MAX_LOCATION or not location.isprintable():
-                    location = self._odd_location(key, location)
-                ref = _new(StorageRef, (key, str(stype), numel, location, self.shard))
-                self.tokens[key] = ref
-                self.order.append(key)
-            view = pid[5] if len(pid) == 6 else None
+        """Once per storage: the hot path of reading (checks are type() tests)."""
+        n = len(pid) if type(pid) is tuple else 0
+        if n != 5 and n != 6 or pid[0] != "storage":
+            if n >= 2 and pid[0] == "module":
+                return pid[1]  # legacy whole-model pickles: ('module', cls, file, source)
+            raise ReadError(f"{self.label}: the pickle references data pttui does not "
+                            f"recognise ({_short_repr(pid)}); it is not a torch.save file")
+        if n != self.arity:
+            where = "a zip checkpoint" if self.arity == 5 else "a legacy checkpoint"
+            raise ReadError(f"{self.label}: a storage reference has {n} fields "
+                            f"where {where} has {self.arity}; torch cannot load this "
+                            "file (it was written by another tool, or tampered with)")
+        _, stype, key, location, numel = pid if n == 5 else pid[:5]
+        if (type(stype) not in (StorageType, DType) or type(key) is not str
+                or type(location) is not str or type(numel) is not int
+                or not 0 <= numel < 1 << 63):
+            if isinstance(stype, type) and isinstance(getattr(stype, "qualname", 0), str):
+                raise ReadError(f"{self.label}: a storage has the unknown type "
+                                f"{_safe(stype.qualname)}; torch cannot load it either")
+            raise ReadError(f"{self.label}: a storage reference is malformed "
+                            f"({_short_repr(pid)}); the file is damaged")
+        ref = self.tokens.get(key)
+        if ref is None:
+            if len(location) > _MAX_LOCATION or not location.isprintable():
+                location = self._odd_location(key, location)
+            dtype = self._dtypes.get(stype)
+            if dtype is None:
+                dtype = self._dtypes[stype] = str(stype)
+            ref = self.tokens[key] = _new(StorageRef, (key, dtype, numel, location, self.shard))
+        if n == 6:
+            view = pid[5]
             if type(view) is tuple and len(view) == 3 and type(view[1]) is int:
                 return StorageView(ref, view[1])
-            return ref
-        if type(pid) is tuple and len(pid) >= 2 and pid[0] == "module":
-            return pid[1]  # legacy whole-model pickles: ('module', cls, file, source)
-        raise ReadError(f"{self.label}: the pickle references data pttui does not "
-                        f"recognise ({_short_repr(pid)}); it is not a torch.save file")
-
+        return ref
 
     def _odd_location(self, key: str, location: str) -> str:
         """A location no device has: kept escaped and short, so no escape code or
@@ -94,14 +104,14 @@ class _Storages:
         return _safe(location, 40)
 
 
-_REPR = reprlib.Repr()
-_REPR.maxlevel, _REPR.maxtuple, _REPR.maxlist, _REPR.maxdict = 3, 6, 4, 4
-
-
 def _short_repr(x: Any) -> str:
     """A persistent id for a message: bounded (a memo bomb inside would repr forever)."""
+    import reprlib  # error messages only: not imported on every read
+
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxtuple, bounded.maxlist, bounded.maxdict = 3, 6, 4, 4
     try:
-        text = _REPR.repr(x) if isinstance(x, (str, int, tuple, bytes)) else type(x).__name__
+        text = bounded.repr(x) if isinstance(x, (str, int, tuple, bytes)) else type(x).__name__
     except (ValueError, RecursionError):  # a 5,000-digit int
         text = type(x).__name__
     return text[:80]
@@ -121,7 +131,7 @@ def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unp
                         "(ignoring case, as torch does); which one torch loads depends on "
                         "where they sit, and other readers pick differently: refusing as "
                         "ambiguous")
-    names = list(index.entries)  # case-folded
+    names = list(islice(index.entries, 2000))  # case-folded; the first ones tell enough
     if not names:
         raise ReadError(f"{label}: the zip archive is empty; not a checkpoint")
     first = names[0]
@@ -143,11 +153,13 @@ def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unp
     if pkl.size > MAX_PICKLE_BYTES:
         raise ReadError(f"{label}: data.pkl claims {pkl.size:,} bytes; refusing to read it")
     data = index.read(pkl)
+    framed = data[:1] == b"\x80" and data[1:2] >= b"\x04" and data[2:3] == b"\x95"
     storages = _Storages(label, shard, 5)
     up = _unpickle(data, storages, label)
-    out = Unpickled(up.root, up, data, "torchscript" if scripted else "torch-zip",
+    del data  # the unpickler let go of it too: freed before the checks and the walk
+    out = Unpickled(up.root, up, "torchscript" if scripted else "torch-zip",
                     storages.problems + up.problems)
-    if data[:1] == b"\x80" and data[1:2] >= b"\x04" and data[2:3] == b"\x95":
+    if framed:
         out.problems.append("the pickle uses protocol-4 frames, which torch.load(weights_only="
                             "True) cannot read ('Unsupported operand 149'); re-save it with "
                             "torch.save's default protocol")
@@ -181,16 +193,16 @@ def _check_archive(index: ZipIndex, prefix: str, pkl: ZipEntry, out: Unpickled) 
 def _check_records(index: ZipIndex, prefix: str, storages: _Storages, out: Unpickled) -> None:
     """Every storage needs its record, of the declared size, stored (once per storage:
     the hot path)."""
-    get, data = dict.get, fold(prefix) + "data/"
+    get, data, bits = dict.get, fold(prefix) + "data/", dtypes.itemsize_bits
     entries = index.entries
     compressed = 0
-    for key in storages.order:
+    for key, ref in storages.tokens.items():
         rec = get(entries, data + (key.lower() if key.isascii() else fold(key)))
-        ref = storages.tokens[key]
         if rec is None:
             out.problems.append(f"storage {_safe(key)} is referenced but its data record is "
                                 "missing; torch will fail to load this file")
-        elif rec.size != ref.nbytes:  # torch 2.x refuses any difference, not only a short one
+        elif rec.size != (ref.numel * bits(ref.dtype) + 7) // 8:  # StorageRef.nbytes, inlined
+            # torch 2.x refuses any difference, not only a short one
             out.problems.append(f"storage {_safe(key)} declares {ref.nbytes:,} bytes but its "
                                 f"record holds {rec.size:,}; the file is damaged and torch "
                                 "refuses it")
@@ -230,7 +242,7 @@ def read_legacy(f: BinaryIO, size: int, label: str, shard: str | None) -> Unpick
     storages = _Storages(label, shard, 6)
     up = RestrictedUnpickler(f, storages, label)
     up.root = up.run()  # type: ignore[attr-defined]
-    out = Unpickled(up.root, up, None, "torch-legacy", storages.problems + up.problems)
+    out = Unpickled(up.root, up, "torch-legacy", storages.problems + up.problems)
     if isinstance(sys_info, dict) and sys_info.get("little_endian") is False:
         out.notes.append("tensors are stored big-endian")
     try:

@@ -15,29 +15,34 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import BinaryIO, NamedTuple
+from collections import namedtuple
 
 from pttui.core.meta import ReadError
+
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 _EOCD = b"PK\x05\x06"
 _EOCD64_LOC = b"PK\x06\x07"
 _EOCD64 = b"PK\x06\x06"
 _CDH = b"PK\x01\x02"
 _LFH = b"PK\x03\x04"
-_CDH_FMT = struct.Struct("<4s6H3L5H2L")  # 46 bytes
+# A central directory header (46 bytes): signature, flags, method, compressed and
+# uncompressed size, name/extra/comment lengths, local header offset; the fields
+# pttui does not use (versions, time, date, CRC, disk, attributes) are skipped.
+_CDH_FMT = struct.Struct("<4s4x2H8x2L3H8xL")
 _LFH_FMT = struct.Struct("<4s5H3L2H")  # 30 bytes
 _MAX_COMMENT = 0xFFFF
 _MAX_ENTRIES = 5_000_000
 MAX_INFLATE = 512 << 20  # a compressed record we inflate into memory (data.pkl)
 
 
-class ZipEntry(NamedTuple):
-    name: str
-    header_offset: int
-    compressed_size: int
-    size: int
-    method: int
-    flags: int
+class ZipEntry(namedtuple("ZipEntry", "name header_offset compressed_size size method flags")):
+    """One central directory record: its name as stored, where its local header
+    sits, its sizes, compression method and flags (all ints but the name)."""
+
+    __slots__ = ()
 
 
 def fold(name: str) -> str:
@@ -105,26 +110,34 @@ class ZipIndex:
         self._parse(cd, n_entries)
 
     def _parse(self, cd: bytes, n_entries: int) -> None:
-        unpack, off, end = _CDH_FMT.unpack_from, 0, len(cd)
-        entries, add = self.entries, dict.setdefault  # the first record of a name is kept
-        for _ in range(n_entries):
-            if off + 46 > end:
-                raise ReadError(f"{self.label}: the zip directory is truncated")
-            (sig, _vm, _vn, flags, method, _t, _d, _crc, csize, usize, nlen, xlen, clen,
-             _disk, _ia, _ea, lho) = unpack(cd, off)
-            if sig != _CDH:
-                raise ReadError(f"{self.label}: the zip directory is damaged (bad entry "
-                                "signature)")
-            name_b = cd[off + 46:off + 46 + nlen]
-            if 0xFFFFFFFF in (csize, usize, lho):
-                usize, csize, lho = _zip64_extra(cd[off + 46 + nlen:off + 46 + nlen + xlen],
-                                                 usize, csize, lho, self.label)
-            off += 46 + nlen + xlen + clen
-            name = name_b.decode("utf-8", "surrogateescape")
-            entry = ZipEntry(name, lho, csize, usize, method, flags)
-            if add(entries, name_b.lower().decode("utf-8", "surrogateescape"), entry) is not entry:
-                self.duplicates.append(name)
-        if off > end:
+        """One pass over the directory: the hot loop of opening a 100,000-key file, so
+        entries are built with ``tuple.__new__`` (no Python-level ``__new__``) and a
+        name that is already lower-case is its own folded key (one string, not two)."""
+        unpack, off = _CDH_FMT.unpack_from, 0
+        entries, add, new = self.entries, dict.setdefault, tuple.__new__  # first one kept
+        try:
+            for _ in range(n_entries):
+                sig, flags, method, csize, usize, nlen, xlen, clen, lho = unpack(cd, off)
+                if sig != _CDH:
+                    raise ReadError(f"{self.label}: the zip directory is damaged (bad entry "
+                                    "signature)")
+                start = off + 46
+                name_b = cd[start:start + nlen]
+                if 0xFFFFFFFF in (csize, usize, lho):
+                    usize, csize, lho = _zip64_extra(cd[start + nlen:start + nlen + xlen],
+                                                     usize, csize, lho, self.label)
+                elif csize == usize:
+                    usize = csize  # stored records: one int object for both sizes
+                off = start + nlen + xlen + clen
+                name = name_b.decode("utf-8", "surrogateescape")
+                low = name_b.lower()
+                key = name if low == name_b else low.decode("utf-8", "surrogateescape")
+                entry = new(ZipEntry, (name, lho, csize, usize, method, flags))
+                if add(entries, key, entry) is not entry:
+                    self.duplicates.append(name)
+        except struct.error:  # a fixed header runs past the end
+            raise ReadError(f"{self.label}: the zip directory is truncated") from None
+        if off > len(cd):
             raise ReadError(f"{self.label}: the zip directory is truncated")
 
     # -- records -----------------------------------------------------------
