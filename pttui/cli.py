@@ -16,6 +16,7 @@ from pttui.clicmds import COMMANDS
 
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _TUI_OPTIONS = ("--model", "--model-arg", "--map-location", "--no-mouse")
+_READING = ("inspect", "check", "fix", "diff")  # commands that unpickle: read under a deadline
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         return _default(argv)
-    return _run(module.run, args, argv)
+    return _run(module.run, args, argv, guard=cmd in _READING)
 
 
 def _default(argv: list[str]) -> int:
@@ -124,7 +125,8 @@ def _default(argv: list[str]) -> int:
     if sys.stdout.isatty() and sys.stdin.isatty():
         return _run(_tui, args, argv)
     from pttui.clicmds import folder
-    return _run(folder.run, args, argv)
+    # a folder is listed file by file under deadlines (folder.run); a file is inspected
+    return _run(folder.run, args, argv, guard=os.path.isfile(args.path))
 
 
 def _tui(args: argparse.Namespace) -> int:
@@ -149,7 +151,14 @@ def _tui(args: argparse.Namespace) -> int:
                map_location=args.map_location, mouse=not args.no_mouse)
 
 
-def _run(fn, args: argparse.Namespace, argv: list[str]) -> int:
+def _run(fn, args: argparse.Namespace, argv: list[str], guard: bool = False) -> int:
+    """``fn(args)`` with one line per error; ``guard``: in a child with a deadline, for
+    commands that unpickle files (see pttui.core.readguard)."""
+    if guard:
+        from pttui.core import readguard
+
+        label = getattr(args, "path", None) or f"{args.a} or {args.b}"  # diff: A and B
+        return readguard.run_guarded(lambda: _run(fn, args, argv), str(label))
     from pttui.core.meta import ReadError
 
     try:

@@ -8,7 +8,7 @@ import sys
 
 from pttui.core import humanize as hz
 from pttui.core import partials
-from pttui.core.folder import list_folder
+from pttui.core.readguard import list_guarded
 from pttui.core.meta import ReadError
 
 _MARK_TEXT = {"unsafe-globals": "DANGEROUS globals", "needs-allowlist": "weights_only refuses",
@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         return inspect.run(args)
     if not os.path.isdir(path):
         raise ReadError(f"{path}: no such file or folder")
-    entries = list_folder(path)
+    entries = list_guarded(path)  # each file read in a child: one crafted file cannot hang it
     sys.stdout.write(f"{os.path.abspath(path)}\n")
     if not entries:
         sys.stdout.write("  no checkpoints here\n")

@@ -24,7 +24,7 @@ from pttui.core import humanize as hz
 from pttui.core.compare import compare
 from pttui.core.keytree import build_tree, walk
 from pttui.core.meta import ReadError, TensorMeta
-from pttui.core.reader import open_checkpoint
+from pttui.core.readguard import open_guarded
 from pttui.core.recipe import quote
 
 LIMIT = Opt("--limit", "N", "show at most N rows (0: all; default 100)", convert=whole_number,
@@ -38,7 +38,8 @@ _TREE_ROWS = 400
               help="Reads the structure only. A new file starts a new recipe; the model "
                    "stays set.", examples=("open runs/best.pt",)))
 def open_(call: Call) -> object:
-    ckpt = open_checkpoint(os.path.expanduser(call.args["path"]))
+    # read first in a child with a deadline: a crafted pickle must not hang the shell/TUI
+    ckpt = open_guarded(os.path.expanduser(call.args["path"]), call.cancel)
     call.check_cancel()
     call.session.set_source(ckpt)
     res = call.result(f"opened {ckpt.path} ({ckpt.format})", path=ckpt.path,

@@ -15,7 +15,7 @@ from pttui.commands.parser import Arg, Opt, Spec, whole_number
 from pttui.commands.registry import Call, command
 from pttui.core import humanize as hz
 from pttui.core.meta import Container
-from pttui.core.reader import open_checkpoint
+from pttui.core.readguard import open_guarded
 
 
 def _num(v: float | None) -> str:
@@ -62,7 +62,7 @@ def diff(call: Call) -> object:
     from pttui.core.diff import diff as compare_files
 
     src = call.ctx.source()
-    other = open_checkpoint(os.path.expanduser(call.args["path"]))
+    other = open_guarded(os.path.expanduser(call.args["path"]), call.cancel)
     stored = call.session.recipe.select(src)
     view = {k: stored.get(m.key, m).renamed(k) for k, m in call.ctx.current().items()}
     mine = src.replace(containers=[Container((), view)], selected=())

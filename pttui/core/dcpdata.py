@@ -16,7 +16,7 @@ import warnings
 from functools import partial
 from typing import Any
 
-from pttui.core import memoguard
+from pttui.core import memoguard, readguard
 from pttui.core.meta import ReadError, TensorMeta
 
 _DCP_CLASSES = {
@@ -70,8 +70,12 @@ def reader(folder: str) -> tuple[Any, Any, Any]:
         if len(data) > _MAX_METADATA:
             raise ReadError(f"{meta_path}: over {_MAX_METADATA >> 20} MiB; a DCP metadata "
                             "file is far smaller, refusing")
-        memoguard.check(data, 0, meta_path)  # the bytes checked are the bytes unpickled
-        md = _Unpickler(io.BytesIO(data)).load()
+        # the bytes checked are the bytes unpickled; a guarded reader's deadline grows
+        readguard.pickle_measured(memoguard.check(data, 0, meta_path))
+        try:
+            md = _Unpickler(io.BytesIO(data)).load()
+        finally:
+            readguard.pickle_done()
     except ReadError:
         raise
     except OSError as err:

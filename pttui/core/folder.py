@@ -9,6 +9,10 @@ from pttui.core import formats
 from pttui.core.meta import ReadError
 from pttui.core.reader import open_checkpoint
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
 # Files never worth sniffing: source, docs, images, logs.
 _SKIP_EXT = (".py", ".md", ".txt", ".rst", ".png", ".jpg", ".jpeg", ".svg", ".log", ".yaml",
              ".yml", ".toml", ".cfg", ".ini", ".sh", ".csv", ".pyc")
@@ -40,13 +44,26 @@ class FileEntry:
         return bool(self.marks)
 
 
-def list_folder(folder: str, examine: bool = True) -> list[FileEntry]:
+def list_folder(folder: str, examine: bool = True, *,
+                progress: Callable[[str], None] | None = None,
+                hung: Mapping[str, str] | None = None) -> list[FileEntry]:
     """Checkpoints directly in ``folder`` plus its subfolders (as entries to open).
 
     ``examine=False`` only sniffs each file's format (512 bytes), for a list that shows
     at once; the full reading (tensor counts, marks) can follow in a second pass.
+    ``progress(path)`` is told each path before it is read; paths in ``hung`` (path ->
+    message) are not read again but marked unreadable (see readguard.list_guarded).
     """
-    look = _examine if examine else _sniff
+    def look(entry: FileEntry) -> None:
+        if hung and entry.path in hung:
+            _sniff(entry)
+            entry.marks.append("unreadable")
+            entry.message = hung[entry.path]
+            return
+        if progress is not None:
+            progress(entry.path)
+        (_examine if examine else _sniff)(entry)
+
     try:
         names = sorted(os.listdir(folder))
     except OSError as err:

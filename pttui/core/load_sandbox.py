@@ -72,12 +72,12 @@ def child_env(unsafe: bool, base: Mapping[str, str] | None = None) -> dict[str, 
     return env
 
 
-def child_command() -> list[str]:
-    """``python [-P] -m pttui.core._load_child``; the request follows as one JSON argument."""
+def child_command(module: str = "pttui.core._load_child") -> list[str]:
+    """``python [-P] -m MODULE``; for a load, the request follows as one JSON argument."""
     cmd = [sys.executable]
     if sys.version_info >= (3, 11):
         cmd.append("-P")  # do not put the working folder on sys.path
-    return [*cmd, "-m", "pttui.core._load_child"]
+    return [*cmd, "-m", module]
 
 
 def exited(pid: int | None) -> bool:

@@ -125,11 +125,11 @@ def _label(name: str, args: dict) -> str:
 # -- the four kinds of spec ----------------------------------------------------------
 
 def _reference(spec: str, path: str) -> Target:
-    from pttui.core.reader import open_checkpoint
+    from pttui.core.readguard import open_guarded
 
     if not path:
         raise ReadError(f"{spec}: name the checkpoint after ref:, e.g. ref:good.pt")
-    ckpt = open_checkpoint(path)
+    ckpt = open_guarded(path)  # a reference file is as untrusted as any
     tensors = dict(ckpt.tensors)
     if not tensors:
         raise ReadError(f"{path}: holds no tensors to compare against")

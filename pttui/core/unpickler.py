@@ -19,7 +19,7 @@ import mmap
 import pickle
 from collections import OrderedDict
 
-from pttui.core import dtypes, memoguard
+from pttui.core import dtypes, memoguard, readguard
 from pttui.core.meta import ReadError
 from pttui.core.stubs import Device, DType, Opaque, OpaqueMeta, StorageType, StorageView
 from pttui.core.tensorbuild import REBUILDERS, TensorBuilder, is_int
@@ -103,10 +103,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._loaded = True
         src = self._source
         if isinstance(src, (bytes, bytearray)):
-            memoguard.check(src, 0, self.label)
+            size = memoguard.check(src, 0, self.label)
         else:
-            _check_stream(src, self.label)
-        return super().load()
+            size = _check_stream(src, self.label)
+        readguard.pickle_measured(size)  # a guarded reader's clock runs while unpickling
+        try:
+            return super().load()
+        finally:
+            readguard.pickle_done()
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 names (protocol < 3 streams), mapped as pickle's fix_imports would.
@@ -183,22 +187,21 @@ except ImportError:  # pragma: no cover
     struct_error = ValueError  # type: ignore[misc,assignment]
 
 
-def _check_stream(f: BinaryIO, label: str) -> None:
-    """memoguard over a file from its current position, through a read-only map."""
+def _check_stream(f: BinaryIO, label: str) -> int:
+    """memoguard over a file from its current position, through a read-only map; the
+    pickle's length."""
     start = f.tell()
     if isinstance(f, io.BytesIO):
         with f.getbuffer() as buf:
-            memoguard.check(buf, start, label)
-        return
+            return memoguard.check(buf, start, label) - start
     try:
         view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):  # empty, or not a plain file
         rest = f.read()
         f.seek(start)
-        memoguard.check(rest, 0, label)
-        return
+        return memoguard.check(rest, 0, label)
     with view:
-        memoguard.check(view, start, label)
+        return memoguard.check(view, start, label) - start
 
 
 def _short(err: BaseException) -> str:

@@ -124,6 +124,18 @@ def pickle_entries() -> list[tuple[Entry, bytes]]:
     p.setitems().raw(b"b")
     out.append((Entry("pickle_module_cycle.pt", "pickles: a module that contains itself", 2,
                       "contains itself"), _zip(p.bytes())))
+    # hash-cost bombs: T0 = (), Ti = (T(i-1),) * 10; hashing T29 walks 10**29 tuples
+    for name, use in (("dict_key", lambda q: q.dict().get(29).raw(b"K\x01s")),
+                      ("frozenset", lambda q: q.raw(b"\x8f(").get(29).raw(b"\x90"))):
+        q = P(4).raw(b")").put(0)
+        for i in range(1, 30):  # no POP: torch's weights-only unpickler has none either
+            q.mark()
+            for _ in range(10):
+                q.get(i - 1)
+            q.raw(b"t").put(i)
+        out.append((Entry(f"pickle_hash_bomb_{name}.pt", "pickles: hash-cost bomb (a "
+                          f"{name.replace('_', ' ')} that hashes 10^29 tuples)", 2,
+                          "reading did not finish"), _zip(use(q).bytes())))
     p = _weights(P(2)).str("deep").raw(b"]" * 200_000).raw(b"a" * 199_999)
     out.append((Entry("pickle_nesting_200k_lists.pt", "pickles: 200,000-level nesting",
                       **ok), _zip(p.setitems().bytes())))

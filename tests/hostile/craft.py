@@ -231,3 +231,15 @@ def legacy_header() -> bytes:
         0x1950A86A20F9469CFC6C, 1001,
         {"protocol_version": 1001, "little_endian": True,
          "type_sizes": {"short": 2, "int": 4, "long": 4}}))
+
+
+def hash_bomb() -> bytes:
+    """A torch zip whose data.pkl is ``{T29: 1}``, T0 = (), Ti = (T(i-1),) * 10: hashing
+    the key walks 10**29 tuples (Python does not cache tuple hashes)."""
+    q = P(2).raw(b")").put(0)
+    for i in range(1, 30):
+        q.mark()
+        for _ in range(10):
+            q.get(i - 1)
+        q.raw(b"t").put(i)
+    return zip_bytes(torch_zip(q.dict().get(29).raw(b"K\x01s").bytes(), {}))

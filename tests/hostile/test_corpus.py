@@ -73,7 +73,7 @@ def _built():
 def _inspect(root, entry, *extra: str) -> dict:
     markers = root / "markers" / entry.name
     markers.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PTTUI_MARKER_DIR": str(markers),
+    env = {**os.environ, "PTTUI_MARKER_DIR": str(markers), "PTTUI_READ_DEADLINE": "5",
            "PYTHONPATH": os.pathsep.join([str(root / "mods"), os.environ.get("PYTHONPATH", "")])}
     path = root / "corpus" / (entry.open or entry.name)
     t0 = time.monotonic()

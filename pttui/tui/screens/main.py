@@ -118,13 +118,14 @@ class MainScreen(CommandLine, Actions, Screen):
         """List ``folder``; ``select`` is highlighted, and opened unless ``open_it`` is False
         (a file opened elsewhere, by `:open`, only needs the list to follow it)."""
         from pttui.core.folder import list_folder
+        from pttui.core.readguard import list_guarded
 
         try:
             # names and formats at once, then the full reading (marks, tensor counts),
             # which takes seconds in a folder of 100,000-key files
             self.post_message(FolderRead(folder, list_folder(folder, examine=False), select,
                                          None, refresh=not open_it))
-            self.post_message(FolderRead(folder, list_folder(folder), None, None, refresh=True))
+            self.post_message(FolderRead(folder, list_guarded(folder), None, None, refresh=True))
         except ReadError as err:
             self.post_message(FolderRead(folder, [], select, str(err)))
 
@@ -140,10 +141,11 @@ class MainScreen(CommandLine, Actions, Screen):
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_file(self, path: str) -> None:
-        from pttui.core.reader import open_checkpoint
+        from pttui.core.readguard import open_guarded
 
         try:
-            self.post_message(FileOpened(path, open_checkpoint(path), None))
+            # first in a child with a deadline: a crafted pickle must not freeze the app
+            self.post_message(FileOpened(path, open_guarded(path), None))
         except ReadError as err:
             self.post_message(FileOpened(path, None, str(err)))
 

@@ -1,0 +1,305 @@
+"""Reading with a deadline: some pickles are crafted to make Python compute forever.
+
+A 2 KB pickle can build a tuple whose elements are, 30 levels deep, ten references
+to the level below, and use it as a dict key: inserting it hashes 10^29 tuples
+inside the C unpickler, holding the GIL. Nothing in the reading process can stop
+that (no signal handler or other thread runs), and the memo scan cannot see it
+without simulating the pickle in Python (10-15% of every large read). So reading
+that must not hang happens where it can be killed:
+
+- ``pttui inspect``, ``check``, ``fix``, ``diff`` and the folder listing fork before
+  reading: the child does the whole command and prints its own answer, the parent
+  only waits (:func:`run_guarded`; a fork of the single-threaded CLI costs ~1 ms);
+- the TUI and the shell need the reading in their own process, so they first read
+  the file in a child (:func:`preflight`), and only read it themselves once the
+  child finished in time.
+
+The deadline covers unpickling only (not the torch import or the model a command
+builds): ``PTTUI_READ_DEADLINE`` seconds (default 30) plus one second per MB of
+pickle, for each pickle, from the moment the memo scan has measured it
+(:func:`pickle_measured`) until it is unpickled (:func:`pickle_done`): about 30
+times what a normal read needs.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+from pttui.core.meta import ReadError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+PER_MB = 1.0
+_POLL_S = 0.02
+_DONE = (1 << 64) - 1  # reported when a pickle is unpickled (or failed)
+_report: Callable[[int], None] | None = None  # set in a guarded child
+
+
+def base_deadline() -> float:
+    try:
+        return max(1.0, float(os.environ.get("PTTUI_READ_DEADLINE", "30")))
+    except ValueError:
+        return 30.0
+
+
+def pickle_measured(nbytes: int) -> None:
+    """The unpickler calls this once the memo scan measured a pickle, before unpickling
+    it: in a guarded child, the parent's clock starts."""
+    if _report is not None:
+        _report(nbytes)
+
+
+def pickle_done() -> None:
+    """The unpickler calls this when a pickle is unpickled (or failed): the clock stops."""
+    if _report is not None:
+        _report(_DONE)
+
+
+class _Clock:
+    """The deadline of the pickle being unpickled now; none between pickles."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.allowed = 0.0
+
+    def event(self, value: int) -> None:
+        if value == _DONE:
+            self.since = None
+        else:
+            self.since, self.allowed = time.monotonic(), base_deadline() + value / 1e6 * PER_MB
+
+    def expired(self) -> bool:
+        return self.since is not None and time.monotonic() - self.since > self.allowed
+
+
+def hung(label: str, seconds: float) -> str:
+    return (f"{label}: reading did not finish in {seconds:.0f} s and was stopped: the pickle "
+            "is crafted to make Python compute for ever (for instance a dict key that is a "
+            "tuple of tuples referencing each other); it is not a usable checkpoint")
+
+
+def run_guarded(work: Callable[[], int], label: str) -> int:
+    """Run ``work`` (a whole CLI command: it prints its own output and errors and returns
+    an exit code) in a forked child; kill it past the deadline. Where fork is missing,
+    or output does not go to the process's own stdout and stderr (``main()`` called
+    in-process with captured output), run it here, unguarded."""
+    if not hasattr(os, "fork") or sys.stdout is not sys.__stdout__ or \
+            sys.stderr is not sys.__stderr__:
+        return work()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: do the work, report pickle sizes through w
+        os.close(r)
+        _child(work, w)
+    os.close(w)
+    try:
+        status = _wait(pid, r)
+    except KeyboardInterrupt:  # Ctrl-C reached the child too; a hung one cannot notice it
+        status = _reap_after_interrupt(pid)
+        if status is None:
+            sys.stderr.write("pttui: interrupted\n")
+            return 130
+    finally:
+        os.close(r)
+    if status is None:
+        sys.stderr.write(f"pttui: {hung(label, _last_deadline)}\n")
+        return 2
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return 130 if sig == signal.SIGINT else 128 + sig
+    return os.WEXITSTATUS(status)
+
+
+def _child(work: Callable[[], int], w: int) -> None:
+    global _report
+    _report = lambda n: os.write(w, struct.pack("<Q", n))  # noqa: E731
+    code = 1
+    try:
+        code = int(work())
+    except SystemExit as err:
+        code = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    except BaseException:  # noqa: BLE001 - --debug re-raises: print it as Python would
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:  # noqa: BLE001 - a closed pipe: the exit code still counts
+            pass
+        os._exit(code)
+
+
+_last_deadline = 0.0
+
+
+def _wait(pid: int, r: int) -> int | None:
+    """The child's wait status, or None after killing it at a deadline."""
+    global _last_deadline
+    clock, buf = _Clock(), b""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if clock.expired():
+            _last_deadline = clock.allowed
+            _kill(pid)
+            return None
+        if select.select([r], [], [], _POLL_S)[0]:
+            buf += os.read(r, 4096)
+            while len(buf) >= 8:
+                clock.event(struct.unpack_from("<Q", buf)[0])
+                buf = buf[8:]
+
+
+def _reap_after_interrupt(pid: int, grace: float = 1.0) -> int | None:
+    """The child's status if it stops by itself within ``grace`` s (it then said
+    "interrupted" itself), else None after killing it."""
+    end = time.monotonic() + grace
+    while time.monotonic() < end:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(_POLL_S)
+    _kill(pid)
+    return None
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
+# -- the TUI's and the shell's reading: first in a child ------------------------------------
+
+def preflight(path: str, cancel: object = None) -> None:
+    """Read ``path`` in a child first; ReadError if the child does not finish in time.
+
+    A file the child cannot read is left for the in-process read to explain (it fails
+    the same way, fast). ``cancel`` (anything with ``is_set()``) stops the child.
+    """
+    _Child(["open", path], cancel).run()
+
+
+def open_guarded(path: str, cancel: object = None):  # noqa: ANN201 - a Checkpoint
+    """:func:`preflight`, then ``open_checkpoint`` here: what the TUI and the shell use."""
+    from pttui.core.reader import open_checkpoint
+
+    preflight(path, cancel)
+    return open_checkpoint(path)
+
+
+def list_guarded(folder: str, cancel: object = None) -> list:
+    """``list_folder(folder)`` (examined) done in a child; a file that hangs the child is
+    marked unreadable and the listing goes on without it. Returns FileEntry objects."""
+    import json
+
+    from pttui.core.folder import FileEntry
+
+    hung: dict[str, str] = {}
+    while True:
+        child = _Child(["list", folder, json.dumps(hung)], cancel)
+        try:
+            lines = child.run()
+        except ReadError as err:
+            if child.current is None:
+                raise
+            hung[child.current] = str(err).removeprefix(child.current + ": ")
+            continue
+        return [FileEntry(**json.loads(line[2:])) for line in lines if line.startswith("E ")]
+
+
+class _Child:
+    """``python -m pttui.core.readguard ...``, read line by line under a deadline that
+    restarts for each file and grows with each pickle it reports."""
+
+    def __init__(self, args: list[str], cancel: object) -> None:
+        self.args, self.cancel = args, cancel
+        self.current: str | None = None
+
+    def run(self) -> list[str]:
+        from pttui.core.load_sandbox import child_command, child_env
+
+        proc = subprocess.Popen([*child_command("pttui.core.readguard"), *self.args],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, env=child_env(unsafe=False),
+                                close_fds=True, start_new_session=True)
+        assert proc.stdout is not None
+        lines: list[str] = []
+        clock = _Clock()
+        try:
+            r, buf = proc.stdout.fileno(), b""
+            while True:
+                if self.cancel is not None and self.cancel.is_set():  # type: ignore[attr-defined]
+                    return lines
+                if select.select([r], [], [], _POLL_S)[0]:
+                    chunk = os.read(r, 1 << 16)
+                    if not chunk:
+                        break
+                    buf += chunk
+                    *done, buf = buf.split(b"\n")
+                    for raw in done:
+                        line = raw.decode("utf-8", "replace")
+                        if line.startswith("P "):
+                            clock.event(int(line[2:]))
+                        elif line.startswith("F "):
+                            self.current = line[2:]
+                        else:
+                            lines.append(line)
+                if clock.expired():
+                    raise ReadError(hung(self.current or self.args[1], clock.allowed))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        return lines
+
+
+def _child_main(argv: list[str]) -> None:
+    """The child: ``open PATH`` or ``list FOLDER HUNG_JSON``; reports on stdout, one line
+    each: ``F PATH`` before reading a file, ``P BYTES`` per pickle, ``E JSON`` per entry."""
+    import dataclasses
+    import json
+
+    from pttui.core import readguard  # this file runs as __main__: set the imported copy
+    from pttui.core.folder import list_folder
+    from pttui.core.reader import open_checkpoint
+
+    out = sys.stdout
+
+    def say(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    readguard._report = lambda n: say(f"P {n}")
+    if argv[0] == "open":
+        say(f"F {argv[1]}")
+        try:
+            open_checkpoint(argv[1])
+        except ReadError:
+            pass
+    else:
+        entries = list_folder(argv[1], progress=lambda p: say(f"F {p}"),
+                              hung=json.loads(argv[2]))
+        for e in entries:
+            say("E " + json.dumps(dataclasses.asdict(e)))
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

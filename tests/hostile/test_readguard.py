@@ -1,0 +1,91 @@
+"""A pickle that makes Python hash forever (10^29 tuples) must not hang any front end:
+the CLI reads in a forked child, the TUI and the shell read in a child first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pttui.commands import Context, run_line
+from pttui.core import readguard
+from pttui.core.meta import ReadError
+from tests.helpers import SAMPLES
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from craft import hash_bomb  # noqa: E402
+
+DEADLINE = 2
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTTUI_READ_DEADLINE", str(DEADLINE))
+    (tmp_path / "bomb.pt").write_bytes(hash_bomb())
+    shutil.copy(SAMPLES / "squeezenet1_1.pt", tmp_path / "good.pt")
+    return tmp_path
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "pttui.cli", *args], capture_output=True,
+                          text=True, timeout=60, **kw)
+
+
+def test_inspect_is_stopped_at_the_deadline_with_one_line(folder):
+    t0 = time.monotonic()
+    p = _cli("inspect", str(folder / "bomb.pt"), "--json")
+    assert time.monotonic() - t0 < DEADLINE + 10
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "reading did not finish in 2 s" in p.stderr
+    good = _cli("inspect", str(folder / "good.pt"), "--json")  # the guard changes nothing else
+    assert good.returncode == 0 and '"format":"torch-zip"' in good.stdout
+
+
+def test_exit_codes_of_the_guarded_child_come_through(folder):
+    p = _cli("check", str(folder / "good.pt"), "--model", "torchvision:resnet18")
+    assert p.returncode == 1 and "strict load" in p.stdout
+
+
+def test_ctrl_c_stops_a_guarded_command(folder):
+    p = subprocess.Popen([sys.executable, "-m", "pttui.cli", "inspect", str(folder / "bomb.pt")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True, env={**os.environ, "PTTUI_READ_DEADLINE": "60"})
+    time.sleep(1.5)
+    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 130
+    with pytest.raises(ProcessLookupError):
+        os.killpg(p.pid, 0)  # nothing of it is left running
+
+
+def test_folder_listing_marks_the_file_and_lists_the_rest(folder):
+    p = _cli(str(folder))
+    assert p.returncode == 0, p.stderr
+    bomb = next(ln for ln in p.stdout.splitlines() if "bomb.pt" in ln)
+    good = next(ln for ln in p.stdout.splitlines() if "good.pt" in ln)
+    assert "unreadable: reading did not finish" in bomb and "52 tensors" in good
+
+
+def test_shell_open_refuses_it_and_the_session_goes_on(folder):
+    ctx = Context()
+    assert run_line(ctx, f"open {folder / 'good.pt'}").ok
+    t0 = time.monotonic()
+    r = run_line(ctx, f"open {folder / 'bomb.pt'}")
+    assert time.monotonic() - t0 < DEADLINE + 10
+    assert not r.ok and "reading did not finish" in r.title
+    assert ctx.session.source.path == str(folder / "good.pt")
+
+
+def test_preflight_passes_a_good_file_and_stops_a_bomb(monkeypatch, tmp_path):
+    monkeypatch.setenv("PTTUI_READ_DEADLINE", "1")
+    readguard.preflight(str(SAMPLES / "squeezenet1_1.pt"))  # no ReadError
+    with pytest.raises(ReadError, match="reading did not finish in 1 s"):
+        (tmp_path / "bomb.pt").write_bytes(hash_bomb())
+        readguard.preflight(str(tmp_path / "bomb.pt"))
