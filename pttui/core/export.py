@@ -237,13 +237,7 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
     except OSError as err:
         raise _os_error(err, out) from None
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if lock is not None:
-            os.close(lock)
+        partials.discard(tmp, lock)  # tmp is None once published
 
 
 # -- torch.save -------------------------------------------------------------------------

@@ -86,13 +86,3 @@ def publish(partial: str, fd: int, dest: str, saved: dict[str, Any], overwrite: 
     except FileExistsError:
         raise ReadError(f"{dest}: appeared while loading; not replacing it") from None
 
-
-def discard(partial: str | None, fd: int | None) -> None:
-    """Remove an unpublished partial file (if any), then let go of its lock."""
-    if partial is not None:
-        try:
-            os.unlink(partial)
-        except OSError:
-            pass
-    if fd is not None:
-        os.close(fd)

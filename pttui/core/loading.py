@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Any
 
-from pttui.core import devices, formats, load_output, load_sandbox
+from pttui.core import devices, formats, load_output, load_sandbox, partials
 from pttui.core import load_failures as lf
 from pttui.core.load_failures import LoadFailure
 from pttui.core.load_sniff import sniff
@@ -286,7 +286,7 @@ class LoadAttempt:
             shutil.rmtree(self._cwd, ignore_errors=True)
             self._cwd = None
         # a failed or cancelled load saves nothing (after a publish: only the lock goes)
-        load_output.discard(self._partial, self._partial_fd)
+        partials.discard(self._partial, self._partial_fd)
         self._partial = self._partial_fd = None
 
 

@@ -199,6 +199,17 @@ def make_ordinary(fd: int) -> None:
     os.fchmod(fd, 0o666 & ~mask)
 
 
+def discard(path: str | None, fd: int | None) -> None:
+    """Remove an unfinished partial file (if it is still there), then let go of its lock."""
+    if path is not None:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    if fd is not None:
+        os.close(fd)
+
+
 def publish(tmp: str, out: str, replace: bool) -> None:
     """Move the finished ``tmp`` to ``out``, durably. Without ``replace`` a file that
     appeared at ``out`` meanwhile is kept (FileExistsError): a hard link fails rather

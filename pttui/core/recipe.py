@@ -9,7 +9,6 @@ the new name. A recipe is JSON so ``pttui fix --recipe`` can replay it without t
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -406,11 +405,7 @@ class Recipe:
         except OSError as err:
             raise ReadError(f"cannot write recipe {path}: {err.strerror or err}") from None
         finally:
-            if tmp is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-            if fd is not None:
-                os.close(fd)
+            partials.discard(tmp, fd)  # tmp is None once published
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Recipe:
