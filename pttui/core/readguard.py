@@ -27,7 +27,6 @@ import os
 import select
 import signal
 import struct
-import subprocess
 import sys
 import time
 
@@ -232,6 +231,8 @@ class _Child:
         self.current: str | None = None
 
     def run(self) -> list[str]:
+        import subprocess
+
         from pttui.core.load_sandbox import child_command, child_env
 
         proc = subprocess.Popen([*child_command("pttui.core.readguard"), *self.args],
