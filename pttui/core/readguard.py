@@ -144,22 +144,27 @@ _last_deadline = 0.0
 
 
 def _wait(pid: int, r: int) -> int | None:
-    """The child's wait status, or None after killing it at a deadline."""
+    """The child's wait status, or None after killing it at a deadline. Sleeps in
+    ``select`` on the pipe, which wakes at each report and at the child's exit (EOF):
+    polling instead would add up to a poll interval to every command."""
     global _last_deadline
     clock, buf = _Clock(), b""
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
         if clock.expired():
             _last_deadline = clock.allowed
             _kill(pid)
             return None
-        if select.select([r], [], [], _POLL_S)[0]:
-            buf += os.read(r, 4096)
-            while len(buf) >= 8:
-                clock.event(struct.unpack_from("<Q", buf)[0])
-                buf = buf[8:]
+        wait = None if clock.since is None else max(
+            0.0, clock.allowed - (time.monotonic() - clock.since))
+        if not select.select([r], [], [], wait)[0]:
+            continue  # the deadline passed: the next turn kills
+        chunk = os.read(r, 4096)
+        if not chunk:  # the child closed its end: it has exited (or is about to)
+            return os.waitpid(pid, 0)[1]
+        buf += chunk
+        while len(buf) >= 8:
+            clock.event(struct.unpack_from("<Q", buf)[0])
+            buf = buf[8:]
 
 
 def _reap_after_interrupt(pid: int, grace: float = 1.0) -> int | None:
