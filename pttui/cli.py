@@ -16,7 +16,6 @@ from pttui.clicmds import COMMANDS
 
 EXIT_OK, EXIT_MISMATCH, EXIT_UNREADABLE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _TUI_OPTIONS = ("--model", "--model-arg", "--map-location", "--no-mouse")
-_READING = ("inspect", "check", "fix", "diff")  # commands that unpickle: read under a deadline
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,15 +86,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     cmd = next((a for a in argv if not a.startswith("-")), None)
-    if cmd in _READING:
-        # Commands that unpickle run in a forked child under a deadline (readguard).
-        # Forked this early, the child shares little memory with us: a later fork
-        # costs ~9 ms of copy-on-write page faults, this one ~2.
-        from pttui.core import readguard
+    from pttui.core import readguard
 
-        files = [a for a in argv[argv.index(cmd) + 1:] if not a.startswith("-")][:2]
-        label = " or ".join(files[:2 if cmd == "diff" else 1]) or cmd
-        return readguard.run_guarded(lambda: _main(argv, cmd), label)
+    if cmd in readguard.READING:  # in a forked child under a deadline
+        return readguard.run_guarded(lambda: _main(argv, cmd), readguard.cli_label(argv, cmd))
     return _main(argv, cmd)
 
 

@@ -30,12 +30,11 @@ import struct
 import sys
 import time
 
-from pttui.core.meta import ReadError
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+READING = ("inspect", "check", "fix", "diff")  # the CLI commands that unpickle files
 PER_MB = 1.0
 _POLL_S = 0.02
 _DONE = (1 << 64) - 1  # reported when a pickle is unpickled (or failed)
@@ -90,8 +89,8 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
     an exit code) in a forked child; kill it past the deadline. Where fork is missing,
     or output does not go to the process's own stdout and stderr (``main()`` called
     in-process with captured output), run it here, unguarded."""
-    if not hasattr(os, "fork") or sys.stdout is not sys.__stdout__ or \
-            sys.stderr is not sys.__stderr__:
+    if _report is not None or not hasattr(os, "fork") or sys.stdout is not sys.__stdout__ \
+            or sys.stderr is not sys.__stderr__:  # already guarded, or cannot be
         return work()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -190,13 +189,19 @@ def _kill(pid: int) -> None:
 
 # -- the TUI's and the shell's reading: first in a child ------------------------------------
 
+def cli_label(argv: list[str], cmd: str) -> str:
+    """The file(s) a CLI command reads, for the one-line message."""
+    files = [a for a in argv[argv.index(cmd) + 1:] if not a.startswith("-")]
+    return " or ".join(files[:2 if cmd == "diff" else 1]) or cmd
+
+
 def preflight(path: str, cancel: object = None) -> None:
     """Read ``path`` in a child first; ReadError if the child does not finish in time.
 
     A file the child cannot read is left for the in-process read to explain (it fails
     the same way, fast). ``cancel`` (anything with ``is_set()``) stops the child.
     """
-    _Child(["open", path], cancel).run()
+    _Child(["open", path], cancel).run()  # raises ReadError at the deadline
 
 
 def open_guarded(path: str, cancel: object = None):  # noqa: ANN201 - a Checkpoint
@@ -213,6 +218,8 @@ def list_guarded(folder: str, cancel: object = None) -> list:
     import json
 
     from pttui.core.folder import FileEntry
+
+    from pttui.core.meta import ReadError
 
     hung: dict[str, str] = {}
     while True:
@@ -239,6 +246,7 @@ class _Child:
         import subprocess
 
         from pttui.core.load_sandbox import child_command, child_env
+        from pttui.core.meta import ReadError
 
         proc = subprocess.Popen([*child_command("pttui.core.readguard"), *self.args],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -284,6 +292,7 @@ def _child_main(argv: list[str]) -> None:
 
     from pttui.core import readguard  # this file runs as __main__: set the imported copy
     from pttui.core.folder import list_folder
+    from pttui.core.meta import ReadError
     from pttui.core.reader import open_checkpoint
 
     out = sys.stdout
