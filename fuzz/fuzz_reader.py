@@ -38,7 +38,10 @@ def make_seeds(out: str) -> int:
         for folder, _dirs, files in os.walk(tmp):
             for name in files:
                 path = os.path.join(folder, name)
-                if os.path.getsize(path) <= _MAX_SEED and name != "corpus.json":
+                # hash-cost bombs hang any in-process read by design (the front ends
+                # bound them with pttui.core.readguard); as seeds they stop the run
+                if os.path.getsize(path) <= _MAX_SEED and name != "corpus.json" \
+                        and "hash_bomb" not in name:
                     shutil.copy(path, os.path.join(out, f"corpus-{n}-{name}"))
                     n += 1
     return n
