@@ -101,7 +101,7 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
         _child(work, w)
     os.close(w)
     try:
-        status = _wait(pid, r)
+        status, allowed = _wait(pid, r)
     except KeyboardInterrupt:  # Ctrl-C reached the child too; a hung one cannot notice it
         status = _reap_after_interrupt(pid)
         if status is None:
@@ -110,7 +110,7 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
     finally:
         os.close(r)
     if status is None:
-        sys.stderr.write(f"pttui: {hung(label, _last_deadline)}\n")
+        sys.stderr.write(f"pttui: {hung(label, allowed)}\n")
         return 2
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -139,27 +139,22 @@ def _child(work: Callable[[], int], w: int) -> None:
         os._exit(code)
 
 
-_last_deadline = 0.0
-
-
-def _wait(pid: int, r: int) -> int | None:
-    """The child's wait status, or None after killing it at a deadline. Sleeps in
-    ``select`` on the pipe, which wakes at each report and at the child's exit (EOF):
-    polling instead would add up to a poll interval to every command."""
-    global _last_deadline
+def _wait(pid: int, r: int) -> tuple[int | None, float]:
+    """The child's wait status (None after killing it at a deadline) and the deadline.
+    Sleeps in ``select`` on the pipe, which wakes at each report and at the child's exit
+    (EOF): polling instead would add up to a poll interval to every command."""
     clock, buf = _Clock(), b""
     while True:
         if clock.expired():
-            _last_deadline = clock.allowed
             _kill(pid)
-            return None
+            return None, clock.allowed
         wait = None if clock.since is None else max(
             0.0, clock.allowed - (time.monotonic() - clock.since))
         if not select.select([r], [], [], wait)[0]:
             continue  # the deadline passed: the next turn kills
         chunk = os.read(r, 4096)
         if not chunk:  # the child closed its end: it has exited (or is about to)
-            return os.waitpid(pid, 0)[1]
+            return os.waitpid(pid, 0)[1], clock.allowed
         buf += chunk
         while len(buf) >= 8:
             clock.event(struct.unpack_from("<Q", buf)[0])
