@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import struct
 import sys
 import time
 
@@ -37,8 +36,10 @@ if TYPE_CHECKING:
 READING = ("inspect", "check", "fix", "diff")  # the CLI commands that unpickle files
 PER_MB = 1.0
 _POLL_S = 0.02
-_DONE = (1 << 64) - 1  # reported when a pickle is unpickled (or failed)
-_report: Callable[[int], None] | None = None  # set in a guarded child
+# Set in a guarded child: sends one report line to the watching parent. The lines:
+# ``P BYTES`` a pickle is about to be unpickled (the clock starts), ``D`` it is done
+# (the clock stops), ``F PATH`` a file is about to be read, ``E JSON`` a listing entry.
+_report: Callable[[str], None] | None = None
 
 
 def base_deadline() -> float:
@@ -52,13 +53,13 @@ def pickle_measured(nbytes: int) -> None:
     """The unpickler calls this once the memo scan measured a pickle, before unpickling
     it: in a guarded child, the parent's clock starts."""
     if _report is not None:
-        _report(nbytes)
+        _report(f"P {nbytes}")
 
 
 def pickle_done() -> None:
     """The unpickler calls this when a pickle is unpickled (or failed): the clock stops."""
     if _report is not None:
-        _report(_DONE)
+        _report("D")
 
 
 class _Clock:
@@ -68,14 +69,48 @@ class _Clock:
         self.since: float | None = None
         self.allowed = 0.0
 
-    def event(self, value: int) -> None:
-        if value == _DONE:
-            self.since = None
-        else:
-            self.since, self.allowed = time.monotonic(), base_deadline() + value / 1e6 * PER_MB
+    def start(self, nbytes: int) -> None:
+        self.since, self.allowed = time.monotonic(), base_deadline() + nbytes / 1e6 * PER_MB
 
-    def expired(self) -> bool:
-        return self.since is not None and time.monotonic() - self.since > self.allowed
+    def stop(self) -> None:
+        self.since = None
+
+    def left(self) -> float | None:
+        """Seconds until the deadline (<= 0: passed); None while no pickle is read."""
+        return None if self.since is None else self.allowed - (time.monotonic() - self.since)
+
+
+def _watch(fd: int, cancel: object = None) -> tuple[list[str], str | None, float | None]:
+    """Follow a child's report lines on ``fd`` until it closes its end (it exited), the
+    clock of a pickle runs out, or ``cancel`` is set. Returns the lines that are not
+    clock events, the last ``F`` path, and the deadline in seconds if it ran out (the
+    child is then still running) or None. Sleeps in ``select``: it wakes at each line
+    and at the child's exit, so a quick command waits for nothing."""
+    clock, buf, lines, current = _Clock(), b"", [], None
+    while True:
+        if cancel is not None and cancel.is_set():  # type: ignore[attr-defined]
+            return lines, current, None
+        left = clock.left()
+        if left is not None and left <= 0:
+            return lines, current, clock.allowed
+        if cancel is not None:
+            left = _POLL_S if left is None else min(left, _POLL_S)
+        if not select.select([fd], [], [], left)[0]:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return lines, current, None
+        *done, buf = (buf + chunk).split(b"\n")
+        for raw in done:
+            kind, _, rest = raw.decode("utf-8", "replace").partition(" ")
+            if kind == "P":
+                clock.start(int(rest))
+            elif kind == "D":
+                clock.stop()
+            elif kind == "F":
+                current = rest
+            else:
+                lines.append(raw.decode("utf-8", "replace"))
 
 
 def hung(label: str, seconds: float) -> str:
@@ -101,17 +136,20 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
         _child(work, w)
     os.close(w)
     try:
-        status, allowed = _wait(pid, r)
+        _lines, _path, overdue = _watch(r)
     except KeyboardInterrupt:  # Ctrl-C reached the child too; a hung one cannot notice it
         status = _reap_after_interrupt(pid)
         if status is None:
             sys.stderr.write("pttui: interrupted\n")
             return 130
+    else:
+        if overdue is not None:
+            _kill(pid)
+            sys.stderr.write(f"pttui: {hung(label, overdue)}\n")
+            return 2
+        status = os.waitpid(pid, 0)[1]
     finally:
         os.close(r)
-    if status is None:
-        sys.stderr.write(f"pttui: {hung(label, allowed)}\n")
-        return 2
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         return 130 if sig == signal.SIGINT else 128 + sig
@@ -120,7 +158,7 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
 
 def _child(work: Callable[[], int], w: int) -> None:
     global _report
-    _report = lambda n: os.write(w, struct.pack("<Q", n))  # noqa: E731
+    _report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
     code = 1
     try:
         code = int(work())
@@ -137,28 +175,6 @@ def _child(work: Callable[[], int], w: int) -> None:
         except BaseException:  # noqa: BLE001 - a closed pipe: the exit code still counts
             pass
         os._exit(code)
-
-
-def _wait(pid: int, r: int) -> tuple[int | None, float]:
-    """The child's wait status (None after killing it at a deadline) and the deadline.
-    Sleeps in ``select`` on the pipe, which wakes at each report and at the child's exit
-    (EOF): polling instead would add up to a poll interval to every command."""
-    clock, buf = _Clock(), b""
-    while True:
-        if clock.expired():
-            _kill(pid)
-            return None, clock.allowed
-        wait = None if clock.since is None else max(
-            0.0, clock.allowed - (time.monotonic() - clock.since))
-        if not select.select([r], [], [], wait)[0]:
-            continue  # the deadline passed: the next turn kills
-        chunk = os.read(r, 4096)
-        if not chunk:  # the child closed its end: it has exited (or is about to)
-            return os.waitpid(pid, 0)[1], clock.allowed
-        buf += chunk
-        while len(buf) >= 8:
-            clock.event(struct.unpack_from("<Q", buf)[0])
-            buf = buf[8:]
 
 
 def _reap_after_interrupt(pid: int, grace: float = 1.0) -> int | None:
@@ -194,9 +210,12 @@ def preflight(path: str, cancel: object = None) -> None:
     """Read ``path`` in a child first; ReadError if the child does not finish in time.
 
     A file the child cannot read is left for the in-process read to explain (it fails
-    the same way, fast). ``cancel`` (anything with ``is_set()``) stops the child.
+    the same way, fast). ``cancel`` (anything with ``is_set()``) stops the child. In a
+    guarded child already (``pttui check --model ref:X``), the parent's clock covers
+    the read: no second child, no second reading.
     """
-    _Child(["open", path], cancel).run()  # raises ReadError at the deadline
+    if _report is None:
+        _Child(["open", path], cancel).run()  # raises ReadError at the deadline
 
 
 def open_guarded(path: str, cancel: object = None):  # noqa: ANN201 - a Checkpoint
@@ -230,8 +249,7 @@ def list_guarded(folder: str, cancel: object = None) -> list:
 
 
 class _Child:
-    """``python -m pttui.core.readguard ...``, read line by line under a deadline that
-    restarts for each file and grows with each pickle it reports."""
+    """``python -m pttui.core.readguard ...``, followed by :func:`_watch`."""
 
     def __init__(self, args: list[str], cancel: object) -> None:
         self.args, self.cancel = args, cancel
@@ -248,35 +266,16 @@ class _Child:
                                 stderr=subprocess.DEVNULL, env=child_env(unsafe=False),
                                 close_fds=True, start_new_session=True)
         assert proc.stdout is not None
-        lines: list[str] = []
-        clock = _Clock()
         try:
-            r, buf = proc.stdout.fileno(), b""
-            while True:
-                if self.cancel is not None and self.cancel.is_set():  # type: ignore[attr-defined]
-                    return lines
-                if select.select([r], [], [], _POLL_S)[0]:
-                    chunk = os.read(r, 1 << 16)
-                    if not chunk:
-                        break
-                    buf += chunk
-                    *done, buf = buf.split(b"\n")
-                    for raw in done:
-                        line = raw.decode("utf-8", "replace")
-                        if line.startswith("P "):
-                            clock.event(int(line[2:]))
-                        elif line.startswith("F "):
-                            self.current = line[2:]
-                        else:
-                            lines.append(line)
-                if clock.expired():
-                    raise ReadError(hung(self.current or self.args[1], clock.allowed))
+            lines, self.current, overdue = _watch(proc.stdout.fileno(), self.cancel)
+            if overdue is not None:
+                raise ReadError(hung(self.current or self.args[1], overdue))
+            return lines
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
             proc.stdout.close()
-        return lines
 
 
 def _child_main(argv: list[str]) -> None:
@@ -296,7 +295,7 @@ def _child_main(argv: list[str]) -> None:
         out.write(line + "\n")
         out.flush()
 
-    readguard._report = lambda n: say(f"P {n}")
+    readguard._report = say
     if argv[0] == "open":
         say(f"F {argv[1]}")
         try:

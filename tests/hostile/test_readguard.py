@@ -89,3 +89,15 @@ def test_preflight_passes_a_good_file_and_stops_a_bomb(monkeypatch, tmp_path):
     with pytest.raises(ReadError, match="reading did not finish in 1 s"):
         (tmp_path / "bomb.pt").write_bytes(hash_bomb())
         readguard.preflight(str(tmp_path / "bomb.pt"))
+
+
+def test_a_reference_target_is_read_once_under_the_commands_own_deadline(folder):
+    """`check --model ref:FILE` reads the reference in the guarded child itself (no second
+    child): a hanging reference is stopped by the command's deadline all the same."""
+    t0 = time.monotonic()
+    p = _cli("check", str(folder / "good.pt"), "--model", f"ref:{folder / 'bomb.pt'}")
+    assert time.monotonic() - t0 < DEADLINE + 10
+    assert p.returncode == 2 and p.stderr.count("\n") == 1
+    assert "reading did not finish in 2 s" in p.stderr
+    ok = _cli("check", str(folder / "good.pt"), "--model", f"ref:{folder / 'good.pt'}")
+    assert ok.returncode == 0 and "strict load: OK" in ok.stdout
