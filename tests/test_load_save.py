@@ -109,7 +109,8 @@ def test_a_safe_load_can_save_too(tmp_path):
 
 @pytest.mark.parametrize("case, words", [
     ("meta", "meta tensors hold no data"), ("suffix", r"name the file \*\.safetensors"),
-    ("exists", "already exists"), ("folder", "is a folder"), ("nofolder", "no such folder"),
+    ("exists", "already exists"), ("folder", "is a folder"), ("plain_folder", "is a folder"),
+    ("nofolder", "no such folder"),
     ("self", "is the checkpoint being loaded"),
 ])
 def test_bad_destinations_are_refused_before_loading(tmp_path, case, words):
@@ -120,6 +121,7 @@ def test_bad_destinations_are_refused_before_loading(tmp_path, case, words):
     source, policy, dest = tmp_path / "plain.pt", LoadPolicy(map_location="cpu"), None
     dest = {"meta": tmp_path / "x.safetensors", "suffix": tmp_path / "x.pt",
             "exists": tmp_path / "taken.safetensors", "folder": tmp_path / "dir.safetensors",
+            "plain_folder": tmp_path,
             "nofolder": tmp_path / "no" / "x.safetensors", "self": src}[case]
     if case == "meta":
         policy = LoadPolicy(map_location="meta")

@@ -24,14 +24,14 @@ def check_destination(dest: str, source: str, map_location: str, overwrite: bool
     """The absolute destination, or a ReadError that says what is wrong with it."""
     dest = os.path.abspath(os.fspath(dest))
     folder = os.path.dirname(dest)
+    if os.path.isdir(dest):
+        raise ReadError(f"{dest}: is a folder; give a file name ending in {SUFFIX}")
     if not dest.endswith(SUFFIX):
         raise ReadError(f"{dest}: the tensors are written as safetensors; name the file "
                         f"*{SUFFIX}")
     if map_location == "meta":
         raise ReadError("meta tensors hold no data, so there is nothing to save; load with "
                         "--map-location cpu to save the tensors")
-    if os.path.isdir(dest):
-        raise ReadError(f"{dest}: is a folder; give a file name ending in {SUFFIX}")
     if not os.path.isdir(folder):
         raise ReadError(f"{folder}: no such folder; create it first")
     if os.path.exists(dest) and os.path.samefile(dest, source):
