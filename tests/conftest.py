@@ -18,3 +18,10 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA device")
     for item in marked:
         item.add_marker(skip)
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """Child processes (load attempts, the CLI) see no GPU, as on a CPU-only box, so the
+    CUDA-saved-file failures are tested on GPU machines too."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

@@ -46,8 +46,7 @@ def test_json_is_one_object(ckpts):
     assert {t["key"] for t in doc["summary"]["tensors"]} == {"model.fc.weight", "model.fc.bias"}
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="loads fine where CUDA exists")
-def test_cuda_file_with_keep_exits_1_and_says_what_to_run(ckpts):
+def test_cuda_file_with_keep_exits_1_and_says_what_to_run(ckpts, no_cuda):
     res = run_cli("load", str(ckpts / "cuda.pt"), "--map-location", "keep")
     assert res.returncode == 1
     assert "device_unavailable" in res.stdout

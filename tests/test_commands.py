@@ -247,7 +247,7 @@ def test_diff_against_the_clean_file():
     fails(ctx, "diff nowhere.pt", "nowhere.pt")
 
 
-def test_load_failure_names_the_fix():
+def test_load_failure_names_the_fix(no_cuda):
     ctx = session(SAMPLES / "tiny_vit_cuda.pt")
     r = fails(ctx, "load --map-location keep", "device_unavailable")
     assert "try: load --map-location cpu" in r.plain()

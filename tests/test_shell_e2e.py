@@ -98,7 +98,7 @@ def test_real_terminal_session(tmp_path):
     """Tab completes, the toolbar shows the state, Ctrl-C stops a long command without
     losing the session, Ctrl-D leaves; the history file is written."""
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm-256color",
-               PYTHONPATH=str(ROOT))
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.pop("NO_COLOR", None)
     out_file = tmp_path / "out.safetensors"
     child = pexpect.spawn(sys.executable, ["-m", "pttui.cli", "shell", str(DP)], env=env,

@@ -214,7 +214,7 @@ async def test_manual_rename_drop_accept_undo_redo(folder):
         await settle(app, pilot)
 
 
-async def test_load_attempt_failure_then_fix_cuda_saved(folder):
+async def test_load_attempt_failure_then_fix_cuda_saved(folder, no_cuda):
     app = make_app(folder / "tiny_vit_cuda.pt", map_location="keep")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(app, pilot)
