@@ -14,6 +14,8 @@ import torchvision
 from pttui.core.meta import ReadError
 from pttui.core.reader import open_checkpoint
 
+from .helpers import run_cli
+
 from .helpers import reader_facts, torch_facts
 
 
@@ -159,6 +161,56 @@ def test_training_checkpoint_containers_and_other(tmp_path, squeeze):
     assert sel.selected == ("model_ema",)
     with pytest.raises(ReadError, match="no container nope"):
         open_checkpoint(str(tmp_path / "ckpt.pt"), select=("nope",))
+
+
+def _clone(sd: dict) -> dict:
+    return {k: v.clone() for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("make, paths, selected", [
+    # every top-level entry holds tensors: still several containers, not one mix
+    (lambda sd, opt: {"model": sd, "optimizer": opt},
+     {("model",): "state_dict", ("optimizer", "state"): "optimizer"}, ("model",)),
+    (lambda sd, opt: {"state_dict": sd, "state_dict_ema": _clone(sd)},
+     {("state_dict",): "state_dict", ("state_dict_ema",): "state_dict"}, ("state_dict",)),
+    (lambda sd, opt: {"ema": {"model": sd}, "state_dict": _clone(sd)},
+     {("ema", "model"): "state_dict", ("state_dict",): "state_dict"}, ("state_dict",)),
+    (lambda sd, opt: {"model": sd}, {("model",): "state_dict"}, ("model",)),
+    # two flat state_dicts under plain names: apart, and together for a model of both
+    (lambda sd, opt: {"encoder": sd, "decoder": _clone(sd)},
+     {(): "state_dict", ("encoder",): "state_dict", ("decoder",): "state_dict"}, ()),
+    # optimizer state alone and a nested parameter tree stay one container each
+    (lambda sd, opt: opt, {("state",): "optimizer"}, ("state",)),
+    (lambda sd, opt: {"params": {"enc": {"w": torch.zeros(2)}, "dec": {"w": torch.ones(2)}}},
+     {("params",): "state_dict"}, ("params",)),
+])
+def test_containers_side_by_side(tmp_path, squeeze, make, paths, selected):
+    sd = squeeze.state_dict()
+    opt = torch.optim.Adam(squeeze.parameters())
+    squeeze(torch.rand(1, 3, 64, 64)).sum().backward()
+    opt.step()
+    ckpt = open_checkpoint(str(_save(tmp_path, make(sd, opt.state_dict()))))
+    assert {c.path: c.kind for c in ckpt.containers} == paths
+    assert ckpt.selected == selected
+    loaded = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    for c in ckpt.containers:
+        node = loaded
+        for p in c.path:
+            node = node[p]
+        if c.kind == "state_dict" and c.path and all(
+                isinstance(v, torch.Tensor) for v in node.values()):
+            assert set(c.tensors) == set(node)  # a flat state_dict: the same keys
+
+
+def test_a_bare_tensor_is_one_tensor_not_an_empty_file(tmp_path):
+    torch.save(torch.arange(6, dtype=torch.int16).reshape(2, 3), tmp_path / "t.pt")
+    ckpt = open_checkpoint(str(tmp_path / "t.pt"))
+    (c,) = ckpt.containers
+    assert c.kind == "tensor" and c.path == () and ckpt.selected == ()
+    t = c.tensors["tensor"]
+    assert (t.shape, t.dtype, t.nbytes) == ((2, 3), "int16", 12)
+    res = run_cli("inspect", str(tmp_path / "t.pt"))
+    assert res.returncode == 0 and "no tensors" not in res.stdout and "[2, 3]" in res.stdout
 
 
 def test_numpy_scalar_is_decoded_without_numpy(tmp_path):

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also compare tensor values (reads both files, one tensor at a time)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--select-a", metavar="PATH", default=None,
-                   help="the container of A to compare, e.g. state_dict ('' = root)")
+                   help="the container of A to compare, e.g. state_dict ('' = the root, when it is one)")
     p.add_argument("--select-b", metavar="PATH", default=None,
                    help="the container of B to compare")
     p.add_argument("--limit", type=int, default=20, metavar="N",

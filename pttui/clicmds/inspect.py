@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="a checkpoint file, a *.index.json, or a DCP folder")
     p.add_argument("--json", action="store_true", help="print one JSON object (see docs/cli.md)")
     p.add_argument("--select", metavar="PATH.IN.CONTAINER",
-                   help="the container to list, e.g. state_dict or model_ema ('' = root)")
+                   help="the container to list, e.g. state_dict or model_ema ('' = the root, when it is one)")
     p.add_argument("--depth", type=int, default=None, metavar="N",
                    help="show the key tree N levels deep (default: all)")
 

@@ -268,10 +268,37 @@ def _module_items(st: dict) -> Iterator[tuple[str, Any]]:
             yield _key(name), sub
 
 
+BARE_TENSOR_KEY = "tensor"  # the key pttui gives a file that holds one bare tensor
+# Entry names that say "this is one part of a checkpoint" (weights, EMA, optimizer, ...).
+_ROLE = re.compile(r"state_dict|model|module|net|weights|params|optim|ema|sched|scaler|"
+                   r"teacher|student|generator|discriminator|encoder_state|decoder_state",
+                   re.I)
+
+
+def _splits(kids: list[tuple[str, Any]]) -> tuple[bool, bool]:
+    """(split, keep_whole) for a mapping all of whose entries hold tensors.
+
+    ``{'model': sd, 'optimizer': osd}`` and ``{'state_dict': sd, 'state_dict_ema': sd}``
+    are several containers, not one: an entry named for a role, a module, or a flat
+    state_dict (dotted keys) under an entry splits the mapping. Split only by flat
+    state_dicts under plain names (``{'encoder': sd1, 'decoder': sd2}``), the whole
+    mapping stays a candidate too, since a model may want both parts. Optimizer state
+    (``{0: {'exp_avg': t}}``) and nested parameter trees stay one container.
+    """
+    by_role = any(_ROLE.search(k) or _module_state(c) is not None for k, c in kids)
+    flat = sum(1 for _, c in kids if isinstance(c, dict) and c and _all_tensors(c.values())
+               and any("." in k for k in c if type(k) is str))
+    return by_role or flat > 0, not by_role
+
+
 def find_containers(root: Any, walker: Walker) -> list[Container]:
     """Every candidate state_dict, top-down: a node with tensors of its own, a module,
-    or a mapping all of whose entries hold tensors, is one candidate."""
+    or a mapping all of whose entries hold tensors (unless ``_splits`` says it is
+    several containers side by side), is one candidate."""
     walker.check_bomb(root)
+    if type(root) is TensorMeta:  # torch.save(tensor): one bare tensor
+        return [Container((), {BARE_TENSOR_KEY: _new(TensorMeta, (BARE_TENSOR_KEY, *root[1:]))},
+                          "tensor")] if _tensor_ok(root) else []
     found: list[Container] = []
     stack: list[tuple[tuple[str, ...], Any]] = [((), root)]
     seen: set[int] = set()
@@ -289,7 +316,14 @@ def find_containers(root: Any, walker: Walker) -> list[Container]:
                 type(c) is TensorMeta or walker.holds_tensors(c))]
             others = sum(c is not None for _, c in kids) - len(holding)
         module = _module_state(node) is not None or _is_scripted(node)
-        if module or direct or (holding and not others):
+        whole = module or direct or (holding and not others)
+        if whole and not module and not direct:
+            split, keep_whole = _splits(holding)
+            if split:
+                whole = False
+                if keep_whole and (tensors := walker.flatten(node)):
+                    found.append(Container(path, tensors, _kind_of(path, tensors)))
+        if whole:
             tensors = walker.flatten(node)
             if tensors:
                 kind = ("module" if _module_state(node) is not None

@@ -117,7 +117,7 @@ class Container(_Record):
                  kind: str = "state_dict") -> None:
         self.path = path
         self.tensors = tensors
-        self.kind = kind  # state_dict | module | optimizer | torchscript
+        self.kind = kind  # state_dict | module | optimizer | torchscript | tensor
 
     @property
     def params(self) -> int:
