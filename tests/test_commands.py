@@ -220,8 +220,17 @@ def test_export_refusals_and_formats(tmp_path, squeeze):
     torchvision.models.squeezenet1_1(weights=None).load_state_dict(load_file(out))
     fails(ctx, f"export {out}", "already exists")
     ok(ctx, f"export {out} --force")
-    ok(ctx, f"export {tmp_path / 'y.bin'} --format safetensors")
-    assert load_file(tmp_path / "y.bin").keys() == load_file(out).keys()
+    # --format decides for a name that says nothing; a name that says another format is
+    # refused (a .pt holding safetensors bytes fools every tool that trusts the suffix)
+    ok(ctx, f"export {tmp_path / 'y.weights'} --format safetensors")
+    assert load_file(tmp_path / "y.weights").keys() == load_file(out).keys()
+    for name, fmt, fixed in (("z.pt", "safetensors", "z.safetensors"),
+                             ("z.bin", "safetensors", "z.safetensors"),
+                             ("z.safetensors", "pt", "z.pt")):
+        fails(ctx, f"export {tmp_path / name} --format {fmt}", f"ends in .{name.split('.')[1]}",
+              f"name it {tmp_path / fixed}")
+        assert not (tmp_path / name).exists()
+    ok(ctx, f"export {tmp_path / 'z.pth'} --format pt")  # a name that agrees is fine
 
 
 def test_export_reports_progress_and_stops_when_cancelled(tmp_path, squeeze):
@@ -309,3 +318,79 @@ def test_an_unexpected_exception_is_one_line(monkeypatch):
     monkeypatch.setitem(registry._HANDLERS, "status", boom)
     r = fails(Context(), "status", "status: internal error: KeyError", "please report it")
     assert "Traceback" in r.data["traceback"]
+
+
+# -- error lines that say what to do ----------------------------------------------------------
+
+def test_paths_with_nothing_to_read():
+    ctx = Context()
+    fails(ctx, "open ''", "open: needs a path to a checkpoint (open PATH")
+    r = fails(ctx, "open /dev/zero", "/dev/zero: a character device, not a regular file")
+    assert "empty" not in r.title
+    ctx = session()
+    fails(ctx, "diff /dev/null", "/dev/null: a character device")
+    fails(ctx, "diff ''", "diff: needs a path")
+    assert ctx.session.source.path == str(DP)  # a failed open keeps the open file
+
+
+def test_model_argument_mistakes(squeeze):
+    ctx = session(SAMPLES / "squeezenet1_1_finetuned_10cls.pt")
+    fails(ctx, "model torchvision:squeezenet1_1 weights=DEFAULT", "`weights` cannot be set",
+          "weights=None")
+    fails(ctx, "model torchvision:squeezenet1_1 num_classes=abc",
+          "num_classes=abc is not a Python literal", "the string 'abc'")
+    fails(ctx, "model torchvision:squeezenet1_1 num_classes=10 num_classes=5",
+          "num_classes is given twice")
+    assert ctx.session.target is None  # nothing was set by any of them
+    fails(ctx, "model ref:nope/missing.pt", "the reference checkpoint nope/missing.pt")
+    ok(ctx, "model torchvision:squeezenet1_1 num_classes=10")
+    assert ctx.session.report.strict_ok
+
+
+def test_recipe_load_of_something_else(tmp_path, squeeze):
+    ctx = session(target=squeeze)
+    ok(ctx, "rename ^module\\. ''")
+    out = tmp_path / "sq_fixed.pt"
+    ok(ctx, f"export {out}")
+    r = fails(ctx, f"recipe load {out}", "not a recipe JSON file",
+              "looks like a checkpoint (torch-zip)", f"recipe load {out}.recipe.json")
+    assert "codec" not in r.title
+    ok(ctx, f"recipe load {out}.recipe.json")  # the advice works
+    (tmp_path / "noise.bin").write_bytes(bytes(range(256)) * 4)
+    fails(ctx, f"recipe load {tmp_path / 'noise.bin'}", "holds binary data")
+    fails(ctx, f"recipe load {tmp_path}", "is a folder")
+    fails(ctx, "recipe load /dev/zero", "character device")
+    (tmp_path / "bad.json").write_text("{")
+    fails(ctx, f"recipe load {tmp_path / 'bad.json'}", "not valid JSON")  # core's words stay
+
+
+def test_select_the_container_in_use_changes_nothing():
+    ctx = session(SAMPLES / "tiny_vit_training_state.pt")
+    r = ok(ctx, "select model")
+    assert r.title == "already using container `model`; nothing changed" and not r.changed
+    assert ctx.session.recipe.ops == [] and not ctx.session.can_undo
+    ok(ctx, "select model_ema")
+    assert len(ctx.session.recipe.ops) == 1
+    assert ok(ctx, "select model_ema").title.startswith("already using")
+    assert len(ctx.session.recipe.ops) == 1
+    ok(ctx, "select model")  # back to the first: a real change (it replaces the step)
+    assert ctx.session.recipe.container == ("model",)
+    ok(ctx, "undo")
+    assert ctx.session.recipe.container == ("model_ema",)
+
+
+def test_tree_depth_zero_is_all_levels():
+    ctx = session()
+    assert ok(ctx, "tree --depth 0").plain() == ok(ctx, "tree").plain()
+    assert "(default, or 0: all)" in ok(ctx, "help tree").plain()
+
+
+def test_load_on_a_sharded_index_says_what_to_do_in_the_shell():
+    index = SAMPLES / "tiny_vit_sharded" / "model.safetensors.index.json"
+    ctx = session(index)
+    r = fails(ctx, "load", "index of a sharded set (2 shard files)",
+              f"`open {index.parent / 'model-00001-of-00002.safetensors'}`, then `load`")
+    assert "pttui inspect" not in r.title
+    shard = index.parent / "model-00001-of-00002.safetensors"
+    ok(ctx, f"open {shard}")
+    assert ok(ctx, "load --map-location cpu").title.startswith("loaded with torch.load")

@@ -158,3 +158,120 @@ def test_odd_lines_never_break_completion(shell):
                  "tree --depth=", "--", "'"):
         words(shell, text)  # no exception
     assert words(CommandCompleter(Context()), "info ") == []  # no file open: no keys
+
+
+# -- models: factories in a file, keyword arguments ---------------------------------------
+
+FACTORIES = '''
+import pathlib
+pathlib.Path(__file__).with_name("IMPORTED").write_text("the completer ran this file")
+
+def build(num_classes=10, *, depth: int = 4, act="relu"):
+    pass
+
+async def build_async(width):
+    pass
+
+class Net:
+    def __init__(self, hidden, /, layers=2, bias=True):
+        pass
+
+def _private():
+    pass
+
+if True:
+    def hidden_in_an_if():
+        pass
+'''
+
+
+@pytest.fixture
+def factory_file(tmp_path):
+    path = tmp_path / "factories.py"
+    path.write_text(FACTORIES)
+    return path
+
+
+def test_factories_of_a_file_come_from_parsing_it_never_importing(factory_file):
+    c = ShellCompleter(Context())
+    spec = f"model {factory_file}:"
+    assert words(c, spec) == [f"{spec}build", f"{spec}build_async", f"{spec}Net",
+                              f"{spec}_private"]  # in the file's order, private ones last
+    assert words(c, spec + "nt") == [f"{spec}Net"]  # fuzzy after the colon
+    meta = {x.text.rpartition(":")[2]: x.meta for x in candidates(Context(), spec)[1]}
+    assert meta["build"] == "def (num_classes=10, depth=4, act='relu')"
+    assert meta["Net"] == "class (layers=2, bias=True)"
+    assert not (factory_file.parent / "IMPORTED").exists()
+    sample = f"model {SAMPLES}/targets.py:"
+    assert words(c, sample) == [f"{sample}tiny_vit"]
+    for broken in ("nope.py:", f"{factory_file.parent}:"):  # nothing there: nothing offered
+        assert words(c, f"model {broken}") == []
+    (factory_file.parent / "bad.py").write_text("def (:\n")
+    assert words(c, f"model {factory_file.parent}/bad.py:") == []
+
+
+def test_keywords_of_a_factory_in_a_file(factory_file):
+    c = ShellCompleter(Context())
+    line = f"model {factory_file}:build "
+    assert words(c, line) == [f"{line}num_classes=", f"{line}depth=", f"{line}act="]
+    assert words(c, line + "dep") == [f"{line}depth="]
+    assert words(c, line + "depth=3 ") == [f"{line}depth=3 num_classes=", f"{line}depth=3 act="]
+    assert words(c, line + "depth=") == []  # a value is free text
+    assert words(c, f"model {factory_file}:Net ") == [f"model {factory_file}:Net layers=",
+                                                       f"model {factory_file}:Net bias="]
+    assert {x.meta for x in candidates(Context(), line)[1]} == {
+        "default 10", "default 4", "default 'relu'"}
+    assert words(c, f"model ref:{SAMPLES}/squeezenet1_1.pt ") == []
+    assert not (factory_file.parent / "IMPORTED").exists()
+
+
+def test_torchvision_keywords_come_from_the_builder_in_the_background():
+    from pttui.core.targets import torchvision_keywords, torchvision_models
+
+    c = ShellCompleter(Context(), torchvision_models, torchvision_keywords)
+    assert c.ready.wait(60)
+    line = "model torchvision:squeezenet1_1 "
+    got = words(c, line)
+    assert f"{line}num_classes=" in got and f"{line}dropout=" in got
+    assert not any(w.endswith(("weights=", "progress=", "weights_backbone=")) for w in got)
+    meta = {x.text: x.meta for x in candidates(Context(), line, c.catalog)[1]}
+    assert meta["num_classes="] == "default 1000"
+    assert f"{line}num_classes=10 dropout=" in words(c, line + "num_classes=10 ")
+    assert f"{line}num_classes=10 num_classes=" not in words(c, line + "num_classes=10 ")
+    assert "model torchvision:resnet18 zero_init_residual=" in words(c, "model torchvision:"
+                                                                       "resnet18 zero")
+    assert words(c, "model torchvision:no_such_model ") == []
+
+
+def test_keywords_wait_for_the_catalog_and_never_block():
+    def slow_names():
+        time.sleep(3)
+        return MODELS
+
+    c = ShellCompleter(Context(), slow_names, lambda name: [("num_classes", "default 1000")])
+    start = time.monotonic()
+    assert words(c, "model torchvision:resnet18 ") == []  # not ready: nothing, at once
+    assert time.monotonic() - start < 2
+    assert c.ready.wait(5)
+    assert words(c, "model torchvision:resnet18 ") == ["model torchvision:resnet18 num_classes="]
+
+
+def test_complete_line_for_the_tui():
+    """The TUI's `:` line has no menu: it takes whole lines, prefix matches only, from the
+    same candidates (and the same catalog) the shell uses."""
+    from pttui.commands import ModelCatalog, complete_line
+
+    ctx = opened()
+    assert complete_line(ctx, "sugg") == ["suggest"]
+    got = complete_line(ctx, "info module.features.3.sq")  # the level first, then whole keys
+    assert got == ["info module.features.3.squeeze.", "info module.features.3.squeeze.weight",
+                   "info module.features.3.squeeze.bias"]
+    assert complete_line(ctx, "tree --d") == ["tree --depth"]
+    catalog = ModelCatalog.of(MODELS, {"resnet18": [("num_classes", "default 1000")]})
+    assert complete_line(ctx, "model torchvision:squeezenet1_", catalog) == [
+        "model torchvision:squeezenet1_0", "model torchvision:squeezenet1_1"]
+    assert complete_line(ctx, "model torchvision:resnet18 n", catalog) == [
+        "model torchvision:resnet18 num_classes="]
+    assert complete_line(ctx, "suggest") == []  # complete already: nothing to add
+    for line in complete_line(ctx, "info module.f") + complete_line(ctx, "open "):
+        assert line.startswith(("info module.f", "open "))

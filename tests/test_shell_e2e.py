@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import time
 
@@ -81,6 +82,50 @@ def test_toolbar_shows_file_target_coverage_and_recipe():
     assert "52/52 keys loads | recipe: 1 step " in "".join(t for _, t in toolbar(ctx))
 
 
+def _bar(ctx, width=None) -> str:
+    return "".join(t for _, t in toolbar(ctx, width))
+
+
+def test_toolbar_shortens_step_by_step_to_fit_narrow_panes():
+    """File, model, coverage and recipe length stay visible down to 40 columns: labels
+    go first, then the container, the model's family, the verdict's words, and at last
+    the names are cut with an ellipsis (the file keeps its suffix)."""
+    ctx = Context()
+    assert _bar(ctx, 60) == " no file open: `open PATH` · `help` lists the commands"
+    assert _bar(ctx, 30) == " no file open: `open PATH`"
+    for line in (f"open {DP}", "model torchvision:squeezenet1_1", "rename ^module\\. ''",
+                 "cast float16"):
+        assert run_line(ctx, line).ok, line
+    assert _bar(ctx) == _bar(ctx, 200) == (
+        " squeezenet1_1_dataparallel.pt [(root)] | model: torchvision squeezenet1_1 | "
+        "52/52 keys loads | recipe: 2 steps ")
+    assert _bar(ctx, 100) == (" squeezenet1_1_dataparallel.pt [(root)] | torchvision "
+                              "squeezenet1_1 | 52/52 keys loads | recipe 2")
+    assert _bar(ctx, 80) == " squeezenet1_1_dataparallel.pt | squeezenet1_1 | 52/52 loads | recipe 2"
+    assert _bar(ctx, 60) == " squeezene…allel.pt | squeezenet1_1 | 52/52 loads | recipe 2"
+    assert _bar(ctx, 40) == " sque….pt|squeezen…|52/52 loads|recipe 2"
+    assert run_line(ctx, "model torchvision:squeezenet1_1 num_classes=10").ok
+    assert _bar(ctx, 80) == (" squeezenet1_…aparallel.pt | squeezenet1_1(num_classes… | "
+                             "50/52 fails | recipe 2")
+    assert _bar(ctx, 60) == " squeeze…llel.pt | squeezenet1_1(n… | 50/52 fails | recipe 2"
+    for width in range(24, 141):
+        text = _bar(ctx, width)
+        assert len(text) <= width, (width, text)
+        assert "50/52" in text and ("recipe 2" in text or "recipe: 2 steps" in text), \
+            (width, text)
+        if width >= 31:
+            assert ".pt" in text and "squeez" in text, (width, text)
+
+
+def test_toolbar_keeps_the_verdict_style_when_shortened():
+    ctx = Context()
+    run_line(ctx, f"open {DP}")
+    run_line(ctx, "model torchvision:squeezenet1_1")
+    for width in (140, 80, 60, 30):
+        styles = {t.strip(): st for st, t in toolbar(ctx, width)}
+        assert any(st == "class:bad" for st in styles.values()), (width, styles)
+
+
 def test_shell_help_imports_no_torch_and_commands_no_ui():
     code = ("from pttui.cli import main\ntry:\n    main(['shell', '--help'])\n"
             "except SystemExit:\n    pass")
@@ -146,3 +191,54 @@ def test_real_terminal_session(tmp_path):
     from safetensors.torch import load_file
 
     torchvision.models.squeezenet1_1(weights=None).load_state_dict(load_file(out_file))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]|\x1b[=>]|\r")
+
+
+def test_narrow_terminal_and_a_bad_startup_file(tmp_path):
+    """At 60 columns the toolbar still shows file, model, coverage and recipe length;
+    a file that cannot be opened at startup leaves the shell open with nothing in it,
+    where `open` opens another (a script would stop instead, with exit 2)."""
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), TERM="xterm-256color",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env.pop("NO_COLOR", None)
+    seen = io.StringIO()
+    child = pexpect.spawn(sys.executable, ["-m", "pttui.cli", "shell",
+                                           str(SAMPLES / "truncated.pt")], env=env,
+                          cwd=str(tmp_path), encoding="utf-8", timeout=60, dimensions=(24, 60))
+    child.logfile_read = seen
+
+    def prompt() -> None:
+        child.expect(r"\x1b\[6n")
+        child.send("\x1b[20;1R")
+        child.expect("pttui>")
+
+    def screen_since(mark: int) -> str:
+        return _ANSI.sub("", seen.getvalue()[mark:])
+
+    try:
+        child.expect("error: ")
+        child.expect("nothing open")
+        prompt()
+        child.expect("no file open: `open PATH` · `help` lists the commands")
+        child.sendline(f"open {DP}")
+        child.expect("opened")
+        prompt()
+        child.sendline("model torchvision:squeezenet1_1")
+        child.expect("coverage")
+        prompt()
+        child.sendline("rename '^module\\.' ''")
+        child.expect("strict load: OK")
+        mark = len(seen.getvalue())
+        prompt()
+        child.expect("recipe 1")
+        child.expect(r"\?25h")  # the toolbar drawn to its end
+        # the last column stays free (prompt_toolkit draws it apart; terminals wrap there)
+        bar = " squeezen…allel.pt | squeezenet1_1 | 52/52 loads | recipe 1"
+        assert len(bar) == 59 and bar in screen_since(mark)
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0

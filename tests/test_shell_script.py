@@ -186,3 +186,58 @@ def test_colour_degrades(monkeypatch, env, colour):
     piped = io.StringIO()
     show(make_console(piped), run_line(ctx, "bogus"))
     assert "\x1b[" not in piped.getvalue()
+
+
+# -- startup: the script is checked first; a bad file at a terminal keeps the shell -----
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: d / "nope.pttui", "No such file"),
+    (lambda d: d, "is a folder, not a script file"),
+    (lambda d: SAMPLES / "squeezenet1_1.pt", "looks like a checkpoint (torch-zip); give that "
+                                             "as PATH, before --script"),
+    (lambda d: (d / "bin.pttui").write_bytes(b"ls\x00\xff\xfe") and d / "bin.pttui",
+     "holds binary data"),
+])
+def test_a_bad_script_fails_before_the_checkpoint_is_read(tmp_path, make, words):
+    script = make(tmp_path)
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(str(DP), str(script), stdout=out, stderr=err)
+    assert rc == 2 and out.getvalue() == ""  # nothing opened, nothing summarised
+    assert err.getvalue().startswith(f"pttui: cannot read script {script}: ")
+    assert words in err.getvalue() and err.getvalue().count("\n") == 1
+
+
+def test_a_bad_startup_file_at_a_terminal_opens_an_empty_shell(monkeypatch):
+    from pttui.shell import app
+
+    seen = {}
+
+    def run(self):
+        seen["source"] = self.ctx.session.source
+        seen["open"] = run_line(self.ctx, f"open {DP}").ok  # `open` works in it
+        return 0
+
+    monkeypatch.setattr(app.Shell, "run", run)
+    out, err = io.StringIO(), io.StringIO()
+    rc = main(str(SAMPLES / "truncated.pt"), stdin=Tty(), stdout=out, stderr=err,
+              history=False)
+    assert rc == 0 and seen == {"source": None, "open": True}
+    text = out.getvalue()
+    assert text.startswith("error: ") and "truncated.pt" in text
+    assert "the shell starts with nothing open; `open PATH` opens a file" in text
+    # a script or a pipe stops there instead (exit 2), as before
+    out, err = io.StringIO(), io.StringIO()
+    assert main(str(SAMPLES / "truncated.pt"), stdin=io.StringIO("ls\n"), stdout=out,
+                stderr=err) == 2
+    assert err.getvalue().startswith("pttui: ") and out.getvalue() == ""
+
+
+def test_plain_output_has_no_trailing_spaces(tmp_path):
+    rc, out, err = run("ls --limit 5\ncontainers\nstatus\nhelp\nhelp export\n"
+                       "model torchvision:squeezenet1_1\nsuggest\ncheck\n", tmp_path,
+                       path=SAMPLES / "tiny_vit_sharded" / "model.safetensors.index.json")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert len(lines) > 60 and "metadata   {\"total_size\": 96936}" in lines
+    assert [ln for ln in lines if ln != ln.rstrip()] == []
+    assert "container  (root)" in lines  # the summary's padded row, now bare

@@ -3,6 +3,7 @@ expect is exactly what the model's own state_dict() holds."""
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
@@ -269,3 +270,89 @@ def test_nn_module_target_matches_real_model_on_meta():
     real = nn.TransformerEncoderLayer(d_model=16, nhead=2)
     assert {k: t.shape for k, t in target.tensors.items()} == \
         {k: tuple(v.shape) for k, v in real.state_dict().items()}
+
+
+# -- argument mistakes say what happened ------------------------------------------------
+
+def test_weights_cannot_be_set_and_say_why():
+    for arg in ("weights", "weights_backbone"):
+        msg = _one_line_error("torchvision:squeezenet1_1", parse_model_args([f"{arg}=DEFAULT"]))
+        assert f"`{arg}` cannot be set" in msg and f"{arg}=None" in msg, msg
+        assert "multiple values" not in msg and f"drop {arg}=DEFAULT" in msg
+
+
+def test_a_bare_word_that_the_model_rejects_is_named():
+    msg = _one_line_error("torchvision:squeezenet1_1", parse_model_args(["num_classes=abc"]))
+    assert "raised TypeError" in msg  # torch's own words stay...
+    assert "num_classes=abc is not a Python literal, so it was passed as the string 'abc' " \
+           "and the model rejected it" in msg  # ...and say why it got a string
+    # a literal that fails is not blamed on quoting
+    msg = _one_line_error("torchvision:squeezenet1_1", parse_model_args(["num_classes=-1"]))
+    assert "not a Python literal" not in msg
+    # a bare word the factory accepts is fine
+    assert parse_model_args(["arch=resnet"]).bare == {"arch"}
+    assert parse_model_args(["n=10", "name='x'"]).bare == frozenset()
+
+
+def test_a_model_argument_given_twice_is_refused():
+    with pytest.raises(ReadError) as err:
+        parse_model_args(["num_classes=10", "dropout=0.1", "num_classes=5"])
+    assert str(err.value) == ("model argument num_classes is given twice (num_classes=10 and "
+                              "num_classes=5); give it once")
+
+
+def test_reference_errors_name_the_reference(tmp_path):
+    missing = tmp_path / "missing.pt"
+    msg = _one_line_error(f"ref:{missing}")
+    assert msg.startswith(f"ref:{missing}: cannot read the reference checkpoint {missing}: "
+                          "no such file")
+    assert _one_line_error("ref:/dev/zero") == (
+        "ref:/dev/zero: the reference checkpoint /dev/zero is a character device, not a "
+        "regular file")
+
+
+def test_special_files(tmp_path):
+    from pttui.core.targets import special_file
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert special_file("/dev/zero") == "a character device, not a regular file"
+    assert special_file(str(fifo)) == "a FIFO (named pipe), not a regular file"
+    assert special_file(str(SAMPLES / "squeezenet1_1.pt")) is None
+    assert special_file(str(tmp_path)) is None and special_file(str(tmp_path / "no")) is None
+
+
+# -- completion helpers: no user code runs --------------------------------------------------
+
+def test_factories_and_keywords_by_parsing(tmp_path):
+    from pttui.core.targets import factory_keywords, file_factories
+
+    path = _write(tmp_path, "m.py", """
+        raise SystemExit("importing this file is a bug")
+        def f(a, b=2, *args, c, d=None, **kw):
+            pass
+        class M:
+            def __init__(self, width=8):
+                pass
+        class Bare:
+            pass
+    """)
+    assert file_factories(path) == [("f", "def (a, b=2, c, …)"), ("M", "class (width=8)"),
+                                    ("Bare", "class ()")]
+    assert factory_keywords(path, "f") == [("a", "required"), ("b", "default 2"),
+                                           ("c", "required"), ("d", "default None")]
+    assert factory_keywords(path, "M") == [("width", "default 8")]
+    assert factory_keywords(path, "nope") == [] and file_factories(str(tmp_path / "x.py")) == []
+
+
+def test_torchvision_keywords_match_the_model_class():
+    from pttui.core.targets import torchvision_keywords
+
+    got = dict(torchvision_keywords("squeezenet1_1"))
+    assert got["num_classes"] == "default 1000" and got["dropout"] == "default 0.5"
+    assert "weights" not in got and "progress" not in got
+    model = torchvision.models.squeezenet1_1(weights=None, num_classes=7, dropout=0.1)
+    assert model.classifier[1].out_channels == 7  # the keywords offered do build
+    detection = dict(torchvision_keywords("fasterrcnn_resnet50_fpn"))
+    assert "weights_backbone" not in detection and "trainable_backbone_layers" in detection
+    assert torchvision_keywords("no_such_model") == []

@@ -19,7 +19,8 @@ _EXPORTS = {
     "ParseError": "parser", "Spec": "parser", "Arg": "parser", "Opt": "parser",
     "run_line": "registry", "parse": "registry", "lookup": "registry", "specs": "registry",
     "names": "registry", "Call": "registry",
-    "Candidate": "complete", "candidates": "complete",
+    "Candidate": "complete", "candidates": "complete", "complete_line": "complete",
+    "ModelCatalog": "complete", "model_catalog": "complete",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import os
 from typing import Any
 
 from pttui.core.autofix import carry_metadata
@@ -176,6 +177,7 @@ def status(ctx: Context) -> dict[str, Any]:
         "container": container,
         "target": (getattr(target, "label", None) or getattr(target, "spec", None))
         if target is not None else None,
+        "target_short": short_target(target) if target is not None else None,
         "coverage": None, "loads": None,
         "recipe": len(s.recipe.ops), "can_undo": s.can_undo, "can_redo": s.can_redo,
     }
@@ -185,3 +187,64 @@ def status(ctx: Context) -> dict[str, Any]:
         out["loads"] = "strict" if report.strict_ok else \
             "strict=False" if report.ok_with_accepted else "no"
     return out
+
+
+def short_target(target: Any) -> str:
+    """The model in few characters, for a narrow status line: ``squeezenet1_1``
+    for ``torchvision:squeezenet1_1``, ``tiny_vit`` for ``path/targets.py:tiny_vit``,
+    ``ref good.pt`` for a reference checkpoint; arguments kept (``(num_classes=10)``)."""
+    spec = str(getattr(target, "spec", "") or "")
+    label = str(getattr(target, "label", "") or spec)
+    args = getattr(target, "args", None) or {}
+    if getattr(target, "kind", "") == "reference" or spec.startswith("ref:"):
+        return "ref " + os.path.basename(spec.removeprefix("ref:").rstrip("/"))
+    name = spec.rpartition(":")[2] if ":" in spec else spec
+    if not name:
+        return label
+    if args:
+        name += "(" + ", ".join(f"{k}={v!r}" for k, v in args.items()) + ")"
+    return name
+
+
+def readable_path(path: str, command: str, what: str = "a checkpoint") -> str:
+    """``path`` with ``~`` expanded, or a one-line ReadError when there is nothing to read
+    there: no path at all (``open ''``), or a device, FIFO or socket (``/dev/zero``),
+    which a reader would take for an empty or endless file."""
+    from pttui.core.targets import special_file
+
+    if not path.strip():
+        raise ReadError(f"{command}: needs a path to {what} ({command} PATH; Tab completes "
+                        "file names)")
+    full = os.path.expanduser(path)
+    odd = special_file(full)
+    if odd:
+        raise ReadError(f"{path}: {odd}; {command} needs {what} file")
+    return full
+
+
+def checkpoint_format(path: str) -> str | None:
+    """The checkpoint format ``path`` has by its content (``torch-zip``, ...), else None."""
+    from pttui.core import formats
+
+    try:
+        return formats.detect(path)
+    except ReadError:
+        return None
+    except Exception:  # noqa: BLE001 - only a hint for an error message
+        return None
+
+
+def is_binary(path: str) -> bool:
+    """Whether the start of ``path`` is no UTF-8 text (NUL bytes, invalid sequences)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.start < len(head) - 4  # not just a character cut at the end
+    return False

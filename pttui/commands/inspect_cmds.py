@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 from collections import Counter
 
 from rich.text import Text
 from rich.tree import Tree
 
 from pttui.commands import render as rd
-from pttui.commands.context import container_name, status
+from pttui.commands.context import container_name, readable_path, status
 from pttui.commands.parser import Arg, Opt, Spec, whole_number
 from pttui.commands.registry import Call, command
 from pttui.commands.repair_cmds import fit_container
@@ -39,7 +38,7 @@ _TREE_ROWS = 400
                    "stays set.", examples=("open runs/best.pt",)))
 def open_(call: Call) -> object:
     # read first in a child with a deadline: a crafted pickle must not hang the shell/TUI
-    ckpt = open_guarded(os.path.expanduser(call.args["path"]), call.cancel)
+    ckpt = open_guarded(readable_path(call.args["path"], "open"), call.cancel)
     call.check_cancel()
     call.session.set_source(ckpt)
     res = call.result(f"opened {ckpt.path} ({ckpt.format})", path=ckpt.path,
@@ -129,7 +128,8 @@ def find(call: Call) -> object:
 
 @command(Spec("tree", "the keys as a tree; repeated blocks fold into `layers.{0..31}`",
               (Arg("PREFIX", "key", optional=True),),
-              (Opt("--depth", "N", "show N levels (default: all)", convert=whole_number), RAW)))
+              (Opt("--depth", "N", "show N levels (default, or 0: all)", convert=whole_number),
+               RAW)))
 def tree(call: Call) -> object:
     view = _view(call)
     prefix = call.args["prefix"]

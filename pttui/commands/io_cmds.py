@@ -38,6 +38,7 @@ def load(call: Call) -> CommandResult:
     from pttui.core.loading import LoadPolicy, attempt_load
 
     src = call.ctx.source()
+    _not_an_index(src)
     try:
         policy = LoadPolicy(allow_globals=tuple(call.args["allow"]),
                             map_location=call.args["map_location"],
@@ -71,6 +72,21 @@ def load(call: Call) -> CommandResult:
         res.add(rd.more(left, "`ls` lists the keys"))
     res.add(*(rd.note(f"warning: {w}") for w in result.warnings))
     return res
+
+
+def _not_an_index(src) -> None:  # noqa: ANN001 - a Checkpoint
+    """`load` runs torch.load on one file; a sharded set's index is not one. Say what to
+    do here, in the shell, rather than let the load fail."""
+    from pttui.core import formats
+
+    if src.format != formats.SHARDED:
+        return
+    shards = list(src.shards or [])
+    first = os.path.join(os.path.dirname(src.path), shards[0]) if shards else "SHARD"
+    raise ReadError(f"load: {src.path} is the index of a sharded set "
+                    f"({rd.plural(len(shards), 'shard file')}); torch.load reads one file, "
+                    f"so open a shard and load that: `open {shlex.quote(first)}`, then "
+                    "`load` (`ls`, `check` and `export` work on the whole set as it is)")
 
 
 def _failure(call: Call, result, policy, how: str) -> CommandResult:  # noqa: ANN001
@@ -124,7 +140,11 @@ def export(call: Call) -> CommandResult:
     from pttui.core.session_export import export_session
 
     src = call.ctx.source()
+    if not call.args["path"].strip():
+        raise ReadError("export: needs a path for the output (export PATH; .pt or "
+                        ".safetensors)")
     out = os.path.expanduser(call.args["path"])
+    _check_suffix(out, call.args["format"])
     if call.session.target is not None and not call.args["anyway"]:
         report = call.ctx.report()
         if not report.ok_with_accepted:
@@ -150,6 +170,24 @@ def export(call: Call) -> CommandResult:
         res.add(rd.note(f"recipe: {recipe_out}  (replay: pttui fix CHECKPOINT --model "
                         f"{model} --recipe {recipe_out} -o OUT)"))
     return res
+
+
+def _check_suffix(out: str, fmt: str | None) -> None:
+    """Refuse ``export x.pt --format safetensors``: a name that says another format than
+    the bytes would mislead every tool that goes by the suffix."""
+    if fmt is None:
+        return
+    from pttui.core.export import EXTENSIONS, SAFETENSORS
+    from pttui.core.session_export import with_format
+
+    ext = os.path.splitext(out)[1].lower()
+    named = EXTENSIONS.get(ext)
+    wanted = SAFETENSORS if fmt == "safetensors" else EXTENSIONS[".pt"]
+    if named is not None and named != wanted:
+        raise ReadError(f"export: {out} ends in {ext}, but --format {fmt} writes "
+                        f"{'safetensors' if fmt == 'safetensors' else 'torch.save'} data; "
+                        f"name it {with_format(out, fmt)} (or leave --format out: the "
+                        "suffix chooses)")
 
 
 @command(Spec("devices", "CPU RAM, GPUs (NVML), torch/CUDA versions; whether the open "

@@ -9,11 +9,13 @@ import os
 from rich.text import Text
 
 from pttui.commands import render as rd
+from pttui.commands.context import checkpoint_format, is_binary
 from pttui.commands.parser import Arg, Opt, Spec
 from pttui.commands.registry import Call, command
 from pttui.commands.repair_cmds import outcome
 from pttui.core.meta import ReadError
 from pttui.core.recipe import Recipe
+from pttui.core.targets import special_file
 
 ACTIONS = ("show", "save", "load", "remove")
 STYLES = ("text", "json", "mmengine", "hf", "python")
@@ -89,8 +91,8 @@ def _save(call: Call, path: str) -> object:
 
 
 def _load(call: Call, path: str) -> object:
-    recipe = Recipe.load(path)
     call.ctx.source()
+    recipe = _read_recipe(path)
     call.session.set_recipe(recipe)
     res = call.result(f"loaded {rd.plural(len(recipe.ops), 'step')} from {path}",
                       *(rd.note(f"{i}. {op.describe()}") for i, op in enumerate(recipe.ops, 1)),
@@ -101,6 +103,31 @@ def _load(call: Call, path: str) -> object:
         res.add(rd.note(f"it was made for {recipe.target}: `model {recipe.target}"
                         f"{' ' + args if args else ''}` checks it"))
     return outcome(call, res)
+
+
+def _read_recipe(path: str) -> Recipe:
+    """Recipe.load, with a plain word for what the file is when it is no recipe: a
+    checkpoint given by mistake, a folder, binary data, a device."""
+    if not path.strip():
+        raise ReadError("recipe load: needs a path (recipe load PATH)")
+    if os.path.isdir(path):
+        raise ReadError(f"{path}: is a folder; give a recipe JSON file (an export writes "
+                        "OUT.recipe.json beside OUT)")
+    odd = special_file(path)
+    if odd:  # a FIFO would block the read, a device never end it
+        raise ReadError(f"{path}: {odd}; give a recipe JSON file")
+    try:
+        return Recipe.load(path)
+    except ReadError:
+        fmt = checkpoint_format(path)
+        if fmt is None and not is_binary(path):
+            raise
+        beside = path + ".recipe.json"
+        hint = (f"its recipe is `recipe load {beside}`" if os.path.isfile(beside) else
+                "the recipe of an export is the OUT.recipe.json written beside it")
+        what = f"it looks like a checkpoint ({fmt}), which `open` reads" if fmt else \
+            "it holds binary data"
+        raise ReadError(f"{path}: not a recipe JSON file; {what}; {hint}") from None
 
 
 def _remove(call: Call, text: str) -> object:

@@ -71,7 +71,13 @@ def model(call: Call) -> CommandResult:
               (Arg("CONTAINER", "container", help="a name `containers` lists; (root) for "
                    "the top level"),)))
 def select(call: Call) -> CommandResult:
-    path = find_container(call.ctx.source(), call.args["container"])
+    src = call.ctx.source()
+    path = find_container(src, call.args["container"])
+    recipe = call.session.recipe
+    in_use = recipe.container if recipe.container is not None else src.selected
+    if tuple(path) == tuple(in_use):
+        return call.result(f"already using container {quote(container_name(path))}; "
+                           "nothing changed", container=list(path))
     call.session.apply(SelectContainer(path))
     n = len(call.ctx.current())
     return outcome(call, call.result(f"using container {quote(container_name(path))} "

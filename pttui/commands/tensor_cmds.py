@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 
 from rich.text import Text
 
 from pttui.commands import render as rd
+from pttui.commands.context import readable_path
 from pttui.commands.parser import Arg, Opt, Spec, whole_number
 from pttui.commands.registry import Call, command
 from pttui.core import humanize as hz
@@ -62,7 +62,7 @@ def diff(call: Call) -> object:
     from pttui.core.diff import diff as compare_files
 
     src = call.ctx.source()
-    other = open_guarded(os.path.expanduser(call.args["path"]), call.cancel)
+    other = open_guarded(readable_path(call.args["path"], "diff"), call.cancel)
     stored = call.session.recipe.select(src)
     view = {k: stored.get(m.key, m).renamed(k) for k, m in call.ctx.current().items()}
     mine = src.replace(containers=[Container((), view)], selected=())

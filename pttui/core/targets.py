@@ -47,30 +47,61 @@ class Target:
     auto_fill: frozenset[str] = frozenset()
 
 
-def parse_model_args(pairs: list[str]) -> dict[str, object]:
+class ModelArgs(dict):
+    """Parsed ``K=V`` model arguments; ``bare`` names the keys whose value was no Python
+    literal and so was kept as the string typed (``arch=resnet``), for error messages."""
+
+    bare: frozenset[str] = frozenset()
+
+
+def parse_model_args(pairs: list[str]) -> ModelArgs:
     """``["num_classes=10", "arch=resnet"]`` -> ``{"num_classes": 10, "arch": "resnet"}``.
 
     Values are Python literals (``ast.literal_eval``, never ``eval``); anything else
     stays the raw string, and ``true``/``false``/``none`` are accepted as on a shell.
+    A key given twice is an error (which one was meant?).
     """
-    out: dict[str, object] = {}
+    out = ModelArgs()
+    raw_of: dict[str, str] = {}
+    bare: set[str] = set()
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
             raise ReadError(f"bad model argument {pair!r}: expected KEY=VALUE, "
                             "e.g. num_classes=10")
-        out[key] = _literal(raw.strip())
+        if key in out:
+            raise ReadError(f"model argument {key} is given twice ({key}={raw_of[key]} and "
+                            f"{key}={raw.strip()}); give it once")
+        raw_of[key] = raw.strip()
+        out[key], literal = _literal(raw.strip())
+        if not literal:
+            bare.add(key)
+    out.bare = frozenset(bare)
     return out
 
 
-def _literal(raw: str) -> object:
+def _literal(raw: str) -> tuple[object, bool]:
+    """The value and whether it was a literal (else it is ``raw`` itself, a string)."""
     if raw.lower() in _WORDS:
-        return _WORDS[raw.lower()]
+        return _WORDS[raw.lower()], True
     try:
-        return ast.literal_eval(raw)
+        return ast.literal_eval(raw), True
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return raw
+        return raw, False
+
+
+def _string_hint(args: Mapping[str, Any]) -> str:
+    """After a factory failed: which arguments it got as strings (a bare word like
+    ``num_classes=abc`` is no literal, so it arrives as ``'abc'``)."""
+    bare = getattr(args, "bare", frozenset())
+    words = [k for k, v in args.items() if isinstance(v, str) and k in bare]
+    if not words:
+        return ""
+    said = ", ".join(f"{k}={args[k]}" for k in words)
+    got = ", ".join(repr(args[k]) for k in words)
+    return (f"; note: {said} is not a Python literal, so it was passed as the string "
+            f"{got} and the model rejected it")
 
 
 def torchvision_models() -> list[str]:
@@ -82,10 +113,134 @@ def torchvision_models() -> list[str]:
     return sorted(models.list_models())
 
 
+# -- for completion: what a spec may name and which keywords it takes -----------------
+
+_NOT_SETTABLE = ("weights", "weights_backbone", "progress")  # pttui fixes these itself
+_MAX_SOURCE = 2_000_000  # bytes of a factory file parsed for completion
+_parsed: dict[tuple[str, float, int], list[tuple[str, str, list[tuple[str, str]]]]] = {}
+
+
+def torchvision_keywords(name: str) -> list[tuple[str, str]]:
+    """``[(keyword, "default 1000"), ...]`` the torchvision builder ``name`` accepts:
+    its own keyword parameters, and (for ``**kwargs``) those with a default of the
+    model class it returns. Imports torchvision (call it off the UI thread); [] when
+    there is none or ``name`` is unknown."""
+    try:
+        from torchvision import models
+
+        builder = models.get_model_builder(name)
+        sig = inspect.signature(builder)
+    except Exception:  # noqa: BLE001 - completion only
+        return []
+    out: dict[str, str] = {}
+    takes_kwargs = False
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_KEYWORD:
+            takes_kwargs = True
+        elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _NOT_SETTABLE:
+            out[p.name] = _default_text(p.default)
+    cls = sig.return_annotation
+    if takes_kwargs and inspect.isclass(cls):
+        try:
+            params = inspect.signature(cls).parameters.values()
+        except (TypeError, ValueError):
+            params = []
+        for p in params:
+            if (p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty
+                    and p.name not in _NOT_SETTABLE):
+                out.setdefault(p.name, _default_text(p.default))
+    return list(out.items())
+
+
+def _default_text(value: Any) -> str:
+    if value is inspect.Parameter.empty:
+        return "required"
+    text = repr(value) if isinstance(value, (int, float, str, bool, type(None), tuple, list)) \
+        else getattr(value, "__name__", type(value).__name__)
+    return f"default {text if len(text) <= 30 else text[:29] + '…'}"
+
+
+def file_factories(path: str) -> list[tuple[str, str]]:
+    """``[(name, "def (num_classes=10)"), ...]``: the top-level functions and classes of
+    the Python file ``path``, found by parsing it (never importing it: completing a name
+    must not run the user's code). [] when it cannot be read or parsed."""
+    return [(name, what) for name, what, _ in _parse_factories(path)]
+
+
+def factory_keywords(path: str, name: str) -> list[tuple[str, str]]:
+    """The keyword parameters of the top-level function or class ``name`` in ``path``
+    (a class: its ``__init__``), found by parsing the file; [] if unknown."""
+    for found, _, keywords in _parse_factories(path):
+        if found == name:
+            return keywords
+    return []
+
+
+def _parse_factories(path: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    try:
+        st = os.stat(path)
+        if not os.path.isfile(path) or st.st_size > _MAX_SOURCE:
+            return []
+        key = (os.path.abspath(path), st.st_mtime, st.st_size)
+        if key in _parsed:
+            return _parsed[key]
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    out = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            keywords = _ast_keywords(node.args, skip_first=False)
+            out.append((node.name, f"def ({_preview(keywords)})", keywords))
+        elif isinstance(node, ast.ClassDef):
+            init = next((n for n in node.body if isinstance(n, ast.FunctionDef)
+                         and n.name == "__init__"), None)
+            keywords = _ast_keywords(init.args, skip_first=True) if init else []
+            out.append((node.name, f"class ({_preview(keywords)})", keywords))
+    if len(_parsed) > 64:
+        _parsed.clear()
+    _parsed[key] = out
+    return out
+
+
+def _ast_keywords(args: ast.arguments, skip_first: bool) -> list[tuple[str, str]]:
+    positional = list(args.posonlyargs) + list(args.args)
+    plain = list(args.args)
+    firsts = len(positional) - len(args.defaults)
+    defaults: dict[str, ast.expr] = {a.arg: d for a, d in zip(positional[firsts:], args.defaults)}
+    defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d})
+    if skip_first and positional:
+        if positional[0] in plain:
+            plain.remove(positional[0])
+    out = []
+    for a in plain + list(args.kwonlyargs):
+        d = defaults.get(a.arg)
+        out.append((a.arg, "required" if d is None else
+                    f"default {_source(d)}"))
+    return out
+
+
+def _source(node: ast.expr) -> str:
+    try:
+        text = ast.unparse(node)
+    except Exception:  # noqa: BLE001
+        return "…"
+    return text if len(text) <= 30 else text[:29] + "…"
+
+
+def _preview(keywords: list[tuple[str, str]]) -> str:
+    parts = [k if d == "required" else f"{k}={d.removeprefix('default ')}"
+             for k, d in keywords[:3]]
+    return ", ".join(parts) + (", …" if len(keywords) > 3 else "")
+
+
 def load_target(spec: str, args: dict | None = None) -> Target:
     """Build the :class:`Target` a spec names. Every failure is a one-line ReadError."""
     spec = (spec or "").strip()
-    args = dict(args or {})
+    bare = getattr(args, "bare", frozenset())
+    args = ModelArgs(args or {})
+    args.bare = bare
     if not spec:
         raise ReadError(f"empty model spec; use {SPEC_FORMS}")
     head, sep, tail = spec.partition(":")
@@ -116,6 +271,23 @@ def _no_colon(spec: str) -> str:
     return f"{spec}: not a model spec; use {SPEC_FORMS}"
 
 
+def special_file(path: str) -> str | None:
+    """What ``path`` is, in words, when it exists but is neither a regular file nor a
+    folder (a device, a FIFO, a socket): reading one would block or never end."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    what = ("a character device" if stat.S_ISCHR(mode) else "a block device"
+            if stat.S_ISBLK(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a special file")
+    return f"{what}, not a regular file"
+
+
 def _label(name: str, args: dict) -> str:
     if not args:
         return name
@@ -129,7 +301,14 @@ def _reference(spec: str, path: str) -> Target:
 
     if not path:
         raise ReadError(f"{spec}: name the checkpoint after ref:, e.g. ref:good.pt")
-    ckpt = open_guarded(path)  # a reference file is as untrusted as any
+    odd = special_file(path)
+    if odd:
+        raise ReadError(f"{spec}: the reference checkpoint {path} is {odd}")
+    try:
+        ckpt = open_guarded(path)  # a reference file is as untrusted as any
+    except ReadError as err:
+        why = str(err).removeprefix(f"{path}: ")
+        raise ReadError(f"{spec}: cannot read the reference checkpoint {path}: {why}") from None
     tensors = dict(ckpt.tensors)
     if not tensors:
         raise ReadError(f"{path}: holds no tensors to compare against")
@@ -160,12 +339,18 @@ def _torchvision(spec: str, name: str, args: dict) -> Target:
         hint = f"close names: {', '.join(close)}" if close else \
             "see torchvision.models.list_models()"
         raise ReadError(f"{spec}: unknown torchvision model {name!r}; {hint}")
+    fixed = [k for k in ("weights", "weights_backbone") if k in args]
+    if fixed:
+        raise ReadError(f"{spec}: `{fixed[0]}` cannot be set: pttui builds every model with "
+                        f"{fixed[0]}=None on the meta device (only the names and shapes of "
+                        f"the weights matter; nothing is downloaded); drop "
+                        f"{fixed[0]}={args[fixed[0]]}")
     builder = models.get_model_builder(name)
     kwargs = dict(args)
     if "weights_backbone" in inspect.signature(builder).parameters:
         kwargs.setdefault("weights_backbone", None)  # never download a backbone
     label = "torchvision " + _label(name, args)
-    obj = _build(label, lambda: models.get_model(name, weights=None, **kwargs))
+    obj = _build(label, lambda: models.get_model(name, weights=None, **kwargs), args)
     return _target_from(obj, spec, args, label)
 
 
@@ -183,7 +368,7 @@ def _from_module(spec: str, modname: str, attr: str, args: dict) -> Target:
             raise ReadError(f"{spec}: importing {modname} raised {_first_line(e)}") from None
         factory = _attribute(spec, mod, modname, attr)
         label = _label(f"{modname}:{attr}", args)
-        obj = _build(label, _caller(label, factory, args))
+        obj = _build(label, _caller(label, factory, args), args)
     return _target_from(obj, spec, args, label)
 
 
@@ -210,7 +395,7 @@ def _from_file(spec: str, path: str, attr: str, args: dict) -> Target:
             raise ReadError(f"{spec}: importing {path} raised {_first_line(e)}") from None
         factory = _attribute(spec, mod, path, attr)
         label = _label(f"{path}:{attr}", args)
-        obj = _build(label, _caller(label, factory, args))
+        obj = _build(label, _caller(label, factory, args), args)
     return _target_from(obj, spec, args, label)
 
 
@@ -260,7 +445,7 @@ def _caller(label: str, factory: Any, args: dict):
     return lambda: factory(**args)
 
 
-def _build(label: str, thunk) -> Any:
+def _build(label: str, thunk, args: Mapping[str, Any] | None = None) -> Any:
     """Run ``thunk`` on the meta device; if it needs real data there, build layer by
     layer on CPU moving each parameter to meta as it is registered (small peak)."""
     import torch
@@ -270,7 +455,8 @@ def _build(label: str, thunk) -> Any:
             return thunk()
     except (Exception, SystemExit) as e:  # noqa: BLE001 - user code (argparse exits)
         if "meta" not in str(e).lower():
-            raise ReadError(f"{label} raised {_first_line(e)}") from None
+            raise ReadError(f"{label} raised {_first_line(e)}{_string_hint(args or {})}"
+                            ) from None
         meta_error = e
     try:
         with _params_to_meta():
@@ -306,6 +492,7 @@ def _params_to_meta():
 def _target_from(obj: Any, spec: str, args: dict, label: str) -> Target:
     import torch
 
+    args = dict(args)
     if isinstance(obj, torch.nn.Module):
         return _from_nn_module(obj, spec, args, label)
     if isinstance(obj, Mapping):

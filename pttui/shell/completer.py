@@ -1,38 +1,36 @@
 """prompt_toolkit completion over :func:`pttui.commands.complete.candidates`.
 
-``FuzzyCompleter(DynamicCompleter(...))``: the inner completer offers whole words
-(commands, options, paths, dotted key levels, containers, model names); the fuzzy
-layer filters them by what is typed after the last ``.``, ``/`` or ``:``, so
-``features.3.sq`` offers ``squeeze.`` and ``info exp3`` finds ``...expand3x3...``.
-torchvision's model list costs a torch import, so it is built in a background
-thread and swapped in when ready; until then the prompt completes everything else.
+``FuzzyCompleter(CommandCompleter(...))``: the inner completer offers whole words
+(commands, options, paths, dotted key levels, containers, model names, factories in a
+``file.py``, a model's keyword arguments); the fuzzy layer filters them by what is
+typed after the last ``.``, ``/`` or ``:``, so ``features.3.sq`` offers ``squeeze.`` and
+``info exp3`` finds ``...expand3x3...``. torchvision's model names and keywords cost a
+torch import, so a :class:`ModelCatalog` builds them in a background thread; until then
+the prompt completes everything else.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from prompt_toolkit.completion import (CompleteEvent, Completer, Completion,
-                                       DynamicCompleter, FuzzyCompleter)
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, FuzzyCompleter
 from prompt_toolkit.document import Document
 
-from pttui.commands.complete import candidates
+from pttui.commands.complete import ModelCatalog, candidates
 
 
 class CommandCompleter(Completer):
     """Whole-word completions for the command language (no fuzziness of its own)."""
 
-    def __init__(self, ctx: Any, model_names: Sequence[str] = ()) -> None:
+    def __init__(self, ctx: Any, models: Sequence[str] | ModelCatalog = ()) -> None:
         self.ctx = ctx
-        self.model_names = tuple(model_names)
+        self.models = models if isinstance(models, ModelCatalog) else ModelCatalog.of(models)
 
     def get_completions(self, document: Document, complete_event: CompleteEvent
                         ) -> Iterable[Completion]:
         try:
-            partial, found = candidates(self.ctx, document.text_before_cursor,
-                                        self.model_names)
+            partial, found = candidates(self.ctx, document.text_before_cursor, self.models)
         except Exception:  # noqa: BLE001 - a completer must never break the prompt
             return
         for c in found:
@@ -47,28 +45,18 @@ def _shown(partial: str, text: str) -> str:
 
 
 class ShellCompleter(Completer):
-    """The shell's completer: fuzzy over a swappable :class:`CommandCompleter`."""
+    """The shell's completer: fuzzy over a :class:`CommandCompleter` whose catalog of
+    torchvision models loads in the background (``model_names``/``model_keywords`` are
+    its loaders, or pass a ready ``catalog``)."""
 
-    def __init__(self, ctx: Any, model_names: Callable[[], Sequence[str]] | None = None
-                 ) -> None:
+    def __init__(self, ctx: Any, model_names: Callable[[], Sequence[str]] | None = None,
+                 model_keywords: Callable[[str], Sequence[tuple[str, str]]] | None = None,
+                 *, catalog: ModelCatalog | None = None) -> None:
         self.ctx = ctx
-        self.inner: Completer = CommandCompleter(ctx)
-        self.fuzzy = FuzzyCompleter(DynamicCompleter(lambda: self.inner))
-        self.ready = threading.Event()
-        if model_names is None:
-            self.ready.set()
-        else:
-            threading.Thread(target=self._load, args=(model_names,), daemon=True,
-                             name="pttui-model-names").start()
-
-    def _load(self, model_names: Callable[[], Sequence[str]]) -> None:
-        try:
-            names = list(model_names())
-        except Exception:  # noqa: BLE001 - no names: complete without them
-            names = []
-        if names:
-            self.inner = CommandCompleter(self.ctx, names)
-        self.ready.set()
+        self.catalog = (catalog or ModelCatalog(model_names, model_keywords)).start()
+        self.ready = self.catalog.ready
+        self.inner = CommandCompleter(ctx, self.catalog)
+        self.fuzzy = FuzzyCompleter(self.inner)
 
     def get_completions(self, document: Document, complete_event: CompleteEvent
                         ) -> Iterable[Completion]:

@@ -1,7 +1,8 @@
 """Printing results: rich on a terminal, plain text in a pipe, no colour when asked.
 
 Colour goes when ``NO_COLOR`` is set, ``TERM`` is ``dumb``, or the stream is not a
-terminal; a pipe gets a fixed width so logs do not wrap at 80 columns.
+terminal; a pipe gets a fixed width so logs do not wrap at 80 columns, and plain
+output carries no trailing spaces (rich pads table cells to the column width).
 """
 
 from __future__ import annotations
@@ -45,7 +46,19 @@ def show(console: Console, result: CommandResult, *, title: bool = True) -> None
         console.print(Text(prefix + result.title, style=style), soft_wrap=True)
     for item in result.body:
         # plain lines are not hard-wrapped: code and long keys paste back intact
-        console.print(item, soft_wrap=isinstance(item, Text))
+        if console.color_system is None:
+            _print_stripped(console, item, soft_wrap=isinstance(item, Text))
+        else:
+            console.print(item, soft_wrap=isinstance(item, Text))
+
+
+def _print_stripped(console: Console, item: object, *, soft_wrap: bool) -> None:
+    """Plain output without the spaces tables pad their last column with: a pasted log
+    or transcript has no trailing whitespace."""
+    with console.capture() as cap:
+        console.print(item, soft_wrap=soft_wrap)
+    text = "\n".join(line.rstrip() for line in cap.get().split("\n"))
+    console.out(text, end="", highlight=False)
 
 
 class Spinner:

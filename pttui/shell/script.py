@@ -7,6 +7,7 @@ notices.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,41 @@ from pttui.shell.output import show
 from pttui.shell.runner import run_interruptible
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+
+
+class ScriptError(Exception):
+    """A script that cannot be read; ``str(err)`` says why in one line."""
+
+
+def read_script(path: str) -> list[str]:
+    """The lines of the script ``path``, checked before anything runs: a folder, a
+    device, a missing file or binary data (a checkpoint given as the script) is a
+    ScriptError."""
+    from pttui.commands.context import checkpoint_format
+    from pttui.core.targets import special_file
+
+    if not path.strip():
+        raise ScriptError("--script needs a file name")
+    if os.path.isdir(path):
+        raise ScriptError(f"{path}: is a folder, not a script file")
+    odd = special_file(path)
+    if odd:
+        raise ScriptError(f"{path}: {odd}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ScriptError(f"{path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        fmt = checkpoint_format(path)
+        what = f"it looks like a checkpoint ({fmt}); give that as PATH, before --script" \
+            if fmt else "it holds binary data, not lines of commands"
+        raise ScriptError(f"{path}: not a script; {what}")
+    return text.splitlines()
 
 
 def run_script(ctx: Any, lines: Iterable[str], out: Console, err: Console, *,
