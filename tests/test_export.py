@@ -21,7 +21,7 @@ from pttui.core.meta import ReadError
 from pttui.core.reader import open_checkpoint
 
 from .helpers import ROOT, SAMPLES
-from .test_tensordata import same_bits
+from .test_tensordata import _to_big_endian, same_bits
 
 VIT = SAMPLES / "tiny_vit.safetensors"
 
@@ -72,6 +72,44 @@ def test_renamed_keys_and_cast(tmp_path):
         assert same_bits(got["model.conv_proj.weight"], ref["conv_proj.weight"])
 
 
+@pytest.mark.parametrize("source", ["big-endian", "legacy", "dcp"])
+@pytest.mark.parametrize("cast", [None, "bfloat16"])
+def test_pt_stream_from_sources_bytes_cannot_be_copied_from(tmp_path, source, cast):
+    """Big-endian, unaligned legacy and DCP sources go out through torch one storage at
+    a time; uncast views keep sharing their storage, values are exact."""
+    g = torch.Generator().manual_seed(2)
+    base = torch.randn(4, 6, generator=g)
+    sd = {"w": base, "wt": base.t(), "row": base[1], "h": torch.randn(5, generator=g).half(),
+          "i": torch.arange(7, dtype=torch.int16), "d": torch.randn(3, dtype=torch.float64)}
+    if source == "big-endian":
+        torch.save(sd, tmp_path / "le.pt")
+        _to_big_endian(tmp_path / "le.pt", tmp_path / "src.pt")
+        path = tmp_path / "src.pt"
+    elif source == "legacy":
+        path = tmp_path / "src.pt"
+        torch.save(sd, path, _use_new_zipfile_serialization=False)
+    else:
+        import torch.distributed.checkpoint as dcp
+
+        sd = {k: v.clone() for k, v in sd.items()}  # DCP keeps no views
+        path = tmp_path / "dcp"
+        dcp.save(sd, checkpoint_id=str(path), no_dist=True)
+    ckpt = open_checkpoint(str(path))
+    mapping = {k: m._replace(dtype=cast) if cast and m.dtype.startswith("float") else m
+               for k, m in ckpt.tensors.items()}
+    res = export(ckpt, mapping, ckpt.tensors, str(tmp_path / "out.pt"))
+    assert res.verified
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert set(got) == set(sd)
+    for k, v in sd.items():
+        want = v.to(torch.bfloat16) if cast and v.is_floating_point() else v
+        assert got[k].dtype == want.dtype and torch.equal(got[k], want), k
+    if source != "dcp" and not cast:
+        ptr = got["w"].untyped_storage().data_ptr()
+        assert got["wt"].untyped_storage().data_ptr() == ptr
+        assert got["row"].untyped_storage().data_ptr() == ptr
+
+
 def test_state_dict_metadata_survives_in_pt(tmp_path):
     src = SAMPLES / "squeezenet1_1.pt"
     out = tmp_path / "sq.pt"
@@ -81,6 +119,57 @@ def test_state_dict_metadata_survives_in_pt(tmp_path):
     got = torch.load(out, weights_only=True)
     assert got._metadata == want._metadata
     assert all(same_bits(got[k], want[k]) for k in want)
+
+
+def test_verdict_says_what_was_compared(tmp_path):
+    """A cast tensor is checked against the source cast to its dtype, and the verdict
+    says so instead of claiming the bytes equal the source."""
+    ckpt = open_checkpoint(str(VIT))
+    ref = load_file(VIT)
+    plain = export(ckpt, dict(ckpt.tensors), ckpt.tensors, str(tmp_path / "plain.pt"))
+    assert plain.cast == {}
+    assert plain.verdict.startswith("verified: every tensor read back equals the source")
+    mapping = dict(ckpt.tensors)
+    mapping["class_token"] = mapping["class_token"]._replace(dtype="float16")
+    for ext in (".pt", ".safetensors"):
+        some = export(ckpt, mapping, ckpt.tensors, str(tmp_path / f"some{ext}"))
+        assert some.cast == {"float16": 1}
+        assert some.verdict.startswith("verified by reading back: 31 kept tensors equal the "
+                                       "source, 1 cast tensor equals the source cast to float16")
+        assert torch.equal(load_out(tmp_path / f"some{ext}")["class_token"],
+                           ref["class_token"].half())
+    every = {k: m._replace(dtype="bfloat16") for k, m in ckpt.tensors.items()}
+    res = export(ckpt, every, ckpt.tensors, str(tmp_path / "all.safetensors"))
+    assert res.cast == {"bfloat16": 32} and res.to_json()["verdict"] == res.verdict
+    assert res.verdict.startswith("verified: every tensor read back equals the source cast "
+                                  "to bfloat16")
+    got = load_file(tmp_path / "all.safetensors")
+    assert all(torch.equal(got[k], ref[k].bfloat16()) for k in ref)
+    unverified = export(ckpt, every, ckpt.tensors, str(tmp_path / "u.pt"), verify=False)
+    assert unverified.verdict == "not verified"
+
+
+def test_cast_export_verification_catches_a_wrong_cast(tmp_path, monkeypatch):
+    """The digest of a cast tensor is taken from the source cast to the dtype: written
+    bytes that differ from that cast (one bit flipped after writing) fail the read-back."""
+    import pttui.core.streamexport as stream
+
+    real = stream._put
+
+    def corrupt(fd, offset, data, job):
+        crc = real(fd, offset, data, job)
+        if data.numel():
+            byte = os.pread(fd, 1, offset)
+            os.pwrite(fd, bytes([byte[0] ^ 1]), offset)
+        return crc
+
+    monkeypatch.setattr(stream, "_put", corrupt)
+    ckpt = open_checkpoint(str(VIT))
+    mapping = {k: m._replace(dtype="float16") for k, m in ckpt.tensors.items()}
+    out = tmp_path / "bad.pt"
+    with pytest.raises(ReadError, match="verification .* failed"):
+        export(ckpt, mapping, ckpt.tensors, str(out))
+    assert not out.exists() and leftovers(tmp_path) == []
 
 
 def _tied_file(tmp_path):
@@ -154,8 +243,9 @@ def test_refuses_a_shard_of_the_source(tmp_path):
 def test_existing_output_needs_force(tmp_path):
     out = tmp_path / "out.safetensors"
     out.write_bytes(b"keep me")
-    with pytest.raises(ReadError, match="already exists"):
+    with pytest.raises(ReadError, match="already exists") as err:
         run_export(VIT, out)
+    assert "--force" in str(err.value) and "overwrite existing files" in str(err.value)
     assert out.read_bytes() == b"keep me"
     run_export(VIT, out, force=True)
     assert set(load_file(out)) == set(load_file(VIT))
@@ -206,8 +296,56 @@ def test_interrupt_leaves_nothing(tmp_path):
     assert not out.exists() and leftovers(tmp_path) == []
 
 
+def test_disk_full_mid_pt_stream_leaves_nothing(tmp_path, monkeypatch):
+    """.pt through torch (a cast): storages are written one by one; the disk fills."""
+    import pttui.core.streamexport as stream
+
+    real, calls = stream._put, []
+
+    def flaky(fd, offset, data, job):
+        calls.append(1)
+        if len(calls) == 4:
+            os.pwrite(fd, b"partial", offset)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, offset, data, job)
+
+    monkeypatch.setattr(stream, "_put", flaky)
+    ckpt = open_checkpoint(str(VIT))
+    mapping = {k: m._replace(dtype="float16") for k, m in ckpt.tensors.items()}
+    out = tmp_path / "out.pt"
+    with pytest.raises(ReadError, match="disk is full"):
+        export(ckpt, mapping, ckpt.tensors, str(out))
+    assert len(calls) == 4
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def _float8_file(tmp_path):
+    """A dtype pttui's own zip writer cannot name (float8): torch.save writes the .pt."""
+    g = torch.Generator().manual_seed(1)
+    sd = {"w": torch.randn(8, 4, generator=g), "tied": None,
+          "q": torch.randn(16, generator=g).to(torch.float8_e4m3fn)}
+    sd["tied"] = sd["w"]
+    path = tmp_path / "f8.pt"
+    torch.save(sd, path)
+    return path, sd
+
+
+def test_torch_save_fallback_casts_ties_once_and_verifies(tmp_path):
+    path, sd = _float8_file(tmp_path)
+    ckpt = open_checkpoint(str(path))
+    mapping = {k: m._replace(dtype="bfloat16") if m.dtype == "float32" else m
+               for k, m in ckpt.tensors.items()}
+    out = tmp_path / "out.pt"
+    res = export(ckpt, mapping, ckpt.tensors, str(out))
+    assert res.verified and res.cast == {"bfloat16": 2}
+    got = torch.load(out, weights_only=True)
+    assert torch.equal(got["w"], sd["w"].to(torch.bfloat16))
+    assert got["w"].data_ptr() == got["tied"].data_ptr()  # cast once, still tied
+    assert same_bits(got["q"], sd["q"])
+
+
 def test_disk_full_during_torch_save_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(export_mod, "COPY_BYTES", False)  # the torch path; test_rawexport.py covers the other
+    path, _ = _float8_file(tmp_path)
     real_save = torch.save
 
     def failing_save(obj, f, *a, **kw):
@@ -217,7 +355,7 @@ def test_disk_full_during_torch_save_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", failing_save)
     out = tmp_path / "out.pt"
     with pytest.raises(ReadError, match="disk is full"):
-        run_export(VIT, out)
+        run_export(path, out)
     monkeypatch.setattr(torch, "save", real_save)
     assert not out.exists() and leftovers(tmp_path) == []
 
@@ -247,6 +385,105 @@ def test_failed_verification_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(ReadError, match="verification .* failed: x: differs"):
         run_export(VIT, out)
     assert not out.exists() and leftovers(tmp_path) == []
+
+
+# -- torch.save(model): the modules' _metadata, without running the pickle ----------------
+
+TINYNET_METADATA = {"": 1, "features": 1, "features.0": 1, "features.1": 2, "features.2": 1,
+                    "features.3": 1, "features.4": 2, "features.5": 1, "pool": 1, "norm": 1,
+                    "head": 1}  # TinyNet: Sequential(conv, BN, ReLU, conv, BN, ReLU), ...
+
+
+def _no_unpickling(monkeypatch):
+    def refuse(*a, **kw):
+        raise AssertionError("something tried to unpickle")
+
+    for mod, name in [(torch, "load"), (pickle, "load"), (pickle, "loads")]:
+        monkeypatch.setattr(mod, name, refuse)
+
+
+@pytest.mark.parametrize("ext", [".pt", ".safetensors"])
+def test_whole_model_export_carries_module_versions(tmp_path, monkeypatch, ext):
+    src = SAMPLES / "tinynet_whole_model.pt"
+    ckpt = open_checkpoint(str(src))
+    assert ckpt.container().kind == "module" and ckpt.state_metadata is None
+    _no_unpickling(monkeypatch)
+    out = tmp_path / f"tiny{ext}"
+    res = export(ckpt, dict(ckpt.tensors), ckpt.tensors, str(out))
+    monkeypatch.undo()
+    assert res.verified
+    want = {k: {"version": v} for k, v in TINYNET_METADATA.items()}
+    if ext == ".pt":
+        got = torch.load(out, weights_only=True)
+        assert list(got._metadata.items()) == list(want.items())  # torch's order too
+    else:
+        with safe_open(str(out), "pt") as f:
+            assert json.loads(f.metadata()["pttui.state_metadata"]) == want
+
+
+def test_whole_model_versions_follow_renames_and_casts(tmp_path):
+    ckpt = open_checkpoint(str(SAMPLES / "tinynet_whole_model.pt"))
+    mapping = {"net." + k: (m._replace(dtype="float16") if m.dtype == "float32" else m)
+               for k, m in ckpt.tensors.items()}
+    export(ckpt, mapping, ckpt.tensors, str(tmp_path / "net.pt"))
+    got = torch.load(tmp_path / "net.pt", weights_only=True)._metadata
+    assert got == {("net." + k).rstrip("."): {"version": v} for k, v in TINYNET_METADATA.items()}
+
+
+def _tiny_vit_model():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(image_size=32, patch_size=16, num_layers=2,
+                                                num_heads=2, hidden_dim=8, mlp_dim=16,
+                                                num_classes=3)
+
+
+@pytest.mark.parametrize("build", ["resnet18", "vit", "nested"])
+def test_whole_torchvision_models_get_torchs_own_metadata(tmp_path, build):
+    """torch.save(model) of real torchvision models (BatchNorm: version 2, ViT MLPBlock:
+    version 2); the export's _metadata is exactly model.state_dict()._metadata, and a
+    fresh model loads the result strictly."""
+    torchvision = pytest.importorskip("torchvision")
+    if build == "resnet18":
+        model = torchvision.models.resnet18(weights=None)
+    else:
+        model = _tiny_vit_model()
+    path = tmp_path / "whole.pt"
+    torch.save({"epoch": 3, "model": model} if build == "nested" else model, path)
+    ckpt = open_checkpoint(str(path))
+    assert ckpt.container().kind == "module"
+    res = export(ckpt, dict(ckpt.tensors), ckpt.tensors, str(tmp_path / "out.pt"))
+    assert res.verified
+    got = torch.load(tmp_path / "out.pt", weights_only=True)
+    want = model.state_dict()
+    assert list(got._metadata.items()) == list(want._metadata.items())
+    fresh = torchvision.models.resnet18(weights=None) if build == "resnet18" else _tiny_vit_model()
+    fresh.load_state_dict(got)
+    assert all(torch.equal(fresh.state_dict()[k], want[k]) for k in want)
+
+
+def test_module_version_table_matches_installed_torch_and_torchvision():
+    from pttui.core.modversions import VERSIONS
+
+    torchvision = pytest.importorskip("torchvision")
+    import importlib
+
+    for name in ("torch.ao.nn.quantized.dynamic", "torch.ao.nn.intrinsic.qat",
+                 "torch.ao.nn.intrinsic.quantized.dynamic", "torch.ao.quantization",
+                 "torchvision.models.detection", "torchvision.models.quantization",
+                 "torchvision.ops"):
+        importlib.import_module(name)
+
+    def every(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from every(sub)
+
+    installed = {}
+    for cls in every(torch.nn.Module):
+        if cls.__module__.startswith(("torch.", "torchvision.")) and cls._version != 1:
+            installed.setdefault(cls.__module__, {})[cls.__qualname__] = cls._version
+    assert installed == VERSIONS, torchvision.__version__
 
 
 def test_training_state_exports_without_unpickling(tmp_path, monkeypatch):
@@ -314,3 +551,74 @@ def test_export_memory_stays_far_below_the_file_size(tmp_path):
           + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in growth.items()))
     for ext, grew in growth.items():
         assert grew < 0.5 * size, (ext, grew, size)
+
+
+CAST_MEMORY_SCRIPT = r"""
+import json, os, sys, threading, time
+import torch
+from pttui.core.export import export
+from pttui.core.reader import open_checkpoint
+from pttui.core.recipe import Cast, Recipe
+
+src, folder, ext = sys.argv[1], sys.argv[2], sys.argv[3]
+
+def anon():  # private memory: what a kept cast costs (mapped file pages do not count)
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("RssAnon:"))
+
+cast = Recipe([Cast("bfloat16")])
+warm = os.path.join(folder, "warm.pt")  # first-use imports and allocator set-up
+torch.save({"w": torch.randn(1000)}, warm)
+small = open_checkpoint(warm)
+export(small, cast.apply(small.tensors), small.tensors, os.path.join(folder, "warm.out" + ext))
+ckpt = open_checkpoint(src)
+mapping = cast.apply(ckpt.tensors)
+base = anon()
+peak = [base]
+stop = threading.Event()
+
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], anon())
+        time.sleep(0.002)
+
+th = threading.Thread(target=sample)
+th.start()
+res = export(ckpt, mapping, ckpt.tensors, os.path.join(folder, "out" + ext))
+stop.set()
+th.join()
+peak[0] = max(peak[0], anon())
+print(json.dumps({"grew": peak[0] - base, "verified": res.verified, "cast": res.cast}))
+"""
+
+
+@pytest.fixture(scope="module")
+def wide_resnet(tmp_path_factory):
+    """torchvision's wide_resnet50_2 (weights=None): 263 MiB of float32, largest tensor
+    36 MiB."""
+    torchvision = pytest.importorskip("torchvision")
+    path = tmp_path_factory.mktemp("wrn") / "wrn50.pt"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.wide_resnet50_2(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RssAnon (Linux)")
+@pytest.mark.parametrize("ext", [".pt", ".safetensors"])
+def test_cast_export_memory_stays_near_the_largest_tensor(tmp_path, wide_resnet, ext):
+    """Casting holds one tensor at a time: private memory grows by about one cast tensor
+    (18 MiB here), not by the whole cast output (132 MiB)."""
+    ckpt = open_checkpoint(str(wide_resnet))
+    largest_cast = max(m.numel for m in ckpt.tensors.values()) * 2  # bfloat16
+    whole_cast = sum(m.numel * 2 for m in ckpt.tensors.values() if m.dtype == "float32")
+    res = subprocess.run([sys.executable, "-c", CAST_MEMORY_SCRIPT, str(wide_resnet),
+                          str(tmp_path), ext],
+                         capture_output=True, text=True, timeout=600, cwd=str(ROOT))
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"{ext}: cast output {whole_cast / 2**20:.0f} MiB, largest cast tensor "
+          f"{largest_cast / 2**20:.0f} MiB; private memory grew {got['grew'] / 2**20:.1f} MiB")
+    floats = sum(m.dtype == "float32" for m in ckpt.tensors.values())
+    assert got["verified"] and got["cast"] == {"bfloat16": floats}
+    assert got["grew"] < largest_cast + (16 << 20), got
+    assert whole_cast > 3 * (largest_cast + (16 << 20))  # the bound tells the two apart

@@ -330,3 +330,83 @@ def test_saved_recipe_is_an_ordinary_file_and_leaves_no_temp(tmp_path):
         os.umask(mask)
     assert os.listdir(tmp_path) == ["r.json"]
     assert stat.S_IMODE(os.stat(tmp_path / "r.json").st_mode) == 0o644
+
+
+# -- refused arguments: casts that would destroy weights, renames that garble every key ------
+
+@pytest.mark.parametrize("dtype,needle", [
+    ("int8", "not a floating dtype"), ("torch.int64", "not a floating dtype"),
+    ("uint8", "not a floating dtype"), ("bool", "not a floating dtype"),
+    ("complex64", "does not cast to complex64"), ("float8_e4m3fn", "does not cast to"),
+    ("float17", "unknown dtype"),
+])
+def test_cast_only_to_floating_dtypes(dtype, needle):
+    with pytest.raises(ReadError) as err:
+        Cast(dtype)
+    text = one_line(err.value)
+    assert text.startswith("cast: ") and needle in text
+    assert "float16, bfloat16, float32, float64" in text
+
+
+def test_cast_to_int8_would_zero_real_weights_so_it_is_refused_in_json_too(tmp_path):
+    """Why the refusal: a float -> int8 cast truncates the weights of a real model."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    w = torchvision.models.resnet18(weights=None).state_dict()["fc.weight"]
+    assert (w.to(torch.int8) == 0).float().mean() > 0.99  # what `cast int8` would write
+    for name in ("float16", "bfloat16", "half", "torch.float64"):  # what it may write
+        kept = w.to(getattr(torch, Cast(name).dtype)).float()
+        assert torch.allclose(kept, w, rtol=1e-2, atol=1e-6) and (kept == 0).float().mean() < 1e-3
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"pttui_recipe": 1, "ops": [{"op": "cast", "dtype": "int8"}]}))
+    with pytest.raises(ReadError) as err:
+        Recipe.load(path)
+    assert "int8 is not a floating dtype" in one_line(err.value)
+
+
+@pytest.mark.parametrize("pattern", ["", "x*", "(a|)", "(?:)", "\\.?", "(?:layer)*"])
+def test_rename_refuses_patterns_that_match_between_every_character(pattern):
+    assert re.sub(pattern, "x", "module.weight") != "module.weight"  # it would garble
+    with pytest.raises(ReadError) as err:
+        RegexRename(pattern, "x")
+    text = one_line(err.value)
+    assert text.startswith("rename: ") and "regex_rename" not in text
+
+
+@pytest.mark.parametrize("pattern,repl,key,want", [
+    ("^", "model.", "fc.weight", "model.fc.weight"),  # anchored: a prefix
+    ("$", ".0", "fc.weight", "fc.weight.0"),  # anchored: a suffix
+    (r"(?=\.weight$)", "_q", "fc.weight", "fc_q.weight"),  # a lookahead: one place
+    (r"\.?gamma$", ".weight", "ln.gamma", "ln.weight"),  # can be empty, never is here
+])
+def test_rename_keeps_patterns_that_insert_at_chosen_places(pattern, repl, key, want):
+    assert list(RegexRename(pattern, repl).apply(sd(key))) == [want]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("(", "x"), "rename: invalid regex `(`: missing ), unterminated subpattern"),
+    (("a", r"\2"), "rename: bad replacement"),
+    (("a", "b", -1), "rename: count must be"),
+])
+def test_rename_errors_use_the_command_name(args, needle):
+    with pytest.raises(ReadError) as err:
+        RegexRename(*args)
+    assert one_line(err.value).startswith(needle)
+
+
+def test_shell_words_for_refused_steps():
+    """What a shell user sees for `rename '' x`, `rename '(' x` and `cast int8`."""
+    from pttui.commands import Context, run_line
+
+    from .helpers import SAMPLES
+
+    ctx = Context()
+    assert run_line(ctx, f"open {SAMPLES / 'squeezenet1_1.pt'}").status == "ok"
+    for line, needle in [("rename '' x", "rename: the pattern is empty"),
+                         ("rename 'x*' y", "matches the empty string between characters"),
+                         ("rename '(' x", "rename: invalid regex `(`"),
+                         ("cast int8", "cast: int8 is not a floating dtype")]:
+        r = run_line(ctx, line)
+        assert r.status == "error" and needle in r.title and "\n" not in r.title, r.title
+        assert "regex_rename" not in r.title
+    assert ctx.session.recipe.ops == []

@@ -3,7 +3,13 @@ transformers key_mapping, run with those libraries' own rules, rename like the r
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +17,12 @@ from hypothesis import strategies as st
 
 from pttui.core.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
                                RecipeConflict, RegexRename, SelectContainer, StripPrefix)
+from pttui.core.autofix import auto_fix, reopen
+from pttui.core.reader import open_checkpoint
 from pttui.core.recipe_render import to_hf, to_mmengine, to_python
+from pttui.core.session_export import export_session
+from pttui.core.targets import load_target
+from tests.helpers import ROOT, SAMPLES
 from tests.test_recipe import metas, rename_ops, sd
 
 torch = pytest.importorskip("torch")
@@ -191,3 +202,181 @@ def test_odd_keys_render_as_valid_python(tmp_path):
     for code in (to_python(recipe), to_mmengine(recipe), to_hf(recipe)):
         compile(code, "<snippet>", "exec")
     assert _mmengine_keys(to_mmengine(recipe), odd) == list(recipe.apply(sd(*odd)))
+
+
+# -- the snippet loads every sample format, and gives what `pttui fix` exports ------------
+
+VIT_SPEC = f"{SAMPLES / 'targets.py'}:tiny_vit"
+
+
+def _tiny_vit() -> nn.Module:
+    spec = importlib.util.spec_from_file_location("pttui_test_targets", SAMPLES / "targets.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # targets.py has no side effects (models.py has)
+    return mod.tiny_vit()
+
+
+def _copy(tmp_path, sample: str):
+    """The sample (its folder for a sharded set or DCP) copied into tmp_path."""
+    top = sample.split("/", 1)[0]
+    src = SAMPLES / top
+    if src.is_dir():
+        shutil.copytree(src, tmp_path / top)
+    else:
+        shutil.copy(src, tmp_path / top)
+    return tmp_path / sample
+
+
+def _repaired(path, cast: str | None = None):
+    """`pttui fix --auto`'s recipe for the tiny ViT, and the tensors pttui exports with it."""
+    ckpt = open_checkpoint(str(path))
+    result = auto_fix(ckpt, load_target(VIT_SPEC))
+    assert result.refused is None, result.refused
+    recipe = result.recipe if cast is None else result.recipe.with_op(Cast(cast))
+    out = path.parent / "pttui_export.pt"
+    export_session(reopen(result.ckpt, recipe), recipe, str(out), write_recipe=False)
+    return recipe, torch.load(out, weights_only=True)
+
+
+def _same_tensors(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for k, v in want.items():
+        assert got[k].dtype == v.dtype and torch.equal(got[k], v), k
+
+
+@pytest.mark.parametrize("sample,cast", [
+    ("tiny_vit_training_state.pt", None),  # argparse.Namespace + numpy scalars: allow-list
+    ("tiny_vit_sharded_bin/pytorch_model.bin.index.json", None),
+    ("tiny_vit_sharded/model.safetensors.index.json", "bfloat16"),
+    ("tiny_vit_dcp", None),
+    ("tiny_vit.safetensors", "float16"),
+    ("tiny_vit_lightning.ckpt", None),  # container `state_dict`, prefix `model.`
+    ("tiny_vit_renamed.pt", None),  # gamma/beta and blocks.N renames
+    ("tiny_vit_legacy.pt", None),
+    ("tiny_vit_cuda.pt", None),
+    ("tiny_vit_torchscript.pt", None),
+])
+def test_python_snippet_loads_each_format_like_the_export(tmp_path, sample, cast):
+    path = _copy(tmp_path, sample)
+    recipe, exported = _repaired(path, cast)
+    code = to_python(recipe)
+    assert f"PATH = {str(path)!r}" in code
+    model = _tiny_vit()
+    ns = _run(code, model)  # ends with model.load_state_dict(sd): strict
+    _same_tensors(ns["sd"], dict(exported))
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], exported[k].to(loaded[k].dtype)) for k in exported)
+
+
+def test_python_snippet_for_a_whole_pickled_model_needs_consent(tmp_path, monkeypatch):
+    """torch.save(model): the snippet stops until TRUST_PICKLE is set; then (in a child
+    Python, where the model's own `models.py` can be imported) it gives the export."""
+    monkeypatch.setenv("PTTUI_SAMPLE_MARKER_DIR", str(tmp_path))
+    path = _copy(tmp_path, "tinynet_whole_model.pt")
+    shutil.copy(SAMPLES / "models.py", tmp_path / "models.py")
+    ckpt = open_checkpoint(str(path))
+    recipe = Recipe([SelectContainer(())], source=str(path))
+    out = tmp_path / "pttui_export.pt"
+    export_session(ckpt, recipe, str(out), write_recipe=False)
+    code = to_python(recipe)
+    assert "weights_only=False" in code and "TRUST_PICKLE = False" in code
+    with pytest.raises(RuntimeError, match="whole pickled model"):
+        _run(code, nn.Linear(1, 1))
+    assert not (tmp_path / "pttui_models_imported").exists()  # nothing was unpickled
+    child = ("import sys, torch\nsys.path.insert(0, sys.argv[1])\nimport models\n"
+             "model = models.TinyNet()\n"
+             + code.replace("TRUST_PICKLE = False", "TRUST_PICKLE = True")
+             + "torch.save(sd, sys.argv[2])\n")
+    res = subprocess.run([sys.executable, "-c", child, str(tmp_path), str(tmp_path / "sd.pt")],
+                         capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = torch.load(tmp_path / "sd.pt", weights_only=True)
+    want = torch.load(out, weights_only=True)
+    _same_tensors(got, dict(want))
+    assert got._metadata == want._metadata  # the export carries the module versions
+
+
+def test_python_snippet_refuses_a_file_with_code_in_its_pickle(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTTUI_SAMPLE_MARKER_DIR", str(tmp_path))
+    path = _copy(tmp_path, "malicious.pt")
+    code = to_python(Recipe([SelectContainer(("state_dict",))], source=str(path)))
+    assert "builtins.exec" in code and "torch.load(" not in code
+    with pytest.raises(RuntimeError, match="holds code in its pickle"):
+        _run(code, _tiny_vit())
+    assert os.listdir(tmp_path) == ["malicious.pt"]  # its payload never ran
+
+
+@pytest.mark.parametrize("name", ["w.safetensors", "model.safetensors.index.json", "w.pt"])
+def test_python_snippet_for_a_missing_source_goes_by_its_name(tmp_path, name):
+    """Rendered where the checkpoint is not (another machine): the name decides; the
+    snippet then runs once the file is there."""
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    path = tmp_path / name
+    code = to_python(Recipe([StripPrefix("net.")], source=str(path)))
+    assert "was not found" in code
+    src = _model()
+    sd_ = {f"net.{k}": v for k, v in src.state_dict().items()}
+    if name.endswith(".index.json"):
+        safetensors_torch.save_file(sd_, str(tmp_path / "model-1.safetensors"))
+        path.write_text(json.dumps({"weight_map": {k: "model-1.safetensors" for k in sd_}}))
+    elif name.endswith(".safetensors"):
+        safetensors_torch.save_file(sd_, str(path))
+    else:
+        torch.save(sd_, path)
+    dst = _model()
+    for p in dst.parameters():
+        nn.init.zeros_(p)
+    _run(code, dst)
+    _assert_holds(dst, src.state_dict())
+
+
+# -- the replay command ---------------------------------------------------------------------
+
+def test_replay_command_runs_as_pasted_with_model_args_and_folders(tmp_path):
+    """The hint names the recipe with its folder and the model arguments the recipe
+    stores; pasted in the folder pttui ran from, it repeats the export exactly."""
+    import shlex
+
+    from pttui.core.recipe_render import replay_command
+
+    (tmp_path / "ckpts").mkdir()
+    (tmp_path / "fixed").mkdir()
+    src = tmp_path / "ckpts" / "k100.pt"
+    shutil.copy(SAMPLES / "squeezenet1_1_finetuned_10cls.pt", src)
+    target = load_target("torchvision:squeezenet1_1", {"num_classes": 10})
+    result = auto_fix(open_checkpoint(str(src)), target)
+    assert result.refused is None and result.recipe.model_args == {"num_classes": 10}
+    out = tmp_path / "fixed" / "k100.fixed.safetensors"
+    _res, rpath = export_session(result.ckpt, result.recipe, str(out))
+    cmd = replay_command(rpath, result.recipe, out=str(out), cwd=str(tmp_path))
+    assert cmd == ("pttui fix ckpts/k100.pt --model torchvision:squeezenet1_1 --model-arg "
+                   "num_classes=10 --recipe fixed/k100.fixed.safetensors.recipe.json "
+                   "-o fixed/k100.fixed.replay.safetensors")
+    words = shlex.split(cmd)
+    assert words[:2] == ["pttui", "fix"]
+    res = subprocess.run([sys.executable, "-m", "pttui.cli", *words[1:]], cwd=str(tmp_path),
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    from safetensors.torch import load_file
+
+    _same_tensors(load_file(tmp_path / "fixed" / "k100.fixed.replay.safetensors"),
+                  load_file(out))
+
+
+def test_replay_command_quotes_what_a_shell_would_split():
+    import shlex
+
+    from pttui.core.recipe_render import replay_command
+
+    recipe = Recipe(source="/data/my ckpt.pt", target="path/to/net.py:Net",
+                    model_args={"arch": "resnet", "depth": "50", "flag": "true", "n": 3,
+                                "scale": 0.5, "names": ["a", "b"]})
+    words = shlex.split(replay_command("/r dir/r.json", recipe, cwd="/elsewhere"))
+    assert words[2] == "/data/my ckpt.pt" and words[words.index("--recipe") + 1] == "/r dir/r.json"
+    args = [words[i + 1] for i, w in enumerate(words) if w == "--model-arg"]
+    from pttui.core.targets import parse_model_args
+
+    assert parse_model_args(args) == recipe.model_args  # each parses back to its value
+    assert "arch=resnet" in args and words[-2:] == ["-o", "OUT.safetensors"]

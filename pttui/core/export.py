@@ -2,14 +2,15 @@
 
 When no tensor is cast, the stored bytes are copied as they are, without torch
 (``rawexport``: as fast as ``cp`` plus the check, a few MiB of memory). Otherwise
-tensors come from :class:`TensorSource` as zero-copy views of the mapped source,
-so memory stays near one tensor (only casts allocate); mapped pages are handed
-back to the page cache as the file streams through. The output is written to a
-hidden temp file beside the destination, fsynced, verified by reading it back
-with pttui's own reader (no pickle is run) and only then renamed into place: a
-failed, cancelled or interrupted export leaves nothing behind, and the source
-is never written over. A killed one leaves its hidden file, which the next export
-into that folder removes (partials.py).
+tensors come from :class:`TensorSource` as zero-copy views of the mapped source and
+go out one at a time (``streamexport`` for .pt, ``_write_safetensors`` here), so
+memory stays near the largest tensor: a cast allocates one tensor, written and
+freed before the next. The output is written to a hidden temp file beside the
+destination, fsynced, verified by reading it back with pttui's own reader (no
+pickle is run) and only then renamed into place: a failed, cancelled or
+interrupted export leaves nothing behind, and the source is never written over. A
+killed one leaves its hidden file, which the next export into that folder removes
+(partials.py).
 """
 
 from __future__ import annotations
@@ -24,21 +25,19 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Callable
 
-from pttui.core import dtypes, formats, partials, rawexport
+from pttui.core import dtypes, formats, modversions, partials, rawexport, streamexport
+from pttui.core.exportjob import ExportCancelled, Job as _Job, view_key
 from pttui.core.meta import Checkpoint, ReadError, TensorMeta
-from pttui.core.tensordata import TensorSource, as_bytes, checksum, torch_dtype
+from pttui.core.tensordata import TensorSource, as_bytes, checksum
 
+__all__ = ["EXTENSIONS", "ExportCancelled", "ExportResult", "SAFETENSORS", "TORCH",
+           "exists_message", "export", "source_files", "verify_file", "view_key"]
 TORCH, SAFETENSORS = "torch-zip", "safetensors"
 EXTENSIONS = {".pt": TORCH, ".pth": TORCH, ".bin": TORCH, ".safetensors": SAFETENSORS}
 _FMT_NAMES = {"pt": TORCH, "pth": TORCH, "bin": TORCH, "torch": TORCH, TORCH: TORCH,
               SAFETENSORS: SAFETENSORS}
 _ST_TAGS = {v: k for k, v in dtypes.SAFETENSORS_DTYPES.items()}
-_DROP_EVERY = 32 << 20  # bytes written between handing mapped pages back
 COPY_BYTES = True  # copy stored bytes without torch when nothing is cast (rawexport.py)
-
-
-class ExportCancelled(ReadError):
-    """The caller's cancel event was set; nothing was written."""
 
 
 @dataclass
@@ -51,64 +50,30 @@ class ExportResult:
     verified: bool
     problems: list[str] = field(default_factory=list)  # non-fatal notes
     aliases: dict[str, str] = field(default_factory=dict)  # dropped name -> kept name
+    cast: dict[str, int] = field(default_factory=dict)  # dtype -> tensors cast to it
+
+    @property
+    def verdict(self) -> str:
+        """One line saying what the read-back proved (casts are not 'equal the source')."""
+        if not self.verified:
+            return "not verified"
+        what = "(keys, shapes, dtypes, checksums)"
+        if not self.cast:
+            return f"verified: every tensor read back equals the source {what}"
+        into = " / ".join(sorted(self.cast))
+        cast = sum(self.cast.values())
+        if cast == self.tensors:
+            return f"verified: every tensor read back equals the source cast to {into} {what}"
+        kept = self.tensors - cast
+
+        def count(n: int, what: str) -> str:
+            return f"{n} {what} tensor equals" if n == 1 else f"{n} {what} tensors equal"
+
+        return (f"verified by reading back: {count(kept, 'kept')} the source, "
+                f"{count(cast, 'cast')} the source cast to {into} {what}")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "seconds": round(self.seconds, 3)}
-
-
-class _Job:
-    """One export's state: what goes out, under which name, with which digest."""
-
-    def __init__(self, mapping: dict[str, TensorMeta], source: dict[str, TensorMeta],
-                 progress: Callable[[int, int], Any] | None, cancel: Any) -> None:
-        self.items: list[tuple[str, TensorMeta, TensorMeta]] = []
-        for name, meta in mapping.items():
-            orig = source.get(meta.key)
-            if orig is None:
-                raise ReadError(f"{name}: its source tensor {meta.key} is not in the "
-                                "checkpoint's selected container")
-            if tuple(meta.shape) != tuple(orig.shape):
-                raise ReadError(f"{name}: shape {list(meta.shape)} differs from the stored "
-                                f"{list(orig.shape)}; pttui does not reshape tensors")
-            self.items.append((name, meta, orig))
-        self.progress, self.cancel = progress, cancel
-        self.digests: dict[str, tuple[tuple[int, ...], str, str]] = {}
-        self.problems: list[str] = []
-        self.done = 0
-        self._cast: dict[tuple, Any] = {}
-
-    def check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise ExportCancelled("export cancelled; nothing was written")
-
-    def tensor(self, src: TensorSource, name: str, meta: TensorMeta, orig: TensorMeta) -> Any:
-        """Read (and cast) one tensor, record its digest, report progress. The caller
-        drops the source pages once it has used the tensor."""
-        self.check_cancel()
-        t = src.read(orig)
-        if meta.dtype != orig.dtype:
-            vk = view_key(orig, meta.dtype)
-            cast = self._cast.get(vk)
-            if cast is None:
-                try:
-                    cast = t.to(torch_dtype(meta.dtype, name))
-                except (RuntimeError, TypeError, NotImplementedError) as err:
-                    raise ReadError(f"{name}: cannot cast {orig.dtype} to {meta.dtype} "
-                                    f"({str(err).splitlines()[0][:120]})") from None
-                self._cast[vk] = cast
-            t = cast
-        self.digests[name] = (tuple(t.shape), meta.dtype, checksum(t))
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, len(self.items))
-        return t
-
-
-def view_key(meta: TensorMeta, dtype: str | None = None) -> tuple:
-    """Tensors with equal keys are the same bytes (tied weights): written once."""
-    ident = meta.storage.ident if meta.storage is not None else ("<dcp>", meta.key)
-    return (ident, meta.storage_offset, tuple(meta.shape),
-            tuple(meta.stride) if meta.stride is not None else None, dtype or meta.dtype)
+        return {**asdict(self), "seconds": round(self.seconds, 3), "verdict": self.verdict}
 
 
 def export(ckpt: Checkpoint, mapping: dict[str, TensorMeta],
@@ -121,7 +86,9 @@ def export(ckpt: Checkpoint, mapping: dict[str, TensorMeta],
     ``source_tensors`` is the selected container as read (keyed by original key);
     a tensor whose ``mapping`` dtype differs from it is cast. ``metadata`` becomes
     the state_dict's ``_metadata`` (.pt) or string entries of ``__metadata__``
-    (.safetensors). ``cancel`` is a ``threading.Event`` checked between tensors.
+    (.safetensors); None with a whole pickled model (``torch.save(model)``): its
+    modules' versions, read from the pickle without running it and renamed with the
+    keys (modversions.py). ``cancel`` is a ``threading.Event`` checked between tensors.
     """
     start = time.monotonic()
     out = os.path.abspath(out_path)
@@ -129,6 +96,9 @@ def export(ckpt: Checkpoint, mapping: dict[str, TensorMeta],
     fmt = _resolve_format(out_path, fmt)
     job = _Job(mapping, source_tensors, progress, cancel)
     job.problems += partials.sweep_note(os.path.dirname(out))  # leftovers of killed runs
+    if metadata is None and job.items:  # torch.save(model): its modules' versions
+        found = modversions.read_module_metadata(ckpt)
+        metadata = modversions.renamed(found, job.items) if found else None
     plan = _st_plan(job, metadata) if fmt == SAFETENSORS else None
     aliases = plan[2] if plan else {}
     with TensorSource(ckpt) as src:
@@ -140,11 +110,12 @@ def export(ckpt: Checkpoint, mapping: dict[str, TensorMeta],
                      ) if verify else None
         else:
             write = (partial(_write_safetensors, src=src, job=job, plan=plan) if plan
-                     else partial(_write_torch, src=src, job=job, metadata=metadata))
+                     else partial(_write_torch, src=src, job=job,
+                                  metadata=_torch_metadata(job, metadata)))
             check = (lambda tmp: _verify_or_raise(tmp, fmt, job.digests)) if verify else None
         _atomic_write(out, force, write, check)
     return ExportResult(out, fmt, len(job.items), os.path.getsize(out),
-                        time.monotonic() - start, verify, job.problems, aliases)
+                        time.monotonic() - start, verify, job.problems, aliases, job.cast)
 
 
 def _resolve_format(out_path: str, fmt: str | None) -> str:
@@ -191,10 +162,16 @@ def _check_destination(ckpt: Checkpoint, out: str, force: bool) -> None:
             raise ReadError(f"{out}: is the source checkpoint ({src}); pttui never writes "
                             "over its input. Choose another output name")
     if os.path.lexists(out) and not force:
-        raise ReadError(f"{out}: already exists; choose another name or pass --force to "
-                        "replace it")
+        raise ReadError(exists_message(out))
     if not os.access(folder, os.W_OK):
         raise ReadError(_DENIED.format(folder=folder))
+
+
+def exists_message(path: str, what: str = "already exists") -> str:
+    """Refusing to replace ``path``: in words every front end's overwrite switch fits
+    (``--force`` in the CLI and the shell, a checkbox in the TUI)."""
+    return (f"{path}: {what}; not replacing it. Choose another name, or allow "
+            "overwriting (--force; in the TUI: 'overwrite existing files')")
 
 
 _DENIED = "{folder}: permission denied; cannot write the export there"
@@ -231,8 +208,7 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
         try:
             partials.publish(tmp, out, replace=force)
         except FileExistsError:
-            raise ReadError(f"{out}: appeared while exporting; not replacing it (pass "
-                            "--force)") from None
+            raise ReadError(exists_message(out, "appeared while exporting")) from None
         tmp = None
     except OSError as err:
         raise _os_error(err, out) from None
@@ -240,55 +216,15 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
         partials.discard(tmp, lock)  # tmp is None once published
 
 
-# -- torch.save -------------------------------------------------------------------------
-
-class _Sink:
-    """The file torch.save writes through: checks cancel, hands mapped pages back,
-    and keeps the real exception (torch turns it into a vague RuntimeError)."""
-
-    def __init__(self, f: Any, src: TensorSource, job: _Job) -> None:
-        self.f, self.src, self.job = f, src, job
-        self.error: BaseException | None = None
-        self.since = 0
-
-    def write(self, data: Any) -> int:
-        if self.error is not None:
-            raise self.error
-        try:
-            self.job.check_cancel()
-            n = self.f.write(data)
-        except BaseException as err:
-            self.error = err
-            raise
-        self.since += len(data)
-        if self.since >= _DROP_EVERY:
-            self.src.drop_pages()
-            self.since = 0
-        return n
-
-    def flush(self) -> None:
-        self.f.flush()
-
+# -- torch.save format ------------------------------------------------------------------
 
 def _write_torch(f: Any, src: TensorSource, job: _Job, metadata: Any) -> None:
-    import torch
-
-    sd: OrderedDict[str, Any] = OrderedDict()
-    for name, meta, orig in job.items:
-        sd[name] = job.tensor(src, name, meta, orig)
-        src.drop_pages(orig)  # the view stays valid; its pages fault back in when saved
-    plain = _torch_metadata(job, metadata)
-    if plain is not None:
-        sd._metadata = plain  # type: ignore[attr-defined]
-    sink = _Sink(f, src, job)
-    try:
-        torch.save(sd, sink)
-    except BaseException:
-        if sink.error is not None:
-            raise sink.error from None
-        raise
-    src.drop_pages()
-    job.check_cancel()
+    """One storage at a time (streamexport); torch.save for dtypes it cannot name."""
+    p = streamexport.plan(src, job.items, view_key)
+    if p is not None:
+        streamexport.write(f, p, src, job, metadata)
+    else:
+        streamexport.write_torch_save(f, src, job, metadata, view_key)
 
 
 def _torch_metadata(job: _Job, metadata: Any) -> Any:

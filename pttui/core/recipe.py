@@ -10,7 +10,6 @@ the new name. A recipe is JSON so ``pttui fix --recipe`` can replay it without t
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import json
 import os
 import re
@@ -19,8 +18,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from pttui.core.dtypes import canonical
 from pttui.core.meta import Checkpoint, ReadError, TensorMeta
+from pttui.core.recipe_args import (cast_dtype, compile_regex, literal_key, matcher, need_str,
+                                    quote, rename_regex)
 
 VERSION = 1
 Tensors = dict[str, TensorMeta]
@@ -29,45 +29,6 @@ _REAL_FLOAT = ("float", "bfloat")  # Cast leaves complex, integer and bool tenso
 
 class RecipeConflict(ReadError):
     """A rename would give two tensors one name; pttui never overwrites silently."""
-
-
-def quote(text: str) -> str:
-    """`text` in backticks, or its repr when it holds characters a one-line message can't."""
-    return f"`{text}`" if text.isprintable() and "`" not in text else repr(text)
-
-
-def _compile(pattern: Any, what: str) -> re.Pattern[str]:
-    if not isinstance(pattern, str):
-        raise ReadError(f"{what}: expected a regex string, got {pattern!r}")
-    try:
-        return re.compile(pattern)
-    except re.error as err:
-        raise ReadError(f"{what}: invalid regex {quote(pattern)}: {err}") from None
-
-
-def _need_str(value: Any, what: str, *, empty_ok: bool = False) -> None:
-    if not isinstance(value, str) or (not value and not empty_ok):
-        raise ReadError(f"{what}: expected a non-empty string, got {value!r}")
-
-
-def matcher(pattern: str, kind: str) -> Callable[[str], bool]:
-    """A key predicate: ``glob`` matches the whole key (fnmatchcase), ``regex`` searches it."""
-    if kind == "glob":
-        _need_str(pattern, "glob pattern")
-        return lambda key: fnmatch.fnmatchcase(key, pattern)
-    if kind == "regex":
-        rx = _compile(pattern, "pattern")
-        return lambda key: rx.search(key) is not None
-    raise ReadError(f"pattern kind must be `glob` or `regex`, not {kind!r}")
-
-
-def literal_key(pattern: str, kind: str) -> str | None:
-    """The one key ``pattern`` names exactly (no wildcards), else None."""
-    if kind == "glob":
-        return None if any(c in pattern for c in "*?[") else pattern
-    body = pattern.removeprefix("^").removesuffix("$")
-    text = re.sub(r"\\(.)", r"\1", body)
-    return text if re.escape(text) == body else None
 
 
 def _rename(tensors: Mapping[str, TensorMeta], new_name: Callable[[str], str]) -> Tensors:
@@ -126,7 +87,7 @@ def op_from_json(data: Any) -> Op:
                         "was this recipe written by a newer pttui?")
     try:
         return cls(**args)
-    except TypeError as err:
+    except (TypeError, ReadError) as err:
         raise ReadError(f"recipe op {name!r}: {err}") from None
 
 
@@ -152,7 +113,7 @@ class StripPrefix(Op):
     name: ClassVar[str] = "strip_prefix"
 
     def __post_init__(self) -> None:
-        _need_str(self.prefix, "strip_prefix")
+        need_str(self.prefix, "strip prefix")
 
     def apply(self, tensors: Tensors) -> Tensors:
         return _rename(tensors, lambda k: k.removeprefix(self.prefix))
@@ -170,9 +131,9 @@ class AddPrefix(Op):
     name: ClassVar[str] = "add_prefix"
 
     def __post_init__(self) -> None:
-        _need_str(self.prefix, "add_prefix")
+        need_str(self.prefix, "add prefix")
         if self.only is not None:
-            _compile(self.only, "add_prefix only")
+            compile_regex(self.only, "add prefix (only)")
 
     def apply(self, tensors: Tensors) -> Tensors:
         if self.only is None:
@@ -195,14 +156,14 @@ class RegexRename(Op):
     name: ClassVar[str] = "regex_rename"
 
     def __post_init__(self) -> None:
-        rx = _compile(self.pattern, "regex_rename")
-        _need_str(self.replacement, "regex_rename replacement", empty_ok=True)
+        rx = rename_regex(self.pattern)
+        need_str(self.replacement, "rename: the replacement", empty_ok=True)
         if type(self.count) is not int or self.count < 0:
-            raise ReadError(f"regex_rename count must be an integer >= 0, got {self.count!r}")
+            raise ReadError(f"rename: count must be an integer >= 0, got {self.count!r}")
         try:
             rx.sub(self.replacement, "")  # checks group references up front
         except (re.error, IndexError) as err:
-            raise ReadError(f"regex_rename: bad replacement {quote(self.replacement)}: "
+            raise ReadError(f"rename: bad replacement {quote(self.replacement)}: "
                             f"{err}") from None
 
     def apply(self, tensors: Tensors) -> Tensors:
@@ -224,7 +185,7 @@ class KeyMap(Op):
     def __post_init__(self) -> None:
         if not isinstance(self.mapping, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in self.mapping.items()):
-            raise ReadError(f"key_map must map strings to strings, got {self.mapping!r}")
+            raise ReadError(f"rename: key_map must map strings to strings, got {self.mapping!r}")
         object.__setattr__(self, "mapping", MappingProxyType(dict(self.mapping)))
 
     def apply(self, tensors: Tensors) -> Tensors:
@@ -244,7 +205,7 @@ class Drop(Op):
     name: ClassVar[str] = "drop"
 
     def __post_init__(self) -> None:
-        matcher(self.pattern, self.kind)
+        matcher(self.pattern, self.kind, "drop")
 
     def apply(self, tensors: Tensors) -> Tensors:
         hit = matcher(self.pattern, self.kind)
@@ -256,8 +217,9 @@ class Drop(Op):
 
 @dataclass(frozen=True)
 class Cast(Op):
-    """Set the dtype of matching floating tensors. Integer and bool buffers
-    (``num_batches_tracked``) keep theirs unless ``pattern`` names the key exactly."""
+    """Set the dtype of matching floating tensors to a floating dtype (CAST_DTYPES).
+    Integer and bool buffers (``num_batches_tracked``) keep theirs unless ``pattern``
+    names the key exactly."""
 
     dtype: str
     pattern: str = "*"
@@ -265,13 +227,8 @@ class Cast(Op):
     name: ClassVar[str] = "cast"
 
     def __post_init__(self) -> None:
-        _need_str(self.dtype, "cast dtype")
-        dtype = canonical(self.dtype)
-        if dtype is None:
-            raise ReadError(f"cast: unknown dtype {quote(self.dtype)} (try float16, bfloat16, "
-                            "float32)")
-        object.__setattr__(self, "dtype", dtype)
-        matcher(self.pattern, self.kind)
+        object.__setattr__(self, "dtype", cast_dtype(self.dtype))
+        matcher(self.pattern, self.kind, "cast")
 
     @property
     def exact_key(self) -> str | None:

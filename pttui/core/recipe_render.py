@@ -6,8 +6,11 @@ comments that say why, never silently vanish.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 from collections.abc import Sequence
+from typing import Any
 
 from pttui.core.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Op, Recipe,
                                RegexRename, SelectContainer, StripPrefix, quote)
@@ -176,18 +179,6 @@ def _python_op(op: Op) -> list[str]:
     return []  # SelectContainer and AcceptMissing act at load time
 
 
-def _load_lines(recipe: Recipe, path: str | None) -> list[str]:
-    lines = [f"PATH = {path!r}"] if path else ["# set PATH to the checkpoint file"]
-    if path and path.endswith(".safetensors"):
-        lines += ["sd = safetensors.torch.load_file(PATH)"]
-    else:
-        lines += ["sd = torch.load(PATH, map_location='cpu', weights_only=True)"]
-    if recipe.container:
-        index = "".join(f"[{p}]" if p.isdigit() else f"[{p!r}]" for p in recipe.container)
-        lines.append(f"sd = sd{index}")
-    return lines
-
-
 def _strict_lines(recipe: Recipe) -> list[str]:
     accepted = recipe.accepted_missing
     if not accepted:
@@ -200,14 +191,64 @@ def _strict_lines(recipe: Recipe) -> list[str]:
 
 
 def to_python(recipe: Recipe, path: str | None = None) -> str:
-    """A runnable snippet: load the file, select, rename, drop, cast, load into ``model``."""
+    """A runnable snippet: load the file (the way its format needs: load_snippet.py),
+    select, rename, drop, cast, load into ``model``."""
+    from pttui.core.load_snippet import load_lines
+
     path = path or recipe.source
     body = [line for op in recipe.ops for line in _python_op(op)]
     code = "\n".join(body)
+    loading = load_lines(path, recipe.container)
     modules = ["fnmatch"] * ("fnmatch." in code) + ["re", "torch"]
-    if path and path.endswith(".safetensors"):
-        modules.append("safetensors.torch")
+    modules += [m for m in loading.imports if m not in modules]
     lines = [*_header(recipe, "plain PyTorch"), "# `model` is your nn.Module",
-             f"import {', '.join(modules)}", "", *_load_lines(recipe, path), *body,
-             *_strict_lines(recipe)]
+             f"import {', '.join(modules)}", "", *loading.lines, *body, *_strict_lines(recipe)]
     return "\n".join(lines) + "\n"
+
+
+# -- the replay command -------------------------------------------------------------------
+
+def _shown_path(path: str, cwd: str) -> str:
+    """``path`` relative to ``cwd`` when it lies inside it, else absolute."""
+    full = os.path.abspath(os.path.join(cwd, os.path.expanduser(path)))
+    try:
+        inside = os.path.commonpath([full, cwd]) == cwd
+    except ValueError:  # another drive (Windows)
+        inside = False
+    return os.path.relpath(full, cwd) if inside else full
+
+
+def _model_arg(key: str, value: Any) -> str:
+    """``K=V`` that ``--model-arg`` parses back to ``value`` (a bare word when it can)."""
+    from pttui.core.targets import parse_model_args
+
+    if isinstance(value, str):
+        try:
+            if parse_model_args([f"{key}={value}"]).get(key) == value:
+                return f"{key}={value}"
+        except Exception:  # noqa: BLE001 - any doubt: the quoted literal below
+            pass
+    return f"{key}={value!r}"
+
+
+def replay_command(recipe_path: str, recipe: Recipe, source: str | None = None,
+                   out: str | None = None, cwd: str | None = None) -> str:
+    """``pttui fix SOURCE --model SPEC [--model-arg K=V ...] --recipe R.json -o OUT`` that
+    works when pasted in ``cwd`` (default: the current folder, where pttui was run):
+    the recipe with its folder, the model arguments the recipe stores, every word
+    shell-quoted. ``source`` defaults to the recipe's; ``out`` (the file just written)
+    becomes ``STEM.replay.EXT`` when it exists, so the command does not stop at it."""
+    cwd = os.path.abspath(cwd or os.getcwd())
+    words = ["pttui", "fix", _shown_path(source or recipe.source, cwd)
+             if (source or recipe.source) else "CHECKPOINT"]
+    words += ["--model", recipe.target or "SPEC"]
+    for key, value in recipe.model_args.items():
+        words += ["--model-arg", _model_arg(key, value)]
+    words += ["--recipe", _shown_path(recipe_path, cwd)]
+    if out is None:
+        out = "OUT.safetensors"
+    elif os.path.lexists(os.path.join(cwd, os.path.expanduser(out))):
+        stem, ext = os.path.splitext(out)
+        out = f"{stem}.replay{ext}"
+    words += ["-o", _shown_path(out, cwd)]
+    return shlex.join(words)

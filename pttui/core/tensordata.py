@@ -126,6 +126,20 @@ class TensorSource:
                             f"storage {ref.key}; the file is damaged")
         return typed.as_strided(shape, stride, meta.storage_offset)
 
+    def storage_bytes(self, meta: TensorMeta) -> Any:
+        """The whole storage ``meta`` views, as a 1-D uint8 tensor in this machine's byte
+        order (what ``torch.save`` writes for any view of it). Zero-copy from the mapped
+        file unless the bytes must be swapped or realigned."""
+        ref = meta.storage
+        if ref is None or self.ckpt.format == formats.DCP:
+            raise ReadError(f"{meta.key}: the file keeps no storage for this tensor")
+        dtype = torch_dtype(ref.dtype, meta.key)
+        base = self._storage(ref, ref.dtype, dtype.itemsize, meta.key)
+        if base.numel() != ref.nbytes:
+            raise ReadError(f"{meta.key}: storage {ref.key} holds {base.numel():,} bytes, "
+                            f"{ref.nbytes:,} expected; the file is damaged")
+        return base
+
     def drop(self, meta: TensorMeta | None = None) -> None:
         """Done with ``meta`` (None: everything): forget its storage, so a later read
         builds a new one, and return its mapped pages to the page cache."""
