@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -195,3 +196,30 @@ def test_export_is_an_ordinary_file(tmp_path, capsys):
     assert rc == 0, err
     assert oct(out.stat().st_mode & 0o777) == oct(0o644)
     assert not [p for p in os.listdir(tmp_path) if "pttui-partial" in p]
+
+
+def test_the_printed_replay_repeats_the_fix_as_pasted(tmp_path, capsys, monkeypatch):
+    """`fix --recipe` with a model argument prints a replay that, run from the same
+    folder, writes the same tensors again."""
+    import shlex
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLES / "squeezenet1_1_finetuned_10cls.pt", tmp_path / "ft.pt")
+    (tmp_path / "out").mkdir()
+    recipe = {"pttui_recipe": 1, "source": None, "target": None, "model_args": {},
+              "ops": []}  # with num_classes=10 the file fits as it is
+    (tmp_path / "r.json").write_text(json.dumps(recipe))
+    rc, out, err = run_main(capsys, "fix", "ft.pt", "--model", "torchvision:squeezenet1_1",
+                            "--model-arg", "num_classes=10", "--recipe", "r.json",
+                            "-o", "out/a.safetensors")
+    assert rc == 0, err
+    replay = next(line.split("replay: ", 1)[1] for line in out.splitlines() if "replay: " in line)
+    words = shlex.split(replay)
+    assert words[:2] == ["pttui", "fix"] and "num_classes=10" in words
+    assert "out/a.safetensors.recipe.json" in words
+    rc, out2, err2 = run_main(capsys, *words[1:])
+    assert rc == 0, err2
+    again = words[words.index("-o") + 1]
+    assert again != "out/a.safetensors" and again.startswith("out/")
+    a, b = load_file("out/a.safetensors"), load_file(again)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pttui.core.recipe_render import replay_command
     from pttui.core.session_export import export_session
 
     ckpt, target, chosen = open_source_and_target(args)
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         steps = [s.title for s in result.steps]
     else:
         recipe = Recipe.load(args.recipe)
+        recipe.target = getattr(target, "spec", None) or args.model  # the replay names them
+        recipe.model_args = dict(getattr(target, "args", {}) or {})
         ckpt = reopen(ckpt, recipe)
         report = compare(recipe.apply(ckpt.tensors), target,
                          accepted_missing=recipe.accepted_missing,
@@ -64,11 +67,12 @@ def run(args: argparse.Namespace) -> int:
                 "aliases": result.aliases})
     lines.append(f"  wrote {result.path}: {result.tensors} tensors, "
                  f"{result.nbytes:,} bytes in {result.seconds:.2f}s")
-    lines.append("  verified: every tensor read back equals the source (keys, shapes, dtypes, "
-                 "checksums)")
+    lines.append(f"  {result.verdict}")
     lines += [f"  note: {p}" for p in result.problems]
-    lines.append(f"  recipe: {recipe_out}  (replay: pttui fix PATH --model {args.model} "
-                 f"--recipe {recipe_out} -o OUT)")
+    replay = replay_command(recipe_out, recipe, source=ckpt.path, out=result.path)
+    lines.append(f"  recipe: {recipe_out}")
+    lines.append(f"  replay: {replay}")
+    doc["replay"] = replay
     _emit(args, doc, lines)
     return 0
 

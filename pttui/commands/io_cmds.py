@@ -159,16 +159,18 @@ def export(call: Call) -> CommandResult:
     res = call.result(f"wrote {result.path}: {rd.plural(result.tensors, 'tensor')}, "
                       f"{hz.nbytes(result.nbytes)} in {result.seconds:.2f}s",
                       **result.to_json(), recipe_path=recipe_out)
-    res.add(Text("verified: every tensor read back equals the source", style=rd.GOOD)
-            if result.verified else rd.note("not verified"))
+    res.add(Text(result.verdict, style=rd.GOOD) if result.verified
+            else rd.note(result.verdict or "not verified"))
     res.add(*(rd.note(f"note: {p}") for p in result.problems))
     if result.aliases:
         res.add(rd.note(f"{rd.plural(len(result.aliases), 'tied name')} stored once "
                         "(.safetensors cannot share memory)"))
     if recipe_out:
-        model = recipe.target or "SPEC"
-        res.add(rd.note(f"recipe: {recipe_out}  (replay: pttui fix CHECKPOINT --model "
-                        f"{model} --recipe {recipe_out} -o OUT)"))
+        from pttui.core.recipe_render import replay_command
+
+        res.add(rd.note(f"recipe: {recipe_out}"))
+        res.add(rd.note("replay: " + replay_command(recipe_out, recipe, source=src.path,
+                                                     out=result.path)))
     return res
 
 

@@ -84,10 +84,11 @@ def _save(call: Call, path: str) -> object:
         raise ReadError(f"{path}: exists; choose another name or add --force to replace it")
     recipe = for_file(call)
     recipe.save(path)
-    model = recipe.target or "SPEC"
+    from pttui.core.recipe_render import replay_command
+
     return call.result(f"saved {rd.plural(len(recipe.ops), 'step')} to {path}",
-                       rd.note(f"replay: pttui fix CHECKPOINT --model {model} --recipe {path} "
-                               "-o OUT"), path=path, recipe=recipe.to_json())
+                       rd.note("replay: " + replay_command(path, recipe)), path=path,
+                       recipe=recipe.to_json())
 
 
 def _load(call: Call, path: str) -> object:

@@ -46,8 +46,9 @@ def export_session(source: Checkpoint, recipe: Recipe, out: str, *, fmt: str | N
 
     rpath = (recipe_out or recipe_path(out)) if write_recipe else None
     if rpath and os.path.exists(rpath) and not force:
-        raise ReadError(f"{rpath}: the recipe file exists; overwrite (force) or choose "
-                        "another path")
+        from pttui.core.export import exists_message
+
+        raise ReadError(exists_message(rpath))
     ckpt = reopen(source, recipe)
     result = export(ckpt, recipe.apply(ckpt.tensors), ckpt.tensors, out, fmt=fmt,
                     force=force, metadata=carry_metadata(ckpt.state_metadata, recipe),
