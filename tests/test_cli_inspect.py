@@ -112,3 +112,55 @@ def test_hostile_keys_cannot_drive_the_terminal(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "\x1b" not in res.stdout
     assert "a\\x1b[31mred\\udc80" in res.stdout
+
+
+def test_tied_weights_are_shown_and_counted_once(tmp_path):
+    shared = torch.zeros(40, 40)  # 6,400 bytes, saved once
+    base = torch.arange(20.0)
+    torch.save({"a.weight": shared, "b.weight": shared, "c.weight": shared,
+                "row": base[5:10], "all": base, "bias": torch.zeros(3)}, tmp_path / "tied.pt")
+    res = run_cli("inspect", str(tmp_path / "tied.pt"))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "tied:  b.weight = c.weight = a.weight" in out
+    assert "shared storage:  row, all (views of one 80 B storage)" in out
+    # 6,400 + 80 + 12 bytes on disk; 3 x 6,400 + 20 + 80 + 12 counting each tensor apart
+    assert "6.3 KiB on disk (18.9 KiB counting each tensor apart)" in out
+    assert "dtypes:  float32 6.3 KiB" in out
+    doc = json.loads(run_cli("inspect", str(tmp_path / "tied.pt"), "--json").stdout)
+    assert [t["nbytes"] for t in doc["tensors"]] == [6400, 6400, 6400, 20, 80, 12]  # per tensor
+
+
+def test_untied_file_says_nothing_about_ties(ckpt):
+    out = run_cli("inspect", str(ckpt)).stdout
+    assert "tied:" not in out and "shared storage" not in out
+    assert "1.1 KiB on disk   container" in out  # no "counting each tensor apart" either
+
+
+def test_legacy_tar_checkpoint_is_read(tmp_path):
+    from tests.hostile.legacy_tar import legacy_tar_bytes
+
+    w = torch.zeros(3, 2)
+    (tmp_path / "old.pt").write_bytes(legacy_tar_bytes({"fc.weight": w, "fc.bias": torch.zeros(3),
+                                                        "tied": w}))
+    res = run_cli("inspect", str(tmp_path / "old.pt"), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["format"] == "torch-legacy-tar"
+    assert [(t["key"], t["shape"]) for t in doc["tensors"]] == [
+        ("fc.weight", [3, 2]), ("fc.bias", [3]), ("tied", [3, 2])]
+    text = run_cli("inspect", str(tmp_path / "old.pt")).stdout
+    assert "tied:  tied = fc.weight" in text
+
+
+@pytest.mark.parametrize("path, needle", [("/dev/zero", "not a regular file (a device)"),
+                                          ("FIFO", "not a regular file (a pipe)")])
+def test_a_device_or_pipe_is_refused_without_blocking(tmp_path, path, needle):
+    import os
+
+    if path == "FIFO":
+        path = str(tmp_path / "pipe.pt")
+        os.mkfifo(path)  # opening it would wait for a writer forever
+    res = run_cli("inspect", path, timeout=60)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.count("\n") == 1 and needle in res.stderr

@@ -247,6 +247,92 @@ def test_truncated_zip_is_corrupt(files):
     assert r.failure.headline.endswith("central directory.")
 
 
+def _damaged_pickle(tmp_path, keep_crc: bool):
+    """A real torch.save whose data.pkl is damaged: bytes 60-200 of the file overwritten
+    (its CRC no longer matches), or zeros after the protocol header with the CRC redone."""
+    path = tmp_path / ("crc_ok.pt" if keep_crc else "damaged.pt")
+    torch.save(state_dict(), path)
+    if not keep_crc:
+        data = bytearray(path.read_bytes())
+        data[60:200] = b"\0" * 140
+        path.write_bytes(bytes(data))
+        with zipfile.ZipFile(path) as z:
+            assert z.testzip().endswith("/data.pkl")  # the precondition: a CRC mismatch
+        return path
+    src = zipfile.ZipFile(path)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            body = src.read(info.filename)
+            if info.filename.endswith("data.pkl"):
+                body = body[:2] + b"\0" * 8 + body[10:]  # byte 0 is no pickle opcode
+            dst.writestr(info, body)
+    path.write_bytes(buf.getvalue())
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None  # CRCs match: only the opcode tells
+    return path
+
+
+@pytest.mark.parametrize("keep_crc", [False, True])
+def test_damaged_pickle_is_corrupt_and_never_gets_an_unsafe_fix(tmp_path, keep_crc):
+    path = _damaged_pickle(tmp_path, keep_crc)
+    r = attempt_load(path)
+    assert r.kind == lf.CORRUPT_ZIP, r.failure
+    assert "Weights only load failed" in r.failure.message  # what torch said
+    assert not any(f.unsafe or f.changes for f in r.failure.fixes)
+    assert r.failure.headline.startswith("The file is damaged")
+    assert ("CRC" if not keep_crc else "no pickle opcode") in r.failure.explanation
+
+
+def test_cli_load_of_a_damaged_pickle_suggests_no_unsafe_load(tmp_path):
+    from tests.helpers import run_cli
+
+    res = run_cli("load", str(_damaged_pickle(tmp_path, keep_crc=False)))
+    assert res.returncode == 1
+    assert "corrupt_zip" in res.stderr and "unsafe" not in res.stdout + res.stderr
+
+
+def test_map_location_cuda_on_a_cpu_box_blames_the_request_not_the_file(files, no_cuda):
+    r = attempt_load(files / "plain.pt", LoadPolicy(map_location="cuda"))
+    assert r.kind == lf.DEVICE_UNAVAILABLE
+    assert "saved from" not in r.failure.explanation
+    assert "You asked for map_location='cuda'" in r.failure.explanation
+    fix = r.failure.fixes[0]
+    assert fix.changes == {"map_location": "cpu"}
+    assert attempt_load(files / "plain.pt", LoadPolicy(map_location="cuda").apply(fix)).ok
+    saved = attempt_load(files / "cuda.pt", LoadPolicy(map_location="keep"))  # the file's fault
+    assert "The file was saved from CUDA tensors" in saved.failure.explanation
+
+
+def test_sharded_index_names_what_to_do_without_naming_a_front_end(tmp_path):
+    r = attempt_load(SAMPLES / "tiny_vit_sharded" / "model.safetensors.index.json")
+    assert r.kind == lf.NOT_A_CHECKPOINT
+    assert "pttui reads the index; torch.load cannot" in r.failure.explanation
+    assert "pttui inspect" not in r.failure.explanation
+
+
+def test_a_device_is_not_a_checkpoint():
+    r = attempt_load("/dev/zero")
+    assert r.kind == lf.NOT_A_CHECKPOINT
+    assert "not a regular file" in r.failure.explanation.lower()
+
+
+@pytest.mark.parametrize("source", ["sample", "numpy"])
+def test_the_first_suggested_allow_list_loads(files, source):
+    """numpy.dtype('f8') also needs numpy.dtypes.Float64DType, which no GLOBAL names:
+    pttui predicts it, so one suggestion is enough."""
+    path = SAMPLES / "tiny_vit_training_state.pt" if source == "sample" else files / "np.pt"
+    r = attempt_load(path)
+    assert r.kind == lf.WEIGHTS_ONLY
+    allow = r.failure.fixes[0]
+    want = {"numpy.dtype", "numpy.dtypes.Float64DType"}  # np.float64 scalars in both
+    if source == "numpy":
+        want.add("numpy.dtypes.Int64DType")  # np.arange(3)
+    assert want <= set(allow.changes["allow_globals"])
+    ok = attempt_load(path, LoadPolicy().apply(allow))
+    assert ok.ok, ok.failure
+
+
 def test_zip_without_data_pkl_is_a_crashed_save(files):
     r = attempt_load(files / "nodata.pt")
     assert r.kind == lf.MISSING_DATA_PKL

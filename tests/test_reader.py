@@ -355,3 +355,153 @@ def test_duplicate_zip_records_are_refused(tmp_path):
     p.write_bytes(buf.getvalue())
     with pytest.raises(ReadError, match="duplicate"):
         open_checkpoint(str(p))
+
+
+# -- legacy tar checkpoints (PyTorch 0.1-0.3) ---------------------------------------------
+
+def _legacy_tar_sd():
+    torch.manual_seed(0)
+    emb = torch.randn(10, 4)
+    base = torch.arange(20, dtype=torch.float32)
+    return {"emb.weight": emb, "head.weight": emb, "head.bias": torch.zeros(10, dtype=torch.float64),
+            "view": base[5:15].view(2, 5), "whole": base, "t": base.view(4, 5).t(),
+            "steps": torch.tensor(7), "mask": torch.tensor([True, False, True]),
+            "q": torch.ones(3, dtype=torch.int8), "h": torch.randn(2, 2).half()}
+
+
+def test_legacy_tar_matches_torch_and_locates_storages(tmp_path):
+    from tests.hostile.legacy_tar import legacy_tar_bytes
+
+    sd = _legacy_tar_sd()
+    path = tmp_path / "old.pt"
+    raw = legacy_tar_bytes({"state_dict": sd, "epoch": 3})
+    assert b"comment=" in raw  # a pax extended header precedes a member: parsed, not tripped on
+    path.write_bytes(raw)
+    loaded = torch.load(path, weights_only=False)  # our own file: torch still reads the format
+    ckpt = open_checkpoint(str(path))
+    assert ckpt.format == "torch-legacy-tar" and ckpt.selected == ("state_dict",)
+    assert reader_facts(ckpt.tensors) == torch_facts(loaded["state_dict"]) == torch_facts(sd)
+    assert list(ckpt.tensors) == list(sd)
+    assert ckpt.other == {"epoch": 3}
+    t = ckpt.tensors
+    assert t["emb.weight"].storage == t["head.weight"].storage  # tied, as torch.load sees it
+    assert loaded["state_dict"]["emb.weight"].data_ptr() == loaded["state_dict"]["head.weight"].data_ptr()
+    assert t["view"].storage_offset == 5 and t["t"].stride == (1, 5)
+    for key, meta in t.items():  # each storage's located bytes are the tensor's storage bytes
+        off = ckpt.storage_offsets[meta.storage.key]
+        want = torch.empty(0, dtype=torch.uint8).set_(sd[key].untyped_storage()).numpy().tobytes()
+        assert raw[off:off + meta.storage.nbytes] == want, key
+    assert "torch.FloatStorage" in ckpt.globals.allowed and not ckpt.globals.dangerous
+    assert any("legacy tar format" in n for n in ckpt.notes)
+
+
+def test_legacy_tar_damage_is_one_clear_line(tmp_path):
+    import tarfile
+
+    from tests.hostile.legacy_tar import legacy_tar_bytes
+
+    raw = legacy_tar_bytes({"w": torch.zeros(64)}, pax_comment=False)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(raw[: raw.find(b"storages\0") + 512 + 100])  # inside the storages member
+    with pytest.raises(ReadError, match="truncated") as err:
+        open_checkpoint(str(cut))
+    assert "\n" not in str(err.value)
+    other = tmp_path / "other.tar"
+    with tarfile.open(other, "w") as tar:
+        info = tarfile.TarInfo("notes.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    with pytest.raises(ReadError, match="not a legacy torch checkpoint"):
+        open_checkpoint(str(other))
+
+
+# -- safetensors written by pttui: tied names come back -----------------------------------
+
+def test_safetensors_export_of_tied_weights_reads_back_with_both_keys(tmp_path):
+    from pttui.core.export import export
+    from pttui.core.tensordata import TensorSource
+
+    emb = torch.randn(10, 4)
+    torch.save({"emb.weight": emb, "head.weight": emb, "head.bias": torch.zeros(10)},
+               tmp_path / "tied.pt")
+    src = open_checkpoint(str(tmp_path / "tied.pt"))
+    out = tmp_path / "tied.safetensors"
+    res = export(src, dict(src.tensors), src.tensors, str(out))
+    assert res.aliases == {"head.weight": "emb.weight"}  # stored once in the file
+    ckpt = open_checkpoint(str(out))
+    assert list(ckpt.tensors) == ["emb.weight", "head.weight", "head.bias"]
+    t = ckpt.tensors
+    assert t["head.weight"].storage == t["emb.weight"].storage
+    assert (t["head.weight"].shape, t["head.weight"].dtype) == ((10, 4), "float32")
+    assert any("tied name restored" in n for n in ckpt.notes)
+    with TensorSource(ckpt) as source:  # the restored name reads the stored bytes
+        assert torch.equal(source.read(t["head.weight"]), emb)
+
+
+def test_safetensors_aliases_that_cannot_be_restored_are_named(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "a.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={
+        "pttui.aliases": '{"v": "w", "w": "w", "x": "missing"}'})
+    ckpt = open_checkpoint(str(path))
+    assert list(ckpt.tensors) == ["w", "v"]
+    problem = next(n for n in ckpt.notes if n.startswith("problem:"))
+    assert "2 name(s)" in problem and "already a stored tensor" in problem
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"pttui.aliases": "[1, 2]"})
+    ckpt = open_checkpoint(str(path))
+    assert list(ckpt.tensors) == ["w"]
+    assert any("not a JSON object of names" in n for n in ckpt.notes)
+
+
+# -- NumPy dtypes: the classes torch's weights-only load needs too ------------------------
+
+def test_numpy_dtype_classes_are_predicted_and_the_blocked_list_loads(tmp_path):
+    import importlib
+
+    import numpy as np
+
+    path = _save(tmp_path, {"w": torch.zeros(2), "acc": np.float64(0.9), "lr": np.float32(0.1),
+                            "ids": np.arange(3), "flag": np.bool_(True)})
+    scan = open_checkpoint(str(path)).globals
+    for cls in ("Float64DType", "Float32DType", "Int64DType", "BoolDType"):
+        assert f"numpy.dtypes.{cls}" in scan.blocked
+    assert "numpy.dtype" in scan.blocked and not scan.dangerous
+
+    def resolve(name):
+        mod, attr = name.rsplit(".", 1)
+        return getattr(importlib.import_module(mod), attr)
+
+    with pytest.raises(Exception, match="Float64DType|Weights only"):
+        with torch.serialization.safe_globals([resolve(n) for n in scan.blocked
+                                               if not n.startswith("numpy.dtypes.")]):
+            torch.load(path, weights_only=True)
+    with torch.serialization.safe_globals([resolve(n) for n in scan.blocked]):
+        got = torch.load(path, weights_only=True)  # the blocked list is all torch needs
+    assert got["acc"] == 0.9 and got["ids"].tolist() == [0, 1, 2]
+
+
+# -- one line that says what to do --------------------------------------------------------
+
+def test_messages_say_what_to_do(tmp_path):
+    import os
+    import struct
+
+    import numpy as np
+
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    with pytest.raises(ReadError, match=r"NumPy \.npy array file, not a PyTorch checkpoint; "
+                                        r"load it with numpy\.load"):
+        open_checkpoint(str(tmp_path / "a.npy"))
+    header = b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,99]}}'
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 99)
+    with pytest.raises(ReadError, match="spans 99 bytes but its shape and dtype need 8; .*"
+                                        "re-export it"):
+        open_checkpoint(str(bad))
+    with pytest.raises(ReadError, match="/dev/zero: not a regular file \\(a device\\)"):
+        open_checkpoint("/dev/zero")
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(ReadError, match="not a regular file \\(a pipe\\)"):
+        open_checkpoint(str(fifo))  # refused before open(), which would wait for a writer

@@ -119,6 +119,9 @@ def test_globals_of_the_risky_samples(tmp_path):
     assert "models.TinyNet" in whole["globals"]["blocked"] and not whole["globals"]["dangerous"]
     train = inspect_json(SAMPLES / "tiny_vit_training_state.pt", env=env)
     assert "argparse.Namespace" in train["globals"]["blocked"]
+    # numpy.float64 -> numpy.dtype('f8'): torch needs its class allow-listed as well
+    assert "numpy.dtypes.Float64DType" in train["globals"]["blocked"]
+    assert len(train["globals"]["blocked"]) == 4
     assert train["other"]["epoch"] == 12 and train["other"]["best_acc1"] == pytest.approx(0.913)
     assert [c["path"] for c in train["containers"]] == [["model"], ["model_ema"],
                                                          ["optimizer", "state"]]

@@ -105,16 +105,18 @@ def _tail(shape, dtype, device) -> str | None:
 def render(ckpt: Checkpoint, depth: int | None = None) -> list[str]:
     tensors = ckpt.tensors
     lines = [f"{ckpt.path}  ({ckpt.format})"]
-    total_bytes = sum(t.nbytes for t in tensors.values())
+    on_disk, by_dtype, groups = storage_totals(tensors)
+    as_tensors = sum(t.nbytes for t in tensors.values())
     sel = ".".join(ckpt.selected) if ckpt.selected else "(root)"
+    size = f"{hz.nbytes(on_disk)} on disk"
+    if as_tensors != on_disk:
+        size += f" ({hz.nbytes(as_tensors)} counting each tensor apart)"
     lines.append(f"  {hz.plural(len(tensors), 'tensor')} · {hz.count(sum(t.numel for t in tensors.values()))} "
-                 f"elements · {hz.nbytes(total_bytes)}   container: {sel}")
-    by_dtype: Counter[str] = Counter()
-    for t in tensors.values():
-        by_dtype[t.dtype] += t.nbytes
+                 f"elements · {size}   container: {sel}")
     if by_dtype:
         lines.append("  dtypes:  " + ", ".join(f"{d} {hz.nbytes(b)}" for d, b in by_dtype.most_common()))
         lines.append("  stored on:  " + ", ".join(ckpt.devices))
+    lines.extend(shared_lines(groups))
     if len(ckpt.containers) > 1:
         lines.append("  containers:")
         for c in ckpt.containers:
@@ -137,6 +139,53 @@ def render(ckpt: Checkpoint, depth: int | None = None) -> list[str]:
     lines.append("")
     lines.extend(tree_lines(tensors, depth))
     return lines
+
+
+def storage_totals(tensors) -> tuple[int, Counter[str], list[list]]:
+    """Bytes on disk (each storage once: tied weights and views are not counted twice),
+    those bytes by dtype, and the groups of tensors that share a storage."""
+    members: dict = {}  # StorageRef (one per storage and file) -> its tensors
+    total = 0
+    by_dtype: Counter[str] = Counter()
+    for t in tensors.values():
+        ref = t.storage
+        group = members.get(ref) if ref is not None else None
+        if group is not None:
+            group.append(t)
+            continue
+        n = ref.nbytes if ref is not None else t.nbytes  # no storage (meta, DCP): its own
+        if ref is not None:
+            members[ref] = [t]
+        total += n
+        by_dtype[t.dtype] += n
+    return total, by_dtype, [g for g in members.values() if len(g) > 1]
+
+
+_MAX_SHARED_LINES = 12
+
+
+def shared_lines(groups: list[list]) -> list[str]:
+    """``tied: b.weight = a.weight`` for names of one tensor (same storage, offset, shape,
+    stride, dtype); ``shared storage: ...`` for different views of one storage."""
+    out: list[str] = []
+    for group in groups:
+        same: dict[tuple, list[str]] = {}
+        for t in group:
+            stride = tuple(t.stride) if t.stride is not None else None
+            same.setdefault((t.storage_offset, tuple(t.shape), stride, t.dtype), []).append(t.key)
+        for names in same.values():
+            if len(names) > 1:
+                out.append(f"  tied:  {' = '.join(names[1:])} = {names[0]}")
+        if len(same) > 1:
+            firsts = [names[0] for names in same.values()]
+            shown = ", ".join(firsts[:6]) + (f", … ({len(firsts)} views)" if len(firsts) > 6
+                                              else "")
+            out.append(f"  shared storage:  {shown} (views of one "
+                       f"{hz.nbytes(group[0].storage.nbytes)} storage)")
+    if len(out) > _MAX_SHARED_LINES:
+        more = len(out) - _MAX_SHARED_LINES + 1
+        out = out[:_MAX_SHARED_LINES - 1] + [f"  … and {more} more tied or shared groups"]
+    return out
 
 
 def printable(text: str) -> str:

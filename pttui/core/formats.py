@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 
 from pttui.core import stfile
@@ -17,17 +18,20 @@ ZIP, LEGACY, TAR, SAFETENSORS, SHARDED, DCP = (
     "torch-zip", "torch-legacy", "torch-legacy-tar", "safetensors", "sharded", "dcp")
 DEEPSPEED = "deepspeed"  # a folder whose ``latest`` names the step folder to read
 
-_OTHER_MAGIC = [
-    (b"\x93NUMPY", "a NumPy .npy array file"),
-    (b"GGUF", "a GGUF file (llama.cpp); convert it with llama.cpp's tools"),
-    (b"\x89HDF", "an HDF5 file (Keras/TensorFlow weights)"),
-    (b"\x1f\x8b", "a gzip-compressed file; decompress it first (gunzip)"),
-    (b"BZh", "a bzip2-compressed file; decompress it first"),
-    (b"\xfd7zXZ", "an xz-compressed file; decompress it first"),
-    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file; decompress it first"),
-    (b"version https://git-lfs", "a Git LFS pointer, not the weights: run 'git lfs pull'"),
-    (b"<!DOCTYPE", "an HTML page (a failed download?)"),
-    (b"<html", "an HTML page (a failed download?)"),
+_OTHER_MAGIC = [  # (magic, what the file is, what to do with it)
+    (b"\x93NUMPY", "a NumPy .npy array file", "load it with numpy.load"),
+    (b"GGUF", "a GGUF file (llama.cpp)", "convert it with llama.cpp's tools"),
+    (b"\x89HDF", "an HDF5 file (Keras/TensorFlow weights)", "load it with h5py or Keras"),
+    (b"\x1f\x8b", "a gzip-compressed file", "decompress it first (gunzip)"),
+    (b"BZh", "a bzip2-compressed file", "decompress it first (bunzip2)"),
+    (b"\xfd7zXZ", "an xz-compressed file", "decompress it first (unxz)"),
+    (b"\x28\xb5\x2f\xfd", "a zstd-compressed file", "decompress it first (unzstd)"),
+    (b"version https://git-lfs", "a Git LFS pointer, not the weights",
+     "run 'git lfs pull' to fetch them"),
+    (b"<!DOCTYPE", "an HTML page (a failed download?)",
+     "download the file again (check the URL and your access)"),
+    (b"<html", "an HTML page (a failed download?)",
+     "download the file again (check the URL and your access)"),
 ]
 
 
@@ -41,11 +45,15 @@ def detect(path: str) -> str:
         raise ReadError(f"{path}: a folder without a .metadata file; open a checkpoint file "
                         "inside it, or its *.index.json for a sharded set")
     try:
-        size = os.path.getsize(path)
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a device, pipe or socket: opening one can block
+            raise ReadError(f"{path}: not a regular file ({_file_kind(st.st_mode)}); give the "
+                            "path of a checkpoint file")
+        size = st.st_size
         with open(path, "rb") as f:
             head = f.read(512)
     except FileNotFoundError:
-        raise ReadError(f"{path}: no such file") from None
+        raise ReadError(f"{path}: no such file; check the path") from None
     except IsADirectoryError:
         raise ReadError(f"{path}: is a folder") from None
     except PermissionError:
@@ -72,9 +80,9 @@ def detect(path: str) -> str:
         why = (f"claims {n:,} bytes, but the file holds {size:,}; it is truncated or damaged"
                if n > size - 8 else f"length {n} is impossible; the file is damaged")
         raise ReadError(f"{path}: a safetensors file whose header {why}")
-    for magic, what in _OTHER_MAGIC:
+    for magic, what, todo in _OTHER_MAGIC:
         if head.startswith(magic):
-            raise ReadError(f"{path}: {what}, not a PyTorch checkpoint")
+            raise ReadError(f"{path}: {what}, not a PyTorch checkpoint; {todo}")
     if _is_old_pickle(head):
         return LEGACY  # protocol 0/1 has no header; the legacy reader names what it is
     if _is_text(head):
@@ -82,6 +90,16 @@ def detect(path: str) -> str:
                         "page?)")
     raise ReadError(f"{path}: not a format pttui recognises (torch zip, legacy torch, "
                     "TorchScript, safetensors, sharded index, DCP folder)")
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a plain file"
 
 
 def _is_old_pickle(head: bytes) -> bool:

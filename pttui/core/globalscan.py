@@ -105,6 +105,37 @@ def classify(name: str, called: bool) -> str:
     return "blocked"
 
 
+_NUMPY_DTYPE_CLASSES = {
+    "b1": "BoolDType", "i1": "Int8DType", "u1": "UInt8DType", "i2": "Int16DType",
+    "u2": "UInt16DType", "i4": "Int32DType", "u4": "UInt32DType", "i8": "Int64DType",
+    "u8": "UInt64DType", "f2": "Float16DType", "f4": "Float32DType", "f8": "Float64DType",
+    "f10": "LongDoubleDType", "f12": "LongDoubleDType", "f16": "LongDoubleDType",
+    "c8": "Complex64DType", "c16": "Complex128DType", "c20": "CLongDoubleDType",
+    "c24": "CLongDoubleDType", "c32": "CLongDoubleDType", "M8": "DateTime64DType",
+    "m8": "TimeDelta64DType", "O4": "ObjectDType", "O8": "ObjectDType",
+}
+_NUMPY_FLEXIBLE = {"V": "VoidDType", "U": "StrDType", "S": "BytesDType"}
+
+
+def numpy_dtype_classes(codes: Iterable[str]) -> list[str]:
+    """The ``numpy.dtypes`` classes of the dtypes a pickle builds with ``numpy.dtype(code)``.
+
+    ``np.dtype('f8')`` pickles as ``numpy.dtype('f8', False, True)`` plus a BUILD; torch's
+    weights-only unpickler runs BUILD only on an allow-listed type, so loading it needs
+    ``numpy.dtypes.Float64DType`` as well as ``numpy.dtype`` (NumPy >= 1.25). No GLOBAL
+    names that class, so it is predicted here from the code.
+    """
+    out: set[str] = set()
+    for code in codes:
+        name = _NUMPY_DTYPE_CLASSES.get(code)
+        if name is None and code[:1] in _NUMPY_FLEXIBLE and (code[1:].isdigit() or
+                                                             code[1:] == ""):
+            name = _NUMPY_FLEXIBLE[code[:1]]
+        if name is not None:
+            out.add(f"numpy.dtypes.{name}")
+    return sorted(out)
+
+
 def scan(names: Iterable[str], called: set[str]) -> GlobalsScan:
     out = GlobalsScan()
     for name in sorted(set(names)):

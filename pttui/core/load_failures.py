@@ -164,7 +164,9 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
         return _missing_module(msg, etype, error.get("stage"))
     m = _DEVICE_RE.search(msg)
     if m:
-        return _device_unavailable(msg, etype, m, path)
+        asked = policy.get("map_location")
+        return _device_unavailable(msg, etype, m, path,
+                                   asked if isinstance(asked, str) else None)
     if "TorchScript archive" in msg or "did you mean to use torch.jit.load" in msg:
         return fail(TORCHSCRIPT, (
             "This is a TorchScript archive (torch.jit.save): a compiled program plus its "
@@ -175,7 +177,8 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
     if "legacy .tar format" in msg or fmt == "torch-legacy-tar":
         return fail(LEGACY_TAR, (
             "This file uses the tar format of PyTorch 0.1-0.3. weights_only=True cannot read "
-            "it, and modern torch reads it only through the full unpickler."), [
+            "it, and modern torch reads it only through the full unpickler. pttui's reader "
+            "lists its tensors (names, shapes, dtypes) without running it."), [
             _unsafe_fix(path),
             Fix("or re-save it as a modern checkpoint with an old PyTorch you trust: "
                 "torch.save(torch.load(f), 'new.pt')")])
@@ -186,13 +189,27 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
             "gone. The tensor records may still be there, but nothing says which is which."),
             [Fix("re-save from the source, or fetch the file again; compare its size and "
                  "checksum with the original")])
-    if any(m in msg for m in _CORRUPT_MARKERS) or damage:
-        found = f" pttui checked too: {damage}." if damage else ""
-        return fail(CORRUPT_ZIP, (
-            "The zip container is damaged: most often the file is truncated (an "
-            f"interrupted copy or download, or a save that never finished).{found}"),
-            [Fix("copy or download the file again and compare its size with the "
-                 "original; a truncated zip cannot be repaired")])
+    bad_opcode = _not_an_opcode(msg)
+    if any(m in msg for m in _CORRUPT_MARKERS) or damage or bad_opcode is not None:
+        if damage:
+            why = (" torch's error comes from reading those bytes." if "CRC" in damage else
+                   " Most often the file is truncated (an interrupted copy or download, or a "
+                   "save that never finished).")
+            text = (f"The file is damaged: {damage}.{why} No loading option (weights_only="
+                    "False included) can fix that.")
+        elif bad_opcode is not None:
+            text = (f"The file is damaged: its pickle holds byte {bad_opcode}, which is no "
+                    "pickle opcode at all (torch calls it an 'unsupported operand'). No "
+                    "loading option (weights_only=False included) can read a damaged pickle.")
+        else:
+            text = ("The zip container is damaged: most often the file is truncated (an "
+                    "interrupted copy or download, or a save that never finished).")
+        fixes = [Fix("copy or download the file again and compare its size and checksum "
+                     "with the original; a damaged file cannot be repaired by loading options")]
+        # torch's own first line ("Weights only load failed") would point the wrong way
+        torch_says = any(m in msg for m in _CORRUPT_MARKERS)
+        headline = _first_line(text) if not torch_says else ""
+        return LoadFailure(CORRUPT_ZIP, msg, text, fixes, etype, headline=headline)
     if fmt == "safetensors" or etype == "SafetensorError":
         return fail(SAFETENSORS_INVALID, (
             "The file starts like a safetensors file, but the safetensors library rejects "
@@ -214,8 +231,38 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
     return fail(LOAD_ERROR, "torch could not load the file; its message above is all we know.")
 
 
-def _device_unavailable(msg: str, etype: str, m: re.Match, path: str) -> LoadFailure:
+_OPERAND_RE = re.compile(r"Unsupported operand (\d+)")
+
+
+def _not_an_opcode(msg: str) -> int | None:
+    """The byte torch's weights-only unpickler stopped at, when it is no pickle opcode at
+    all: the pickle is damaged (a real but unsupported opcode, such as FRAME, is not)."""
+    m = _OPERAND_RE.search(msg) if "Weights only load failed" in msg else None
+    if m is None:
+        return None
+    import pickletools  # only for this message
+
+    code = int(m.group(1))
+    known = {ord(op.code) for op in pickletools.opcodes}
+    return None if code in known else code
+
+
+def _device_unavailable(msg: str, etype: str, m: re.Match, path: str,
+                        asked: str | None = None) -> LoadFailure:
+    """``asked``: the map_location of the attempt. When it names the missing backend, the
+    request failed, not the file: a CPU-saved file loaded with map_location='cuda'."""
     backend, index = m.group(1).upper(), m.group(2)
+    if asked and asked.split(":")[0].lower() == backend.lower():
+        text = (f"You asked for map_location={asked!r}, but this machine has no usable "
+                f"{backend} device{' with that index' if index is not None else ''} (none "
+                "present, or torch built without it). It is the request that fails, not the "
+                "file.")
+        fixes = [Fix("load to the CPU", {"map_location": "cpu"},
+                     code=f"torch.load({path!r}, map_location='cpu')"),
+                 Fix("read shapes only, without memory, on the meta device",
+                     {"map_location": "meta"})]
+        return LoadFailure(DEVICE_UNAVAILABLE, msg, text, fixes, etype,
+                           {"backend": backend.lower(), "index": index, "requested": asked})
     fixes = [Fix("map every tensor to the CPU", {"map_location": "cpu"},
                  code=f"torch.load({path!r}, map_location='cpu')")]
     if index is not None:
@@ -265,7 +312,12 @@ def _weights_only(msg: str, etype: str, extra: dict[str, Any], path: str,
     names = [_full_name(n) for n in named] + [n for n, _ in blocked_mod]
     names += sorted(n for n in extra.get("unsafe_globals") or []
                     if n not in names and n not in allowed)
-    classes = _class_globals(names, extra.get("globals_scan"))
+    scan = extra.get("globals_scan") or {}
+    # numpy.dtype('f8') also needs its class (numpy.dtypes.Float64DType) allow-listed, which
+    # no GLOBAL names, so torch finds out only on the next try; pttui's scan predicts it
+    names += [n for n in scan.get("blocked", ()) if n.startswith("numpy.dtypes.")
+              and n not in names and n not in allowed]
+    classes = _class_globals(names, scan)
     harmless, trust, dangerous = (classes[k] for k in ("harmless", "needs_trust", "dangerous"))
     fixes: list[Fix] = []
     if dangerous:

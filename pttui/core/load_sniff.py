@@ -41,16 +41,56 @@ def sniff(path: str) -> Sniffed:
                 return Sniffed("pickle", "a plain pickle (pickle.dump, joblib, ...), not a "
                                          "file torch.save wrote")
     if fmt == formats.SHARDED:
-        return Sniffed(fmt, "the index of a sharded checkpoint; load the shard files it lists "
-                            "(or open the index with 'pttui inspect')")
+        return Sniffed(fmt, "the index of a sharded checkpoint: pttui reads the index; "
+                            "torch.load cannot: load each shard, or export the set with "
+                            "pttui fix")
     if fmt == formats.ZIP:
         try:
             with zipfile.ZipFile(path) as zf:
-                packed = sum(i.compress_type != zipfile.ZIP_STORED for i in zf.infolist())
-        except (zipfile.BadZipFile, OSError, ValueError) as err:
+                infos = zf.infolist()
+                packed = sum(i.compress_type != zipfile.ZIP_STORED for i in infos)
+                damage = _crc_damage(zf, infos)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
             return Sniffed(fmt, damage=f"its zip directory cannot be read ({err})")
-        return Sniffed(fmt, compressed=packed)
+        return Sniffed(fmt, damage=damage, compressed=packed)
     return Sniffed(fmt)
+
+
+_CHECK_CRC_UPTO = 512 << 20  # data.pkl: torch reads it whole anyway
+_SMALL_RECORD = 1 << 20
+
+
+def _crc_damage(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo]) -> str | None:
+    """The first record whose bytes fail their CRC: data.pkl (the object tree) and the
+    small records beside it (version, byteorder, ...). torch checks no CRC: a damaged
+    data.pkl reaches its unpickler, which calls the damage an unsupported operand. Tensor
+    records (``data/N``) are not read: that would read the whole file before each load."""
+    for info in infos:
+        name = info.filename
+        parts = name.split("/")
+        pickle = len(parts) == 2 and parts[1].lower() == "data.pkl"
+        if (not pickle and (len(parts) != 2 or info.file_size > _SMALL_RECORD)) \
+                or info.file_size > _CHECK_CRC_UPTO:
+            continue
+        try:
+            with zf.open(info) as rec:
+                while rec.read(1 << 20):
+                    pass
+        except zipfile.BadZipFile as err:
+            if "CRC" not in str(err):
+                return f"record {_short(name)} cannot be read ({err})"
+            what = "the pickle (data.pkl)" if pickle else f"record {_short(name)}"
+            return (f"{what} fails its CRC check: its bytes changed after the save (a damaged "
+                    "copy, download or disk)")
+        except (NotImplementedError, RuntimeError, OSError, EOFError, ValueError,
+                zipfile.LargeZipFile):
+            continue  # encrypted or an unknown method: torch says so itself
+    return None
+
+
+def _short(name: str, limit: int = 80) -> str:
+    text = name if name.isprintable() else repr(name)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _starts_like_safetensors(path: str) -> bool:

@@ -58,10 +58,6 @@ def _open(path: str, select: tuple[str, ...] | list[str] | None) -> Checkpoint:
         ckpt = _read_dcp(path)
     elif fmt == formats.DEEPSPEED:
         ckpt = _read_deepspeed(path)
-    elif fmt == formats.TAR:
-        raise ReadError(f"{path}: a legacy tar checkpoint (PyTorch 0.1-0.3); pttui cannot read "
-                        "its structure yet. Try 'pttui load' to load it with torch in a "
-                        "subprocess")
     else:
         ckpt = _read_file(path, fmt)
     if select is not None:
@@ -79,10 +75,15 @@ def _read_file(path: str, fmt: str, shard: str | None = None) -> Checkpoint:
     with open(path, "rb") as f:
         if fmt == formats.SAFETENSORS:
             container, meta = stfile.read(f, size, path, shard)
+            notes = stfile.restore_aliases(container, meta)
             return Checkpoint(path, fmt, [container], (), metadata=dict(meta),
-                              other={"__metadata__": meta} if meta else {})
+                              other={"__metadata__": meta} if meta else {}, notes=notes)
         if fmt == formats.ZIP:
             un = read_zip(f, ZipIndex(f, size, path), path, shard)
+        elif fmt == formats.TAR:
+            from pttui.core.legacytar import read_tar  # PyTorch 0.1-0.3: rare
+
+            un = read_tar(f, size, path, shard)
         else:
             un = read_legacy(f, size, path, shard)
     return _from_unpickled(path, un)
@@ -92,7 +93,7 @@ def _from_unpickled(path: str, un: Unpickled) -> Checkpoint:
     walker = ct.Walker(path)
     found = ct.find_containers(un.root, walker)
     chosen = ct.best(found)
-    scan = globalscan.scan(un.unpickler.globals, called_globals(un.unpickler))
+    scan = _globals_scan(un.unpickler)
     notes = list(un.notes) + [f"problem: {p}" for p in _dedupe(un.problems)]
     if not found:
         notes.append("no tensors found: this file holds no weights")
@@ -101,6 +102,13 @@ def _from_unpickled(path: str, un: Unpickled) -> Checkpoint:
     ckpt.storage_offsets = un.offsets
     ckpt.state_metadata = _state_metadata(un.root, chosen)
     return ckpt
+
+
+def _globals_scan(up: Any) -> GlobalsScan:
+    """Every global the pickle names, plus the ``numpy.dtypes`` classes of the NumPy dtypes
+    it builds: torch's weights-only load needs those allow-listed too."""
+    names = list(up.globals) + globalscan.numpy_dtype_classes(up.numpy_dtypes)
+    return globalscan.scan(names, called_globals(up))
 
 
 def _dedupe(items: list[str], limit: int = 20) -> list[str]:
@@ -163,7 +171,7 @@ def _read_sharded(index_path: str) -> Checkpoint:
     return ckpt
 
 
-_FILE_FORMATS = (formats.ZIP, formats.LEGACY, formats.SAFETENSORS)
+_FILE_FORMATS = (formats.ZIP, formats.LEGACY, formats.TAR, formats.SAFETENSORS)
 
 
 def _inside(folder: str, name: str, label: str, what: str, want_dir: bool = False) -> str:
@@ -233,7 +241,7 @@ def _read_dcp(folder: str) -> Checkpoint:
             other[ct._key(key)] = "<non-tensor entry>"
         else:
             tensors[t.key] = t
-    scan = globalscan.scan(up.globals, called_globals(up))
+    scan = _globals_scan(up)
     return Checkpoint(folder, formats.DCP, [Container((), tensors)], (), scan, other,
                       [f"problem: {p}" for p in up.problems])
 

@@ -137,7 +137,8 @@ def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unp
     first = names[0]
     if "/" not in first:
         if any(n.endswith(".npy") for n in names[:50]):
-            raise ReadError(f"{label}: a NumPy .npz archive, not a PyTorch checkpoint")
+            raise ReadError(f"{label}: a NumPy .npz archive, not a PyTorch checkpoint; "
+                            "load it with numpy.load")
         raise ReadError(f"{label}: records sit at the archive root; this zip was not written "
                         "by torch.save (torch refuses it too)")
     prefix = first.split("/", 1)[0] + "/"
@@ -146,7 +147,8 @@ def read_zip(f: BinaryIO, index: ZipIndex, label: str, shard: str | None) -> Unp
     pkl = index.entries.get(f"{prefix}data.pkl")
     if pkl is None:
         if any(n.endswith(".npy") for n in names[:50]):
-            raise ReadError(f"{label}: a NumPy .npz archive, not a PyTorch checkpoint")
+            raise ReadError(f"{label}: a NumPy .npz archive, not a PyTorch checkpoint; "
+                            "load it with numpy.load")
         raise ReadError(f"{label}: the zip has no data.pkl: the save was interrupted before it "
                         "finished (crashed or out of disk); the weights cannot be recovered "
                         "from this file")

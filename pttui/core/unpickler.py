@@ -79,6 +79,18 @@ _HARMLESS = {
 }
 
 
+class _DTypeRecorder(OpaqueMeta):
+    """``numpy.dtype``: records each code it is called with (``'f8'``). torch's weights-only
+    unpickler needs the class of every dtype it builds (``numpy.dtypes.Float64DType``)
+    allow-listed too, a global no pickle names: the globals scan predicts them from these."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Opaque:
+        code, sink = (args[0] if args else None), cls.sink  # type: ignore[attr-defined]
+        if type(code) is str and len(code) <= 16 and len(sink) < 64:
+            sink.add(code)
+        return super().__call__(*args, **kwargs)
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles into inert stand-ins; records every global the stream references."""
 
@@ -93,6 +105,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.builder = TensorBuilder(self.problems)
         self.globals: dict[str, type | Any] = {}
         self.attribute_paths: set[str] = set()  # "mod.Class.attr": reaches through attributes
+        self.numpy_dtypes: set[str] = set()  # numpy.dtype('f8', ...) codes the pickle builds
         self._classes: dict[tuple[str, str], Any] = {}
 
     def load(self) -> Any:
@@ -136,6 +149,9 @@ class RestrictedUnpickler(pickle.Unpickler):
             return getattr(self.builder, method)
         if (module, name) in _HARMLESS:
             return _HARMLESS[(module, name)]
+        if (module, name) == ("numpy", "dtype"):
+            return _DTypeRecorder(name, (Opaque,), {"__slots__": (), "qualname": "numpy.dtype",
+                                                     "called": False, "sink": self.numpy_dtypes})
         if module in ("torch", "torch.cuda", "torch.storage"):
             if name in dtypes.STORAGE_DTYPES:
                 return StorageType(dtypes.STORAGE_DTYPES[name])

@@ -8,12 +8,11 @@ import os
 import pickle
 import random
 import struct
-import tarfile
 import warnings
 import zipfile
 
 from craft import Rec, state_dict, torch_zip, zip_bytes
-from make_corpus import DATA, KEYS, B, W, Entry, good_pickle, good_zip, touch
+from make_corpus import DATA, KEYS, B, W, Entry, good_zip, touch
 
 
 def st(header, data: bytes = b"", n: int | None = None) -> bytes:
@@ -25,16 +24,64 @@ def _t(off: int, n: int = 2, dtype: str = "F32") -> dict:
     return {"dtype": dtype, "shape": [n], "data_offsets": [off, off + 4 * n]}
 
 
-def _legacy_tar() -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in (("sys_info", pickle.dumps({"little_endian": True}, 2)),
-                           ("pickle", good_pickle()), ("storages", b"\0" * 16),
-                           ("tensors", b"\0" * 8)):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime = len(data), 0
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+def _legacy_tar(pickled: bytes | None = None, *, storages: bytes | None = None,
+                tensors: bytes | None = None, extra: list | None = None) -> bytes:
+    """A legacy tar checkpoint (PyTorch 0.1-0.3) holding fc.weight (2, 3) and fc.bias (2,),
+    laid out as torch's legacy_load reads it; any member can be replaced."""
+    from legacy_tar import SYS_INFO, object_pickle, storages_member, tar_of, tensors_member
+
+    if storages is None:
+        storages = storages_member([(1, 6, DATA["0"]), (2, 2, DATA["1"])])
+    if tensors is None:
+        tensors = tensors_member([(1001, 1, (2, 3), (3, 1), 0), (1002, 2, (2,), (1,), 0)])
+    if pickled is None:
+        pickled = object_pickle({"fc.weight": 1001, "fc.bias": 1002})
+    return tar_of([("sys_info", SYS_INFO), ("pickle", pickled), ("tensors", tensors),
+                   ("storages", storages), *(extra or [])])
+
+
+def _legacy_tar_entries() -> list[tuple[Entry, bytes]]:
+    from legacy_tar import object_pickle, storages_member, tar_of, tensors_member
+
+    ok = dict(exit=0, format="torch-legacy-tar", keys=KEYS)
+    good = _legacy_tar()
+    out = [(Entry("legacy_tar.pt", "other: legacy tar (PyTorch 0.1-0.3)", **ok), good)]
+    payload = object_pickle({"fc.weight": 1001, "fc.bias": 1002,
+                             "x": lambda p: p.call("posix", "system", touch("tar"))})
+    out.append((Entry("legacy_tar_payload.pt", "other: legacy tar whose pickle runs a command",
+                      dangerous=["posix.system"], **ok), _legacy_tar(payload)))
+    out.append((Entry("legacy_tar_garbage.pt", "other: legacy tar with garbage members", 2,
+                      "legacy tar checkpoint"),
+                _legacy_tar(storages=b"\0" * 16, tensors=b"\0" * 8)))
+    huge = storages_member([(1, 1 << 40, DATA["0"]), (2, 2, DATA["1"])])
+    out.append((Entry("legacy_tar_storage_overrun.pt", "other: legacy tar storage larger than "
+                      "its member", 2, "more than its member holds"), _legacy_tar(storages=huge)))
+    many = tensors_member([(1001, 1, (2, 3), (3, 1), 0)], count=1 << 40)
+    out.append((Entry("legacy_tar_huge_count.pt", "other: legacy tar claiming 2^40 tensors", 2,
+                      "count"), _legacy_tar(tensors=many)))
+    cut = good[: good.find(b"storages\0") + 512 + 40]  # inside the storages member
+    out.append((Entry("legacy_tar_truncated.pt", "other: legacy tar cut short", 2,
+                      "truncated"), cut))
+    out.append((Entry("legacy_tar_duplicate_member.pt", "other: legacy tar with two pickle "
+                      "members", 2, "ambiguous"),
+                _legacy_tar(extra=[("pickle", object_pickle({"fc.weight": 1001}))])))
+    dangling = object_pickle({"fc.weight": 1001, "fc.bias": 1002, "ghost": 4242})
+    out.append((Entry("legacy_tar_missing_tensor.pt", "other: legacy tar referencing a tensor "
+                      "it does not hold", notes=["tensor 4242, which the file does not hold"],
+                      **ok), _legacy_tar(dangling)))
+    past = tensors_member([(1001, 1, (2, 3), (3, 1), 0), (1002, 2, (2, 9), (9, 1), 0)])
+    out.append((Entry("legacy_tar_view_past_storage.pt", "other: legacy tar view beyond its "
+                      "storage", notes=["reaches past"], **ok), _legacy_tar(tensors=past)))
+    far = storages_member([(1, 6, DATA["0"]), (2, 2, DATA["1"])], location="cuda:0" + "x" * 6000)
+    out.append((Entry("legacy_tar_long_location.pt", "other: legacy tar storage record of 6 KB "
+                      "(a 6,000-character location)", notes=["names an odd location"], **ok),
+                _legacy_tar(storages=far)))
+    out.append((Entry("tar_not_torch.pt", "other: a tar that is no checkpoint", 2,
+                      "not a legacy torch checkpoint"), tar_of([("README", b"hello\n")])))
+    block = bytearray(tar_of([("x", b"")])[:512])
+    out.append((Entry("tar_many_members.pt", "other: a tar of 10,001 empty members", 2,
+                      "over 10,000 members"), bytes(block) * 10_001 + b"\0" * 1024))
+    return out
 
 
 def _torchscript() -> bytes:
@@ -89,7 +136,7 @@ def _deepspeed_ok() -> dict:
 
 def format_entries() -> list[tuple[Entry, object]]:
     out: list[tuple[Entry, object]] = []
-    out.append((Entry("legacy_tar.pt", "other: legacy tar", 2, "legacy tar"), _legacy_tar()))
+    out += _legacy_tar_entries()
     out.append((Entry("torchscript.pt", "other: TorchScript", 0, format="torchscript",
                       keys=["0.weight", "0.bias"]), _torchscript()))
     out.append((Entry("dcp_ok", "other: DCP .metadata", 0, format="dcp", keys=KEYS),

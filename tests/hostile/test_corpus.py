@@ -194,6 +194,7 @@ def test_torch_reads_the_same_tensors(corpus, results):
     ("pickle_stack_global_memo.pt", {"ran-stack_global"}),
     ("pickle_inst_obj.pt", {"ran-inst", "ran-Payload", f"imported-{make_corpus.MOD}"}),
     ("protocol0_payload.pt", {"ran-proto0"}),
+    ("legacy_tar_payload.pt", {"ran-tar"}),  # torch still reads the 0.1-0.3 tar format
 ])
 def test_positive_control_the_payloads_are_live(corpus, name, markers):
     """torch.load(weights_only=False) on the same files does run them: the markers work."""
