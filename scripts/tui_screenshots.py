@@ -54,7 +54,8 @@ async def main() -> None:
     await shot("target", "checkpoints/squeezenet1_1.pt", (100, 30),
                ["m", "type:squeeze"], model=None)
     await shot("wizard", dp, (100, 30), ["f"])
-    await shot("wizard-head", ft, (100, 30), ["f"])
+    await shot("wizard-head", ft, (100, 30), ["f"])  # num_classes=10
+    await shot("wizard-ack", ft, (80, 24), ["f", "s", "a"])  # the strict=False step
     await shot("export", ft, (100, 30), ["f", "a", "a", "enter"])
     await shot("load", "checkpoints/tiny_vit_cuda.pt", (100, 30), ["l"], model=None,
                map_location="keep")

@@ -51,8 +51,10 @@ class PttuiApp(App[None]):
     CSS_PATH = "pttui.tcss"
     TITLE = "pttui"
     COMMANDS = App.COMMANDS | {ActionsProvider, FilesProvider, ModelsProvider}
+    # ctrl+q is a priority binding, as in Textual's App: it works inside every dialog
+    # (the load and export dialogs included), and asks first while work runs
     BINDINGS = [Binding("f1,question_mark", "help", "Help"),
-                Binding("ctrl+q", "quit", "Quit", show=False)]
+                Binding("ctrl+q", "quit", "Quit", show=False, priority=True)]
 
     def __init__(self, options: LaunchOptions,
                  device_source: Callable[[], Any] | None = None,
@@ -81,15 +83,25 @@ class PttuiApp(App[None]):
             return
         from pttui.tui.screens.confirm import ConfirmScreen
 
+        if getattr(self.screen, "quit_confirm", False):
+            return  # already asking
+
         what = " and ".join(sorted(self.busy))
-        body = f"A {what} is running. Quitting stops it (an export leaves nothing behind)."
+        effect = {"load": "the load process is killed",
+                  "export": "the export stops and leaves nothing behind",
+                  "command": "the command is cancelled"}
+        article = "An" if what[0] in "aeiou" else "A"
+        body = (f"{article} {what} is running. Quitting now: "
+                + "; ".join(effect.get(b, f"the {b} stops") for b in sorted(self.busy)) + ".")
 
         def answer(yes: bool | None) -> None:
             if yes:
                 self._stop_all()
                 self.exit()
 
-        self.push_screen(ConfirmScreen(f"Stop the {what} and quit?", body, yes="Quit"), answer)
+        screen = ConfirmScreen(f"Stop the {what} and quit?", body, yes="Quit")
+        screen.quit_confirm = True
+        self.push_screen(screen, answer)
 
     def _stop_all(self) -> None:
         for screen in self.screen_stack:

@@ -22,6 +22,21 @@ MARK_STYLE = {"unsafe-globals": "bold red", "needs-allowlist": "yellow", "cuda-s
               "unreadable": "red", "damaged": "red"}
 
 
+def middle(name: str, width: int) -> str:
+    """``name`` cut to ``width`` in the middle, keeping its end (``….fixed.pt`` tells
+    apart names that share a long start)."""
+    if width <= 0 or len(name) <= width:
+        return name
+    if width < 6:
+        return name[:width - 1] + "…"
+    tail = (width - 1) * 3 // 5
+    return name[:width - 1 - tail] + "…" + name[len(name) - tail:]
+
+
+def _tight(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
 def key_row(row: Row, model_shape: dict[str, tuple[int, ...]], filtered: bool) -> Text:
     """One tree line: the name coloured by status, then facts in dim."""
     style = STATUS_STYLE.get(row.status or "", "")
@@ -35,33 +50,50 @@ def key_row(row: Row, model_shape: dict[str, tuple[int, ...]], filtered: bool) -
         if row.status == "missing" or row.status == "accepted":
             text.append(f"  {hz.shape(t.shape)} {t.dtype}  ", style="dim")
             text.append(STATUS_WORD[row.status], style=style)
+        elif row.status == "shape":
+            # both shapes first and tight: on 80 columns the model's shape must not be
+            # the part cut off (dtype and device are in the details, enter)
+            text.append(f"  {_tight(t.shape)}", style="dim")
+            text.append(f" model {_tight(model_shape.get(row.key, ()))}", style=style)
+            text.append(f" {t.dtype} {t.device}", style="dim")
         else:
             text.append(f"  {hz.shape(t.shape)} {t.dtype} {t.device}", style="dim")
-            if row.status == "shape":
-                text.append(f"  model {hz.shape(model_shape.get(row.key, ()))}", style=style)
-            elif row.status in ("unexpected", "auto"):
+            if row.status in ("unexpected", "auto"):
                 text.append(f"  {STATUS_WORD[row.status]}", style=style)
         return text
     for s, c in row.counts.items():  # problems first: they are what the user looks for
         if s not in ("ok", "auto"):
             text.append(f" {c} {STATUS_WORD[s]}", style=STATUS_STYLE[s])
     n = row.count
-    problems = any(s not in ("ok", "auto") for s in row.counts)
-    facts = f"  {n:,} keys" if filtered or problems else \
-        f"  {n:,} keys · {hz.count(node.params * row.repeat)} · {hz.nbytes(node.nbytes * row.repeat)}"
+    sizes = f"{hz.count(node.params * row.repeat)} · {hz.nbytes(node.nbytes * row.repeat)}"
+    if filtered:
+        facts = f"  {n:,} keys"
+    elif any(s in ("missing", "accepted") for s in row.counts) and \
+            all(s in ("missing", "accepted", "auto") for s in row.counts):
+        facts = f" · {sizes}"  # none of it in the file: "50 missing" counts it, these size it
+    else:
+        facts = f"  {n:,} keys · {sizes}"
     text.append(facts, style="dim")
     return text
 
 
-def file_label(entry: Any) -> Text:
-    """Two lines: the name (cut with an ellipsis), then size, format and marks."""
-    name = Text(entry.name, style="bold" if entry.is_dir else "", no_wrap=True,
-                overflow="ellipsis")
+def file_label(entry: Any, width: int = 0) -> Text:
+    """The name (cut in the middle to ``width``, keeping its end), then size, format and
+    marks on the next line; marks that do not fit move to a line of their own."""
+    name = Text(middle(entry.name, width), style="bold" if entry.is_dir else "",
+                no_wrap=True, overflow="ellipsis")
     if entry.is_dir:
         return name
-    text = Text(f"\n  {hz.nbytes(entry.size)} {entry.badge}", style="dim")
-    for m in entry.marks:
-        text.append(f" {MARK_WORD.get(m, m)}", style=MARK_STYLE.get(m, "yellow"))
+    facts = f"  {hz.nbytes(entry.size)} {entry.badge}"
+    marks = [(MARK_WORD.get(m, m), MARK_STYLE.get(m, "yellow")) for m in entry.marks]
+    text = Text(f"\n{facts}", style="dim")
+    used = len(facts)
+    for word, style in marks:
+        if width and used + 1 + len(word) > width:
+            text.append("\n ")
+            used = 1
+        text.append(f" {word}", style=style)
+        used += 1 + len(word)
     out = Text.assemble(name, text)
     out.no_wrap, out.overflow = True, "ellipsis"
     return out
@@ -82,14 +114,20 @@ def heading(title: str) -> Text:
 
 
 def coverage_change(before: Any, after: Any) -> Text:
-    """``keys 0/52 -> 52/52 · elements 0.0% -> 100.0%``, the gain in green."""
+    """``keys 0/52 -> 52/52 · elements 0.0% -> 100.0%``, the gain in green, a loss in
+    yellow."""
     if before is None or after is None:
         return Text("")
-    (b, total), (a, _) = before.coverage_keys, after.coverage_keys
-    (bp, pt), (ap, _) = before.coverage_params, after.coverage_params
-    style = "green" if (ap, a) > (bp, b) else "yellow" if (ap, a) < (bp, b) else ""
-    pct = (lambda x: f"{x / pt:.1%}") if pt else (lambda x: "n/a")
-    return Text(f"keys {b}/{total} -> {a}/{total} · elements {pct(bp)} -> {pct(ap)}",
+    (b, bt), (a, at) = before.coverage_keys, after.coverage_keys
+    (bp, bpt), (ap, apt) = before.coverage_params, after.coverage_params
+    # each side against its own model (a step may rebuild the model with other args)
+    bf, af = (bp / bpt if bpt else 0.0), (ap / apt if apt else 0.0)
+    style = "green" if (af, a) > (bf, b) else "yellow" if (af, a) < (bf, b) else ""
+
+    def pct(x: int, total: int) -> str:
+        return f"{x / total:.1%}" if total else "n/a"
+
+    return Text(f"keys {b}/{bt} -> {a}/{at} · elements {pct(bp, bpt)} -> {pct(ap, apt)}",
                 style=style)
 
 

@@ -53,10 +53,17 @@ async def settle(app, pilot, rounds: int = 3) -> None:
     await pilot.pause(0.05)
 
 
+def screen_text(app) -> list[str]:
+    """The terminal as the user sees it, one string per line (dialogs over their screen)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
 @pytest.fixture
 def folder(tmp_path):
     """A private copy of the samples the flows use (exports land beside them)."""
     for name in ("squeezenet1_1_dataparallel.pt", "squeezenet1_1_finetuned_10cls.pt",
-                 "squeezenet1_1.pt", "tiny_vit_cuda.pt", "tiny_vit_training_state.pt"):
+                 "squeezenet1_1.pt", "squeezenet1_1_compiled.pt", "tiny_vit_cuda.pt",
+                 "tiny_vit_training_state.pt", "tiny_vit_torchscript.pt", "truncated.pt"):
         shutil.copy(SAMPLES / name, tmp_path / name)
+    shutil.copytree(SAMPLES / "tiny_vit_dcp", tmp_path / "tiny_vit_dcp")
     return tmp_path

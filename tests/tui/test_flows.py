@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.tui.conftest import SQUEEZE, make_app, settle
+from tests.tui.conftest import SQUEEZE, make_app, screen_text, settle
 
 pytestmark = pytest.mark.slow
 
@@ -113,20 +113,42 @@ async def test_target_picker_and_guided_fixup_dataparallel(folder):
 
 
 async def test_guided_fixup_head_mismatch_then_export_loads_into_the_model(folder):
+    """Skip "num_classes=10", drop the head, then acknowledge strict=False on its own step."""
     app = make_app(folder / "squeezenet1_1_finetuned_10cls.pt", model=SQUEEZE)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         main = _main(app)
         assert main.session.report.shape_mismatch
         await pilot.press("f")
         await settle(app, pilot)
-        step = app.screen.step
-        assert step.stage == "shape"
+        wizard = app.screen
+        assert wizard.step.stage == "classes"
+        await pilot.press("s")  # keep the 1000-class model: replace the head instead
+        await settle(app, pilot)
+        step = wizard.step
+        assert step.stage == "shape" and not step.uninitialised
+        assert step.leaves_missing == ["classifier.1.weight", "classifier.1.bias"]
+        await pilot.press("a")  # drops the head; accepts nothing yet
+        await settle(app, pilot)
+        assert not main.session.recipe.accepted_missing
+        assert not main.session.report.ok_with_accepted
+        step = wizard.step
+        assert step.stage == "accept"  # the strict=False acknowledgement, a step of its own
         assert step.uninitialised == ["classifier.1.weight", "classifier.1.bias"]
+        shown = "\n".join(screen_text(app))
+        assert "fits the model" not in shown
+        assert "Leave 2 uninitialised (a)" in shown
+        # every key it leaves uninitialised is on the 80x24 screen without scrolling
+        assert "classifier.1.weight" in shown and "classifier.1.bias" in shown
         await pilot.press("a")
         await settle(app, pilot)
-        assert app.screen.step.stage == "done"
+        assert wizard.step.stage == "done"
         assert main.session.report.ok_with_accepted
+        assert main.session.recipe.accepted_missing == ("classifier.1.weight",
+                                                       "classifier.1.bias")
+        # the last step offers the export only: no Edit, no Skip
+        assert not wizard.query_one("#edit").display and not wizard.query_one("#skip").display
+        assert "fits the model" not in wizard.step.title
         await pilot.press("a")  # "Export" from the last step
         await settle(app, pilot)
         export = app.screen
@@ -145,6 +167,52 @@ async def test_guided_fixup_head_mismatch_then_export_loads_into_the_model(folde
     res = model.load_state_dict(torch.load(out, weights_only=True), strict=False)
     assert set(res.missing_keys) == {"classifier.1.weight", "classifier.1.bias"}
     assert not res.unexpected_keys
+
+
+async def test_guided_fixup_offers_num_classes_and_rebuilds_the_model(folder):
+    """The head-mismatch sample: the first step rebuilds the model with num_classes=10
+    (the class count the diagnosis names); undo puts the 1000-class model back."""
+    app = make_app(folder / "squeezenet1_1_finetuned_10cls.pt", model=SQUEEZE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        await pilot.press("f")
+        await settle(app, pilot)
+        wizard = app.screen
+        step = wizard.step
+        assert step.stage == "classes" and step.title == "build the model with num_classes=10"
+        assert step.target.args == {"num_classes": 10} and step.after.strict_ok
+        assert str(wizard.query_one("#accept").label) == "Rebuild the model (a)"
+        shown = "\n".join(screen_text(app))
+        assert "keys 50/52 -> 52/52 · elements 58.5% -> 100.0%" in shown
+        await pilot.press("a")
+        await settle(app, pilot)
+        assert main.session.target.args == {"num_classes": 10}
+        assert main.session.recipe.model_args == {"num_classes": 10}
+        assert main.session.report.strict_ok and not main.session.recipe.ops
+        assert wizard.step.stage == "done" and wizard.step.title == "the checkpoint fits the model"
+        await pilot.press("u")  # the model goes back to 1000 classes
+        await settle(app, pilot)
+        assert main.session.target.args == {} and main.session.report.shape_mismatch
+        assert wizard.step.stage == "classes"
+        await pilot.press("a")
+        await settle(app, pilot)
+        await pilot.press("a")  # Export
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert app.screen.result.verified
+        # the replay command rebuilds the same model
+        assert "--model-arg num_classes=10" in str(app.screen.query_one("#export-status")
+                                                   .render())
+        await pilot.press("escape")
+        await settle(app, pilot)
+    import torch
+    import torchvision
+
+    model = torchvision.models.squeezenet1_1(num_classes=10)
+    model.load_state_dict(torch.load(folder / "squeezenet1_1_finetuned_10cls.fixed.pt",
+                                     weights_only=True))  # strict: every key fits
 
 
 async def test_export_dataparallel_as_safetensors_loads_strictly(folder):
@@ -203,9 +271,10 @@ async def test_manual_rename_drop_accept_undo_redo(folder):
         tree.move_cursor(tree.root.children[0])  # features
         await pilot.press("r")
         await settle(app, pilot)
-        assert app.screen.query_one("#pattern").value == r"^features(?=\.|$)"
+        assert app.screen.query_one("#pattern").value == r"^features\."
+        assert app.screen.query_one("#replacement").value == "features."
         await pilot.press("tab")
-        await pilot.press("ctrl+u", *"body")  # replacement: features -> body
+        await pilot.press("ctrl+u", *"body.")  # replacement: features. -> body.
         await settle(app, pilot)
         await pilot.press("enter")
         await settle(app, pilot)
@@ -305,14 +374,136 @@ async def test_help_palette_command_line_and_quit(folder):
         await pilot.press("colon", *"frobnicate", "enter")
         await settle(app, pilot)
         assert any("unknown command" in n.message for n in app._notifications)
-        app.busy.add("export")
-        await pilot.press("q")
+        await pilot.press("q")  # nothing runs: no question
+    assert not app.is_running
+
+
+async def test_ctrl_q_inside_a_running_load_asks_first(folder):
+    """A real load in its child process: ctrl+q works inside the load dialog and asks;
+    once the load is over it quits at once."""
+    app = make_app(folder / "squeezenet1_1.pt", map_location="cpu")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("l")
+        await pilot.pause(0.2)  # the child is starting (importing torch takes a second)
+        load = app.screen
+        assert type(load).__name__ == "LoadScreen" and load.running
+        await pilot.press("ctrl+q")
+        confirm = app.screen
+        assert type(confirm).__name__ == "ConfirmScreen"
+        assert "Stop the load and quit?" in "\n".join(screen_text(app))
+        await pilot.press("ctrl+q")  # asking already: no second dialog
+        assert app.screen is confirm
+        await pilot.press("escape")  # "Cancel": back to the load, which goes on
+        assert app.screen is load and app.is_running
+        await settle(app, pilot)
+        assert load.result.ok and not app.busy
+        await pilot.press("ctrl+q")  # nothing runs now: quits without asking
+        await pilot.pause(0.2)
+    assert not app.is_running
+
+
+async def test_ctrl_q_during_an_export_asks_and_quitting_leaves_nothing(folder, monkeypatch):
+    """A real export, held after its first tensor so that it is surely running: the
+    fields are locked (typing changes nothing), ctrl+q asks, Quit cancels the export
+    and nothing is left behind."""
+    import threading
+
+    import pttui.core.session_export as session_export
+
+    real, running, finished = session_export.export_session, threading.Event(), \
+        threading.Event()
+
+    def held(*args, progress=None, cancel=None, **kwargs):
+        def hold(done, total):
+            progress(done, total)
+            running.set()
+            cancel.wait(30)  # until the user stops it
+
+        try:
+            return real(*args, progress=hold, cancel=cancel, **kwargs)
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(session_export, "export_session", held)
+    app = make_app(folder / "squeezenet1_1_dataparallel.pt")
+    out = folder / "squeezenet1_1_dataparallel.fixed.pt"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("e")
+        await settle(app, pilot)
+        export = app.screen
+        await pilot.press("enter")  # Export
+        for _ in range(200):
+            if running.is_set():
+                break
+            await pilot.pause(0.05)
+        assert running.is_set() and export.running and "export" in app.busy
+        field = export.query_one("#out")
+        assert field.disabled and app.focused is export.query_one("#cancel")
+        await pilot.press("a", "a", "q")  # stray keys: the path stays as it was
+        assert field.value == str(out) and app.screen is export and app.is_running
+        await pilot.press("ctrl+q")
+        assert type(app.screen).__name__ == "ConfirmScreen"
+        assert "Stop the export and quit?" in "\n".join(screen_text(app))
+        await pilot.press("enter")  # "Quit" has the focus
+        await pilot.pause(0.2)
+    assert not app.is_running
+    assert finished.wait(30)  # the exporter saw the cancel and cleaned up
+    assert sorted(p.name for p in folder.iterdir() if "fixed" in p.name) == []
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+
+async def test_export_dialog_after_a_run_shows_the_result_and_focuses_close(folder):
+    app = make_app(folder / "squeezenet1_1_dataparallel.pt", model=SQUEEZE)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        await pilot.press("f")
+        await settle(app, pilot)
+        await pilot.press("a", "escape")  # strip `module.`: a recipe of one step
+        await settle(app, pilot)
+        assert len(main.session.recipe.ops) == 1
+        await pilot.press("e")
+        await settle(app, pilot)
+        export = app.screen
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert export.result.verified
+        assert app.focused is export.query_one("#go") and str(export.query_one("#go").label) \
+            == "Close"
+        assert not export.query_one("#export-form").display  # the form made room
+        shown = screen_text(app)
+        assert any("verified: every tensor read back" in line for line in shown)
+        assert any("Close" in line for line in shown)  # on the 24 lines, not below them
+        value = export.query_one("#out").value
+        await pilot.press("a", "a")
+        assert export.query_one("#out").value == value
+        await pilot.press("enter")  # Close
+        await settle(app, pilot)
+        assert app.screen is main and main.exported_recipe is main.session.recipe
+        files = main.query_one("#files-list")
+        names = [e.name for e in main.query_one("#files").entries]
+        other = 1 + names.index("squeezenet1_1.pt")
+        # a recipe changed since its export would be lost: that asks
+        from pttui.core.recipe import Drop
+
+        main.session.apply(Drop(r"^features\.0\.bias$", kind="regex"))
+        await settle(app, pilot)
+        files.focus()
+        files.highlighted = other
+        await pilot.press("enter")
+        await settle(app, pilot)
         assert type(app.screen).__name__ == "ConfirmScreen"
         await pilot.press("escape")
-        assert app.is_running
-        app.busy.clear()
-        await pilot.press("q")
-    assert not app.is_running
+        main.action_undo()  # the exported recipe again
+        await settle(app, pilot)
+        assert main.exported_recipe is main.session.recipe
+        files.focus()
+        files.highlighted = other
+        await pilot.press("enter")  # what was exported is safe: no question
+        await settle(app, pilot)
+        assert app.screen is main and main.session.source.path.endswith("squeezenet1_1.pt")
 
 
 async def test_a_running_load_can_be_cancelled(folder):

@@ -40,12 +40,73 @@ def test_dataparallel_strips_the_wrapper_then_fits(squeeze):
     assert steps[-1].uninitialised == []
 
 
-def test_head_mismatch_lists_what_stays_uninitialised(squeeze):
+def test_head_mismatch_drops_then_acknowledges_in_a_step_of_its_own(squeeze):
+    """num_classes first (skipped here: no ops), then the drop alone, then strict=False."""
     steps, recipe = _walk(SAMPLES / "squeezenet1_1_finetuned_10cls.pt", squeeze)
-    assert [s.stage for s in steps] == ["shape", "done"]
-    assert steps[0].uninitialised == ["classifier.1.weight", "classifier.1.bias"]
+    assert [s.stage for s in steps] == ["classes", "shape", "accept", "done"]
+    drop = steps[1]
+    assert [type(op).__name__ for op in drop.ops] == ["Drop"] and not drop.uninitialised
+    assert drop.leaves_missing == ["classifier.1.weight", "classifier.1.bias"]
+    assert drop.after.missing == ["classifier.1.weight", "classifier.1.bias"]
+    assert not drop.after.ok_with_accepted  # dropping accepts nothing by itself
+    ack = steps[2]
+    assert ack.ops == [AcceptMissing(("classifier.1.weight", "classifier.1.bias"))]
+    assert ack.uninitialised == ["classifier.1.weight", "classifier.1.bias"]
+    assert ack.title == "strict=False: leave 2 model keys uninitialised"
+    assert ack.after.ok_with_accepted
     assert steps[-1].uninitialised == ["classifier.1.weight", "classifier.1.bias"]
+    assert "fits the model" not in steps[-1].title
     assert recipe.accepted_missing == ("classifier.1.weight", "classifier.1.bias")
+
+
+def test_head_mismatch_first_offers_the_model_with_the_files_class_count(squeeze):
+    from pttui.core.compare import compare
+    from pttui.core.guide import head_classes
+
+    ckpt = open_checkpoint(str(SAMPLES / "squeezenet1_1_finetuned_10cls.pt"))
+    assert head_classes(compare(ckpt.tensors, squeeze)) == (10, 1000)
+    step = next_step(ckpt, Recipe(), squeeze, set())
+    assert step.stage == "classes" and step.ops == [] and step.editable is None
+    assert step.title == "build the model with num_classes=10"
+    assert step.target.spec == SQUEEZE and step.target.args == {"num_classes": 10}
+    assert step.before.coverage_keys == (50, 52) and step.after.strict_ok
+    # with that model, nothing is left to do
+    assert next_step(ckpt, Recipe(), step.target, {step.ident}).stage == "done"
+    # a file whose keys do not line up yet has no class count to offer
+    dp = open_checkpoint(str(SAMPLES / "squeezenet1_1_dataparallel.pt"))
+    assert head_classes(compare(dp.tensors, squeeze)) is None
+
+
+def test_rename_seed_consumes_the_dot_so_an_empty_replacement_removes_the_prefix():
+    import re
+
+    from pttui.core.guide import rename_seed
+    from pttui.core.keyfilter import build_index, rows
+
+    ckpt = open_checkpoint(str(SAMPLES / "squeezenet1_1_compiled.pt"))
+    idx = build_index(ckpt.tensors)
+    group = next(r for r in rows(idx, idx.root, None) if r.key == "_orig_mod")
+    pattern, repl = rename_seed(group)
+    assert (pattern, repl) == (r"^_orig_mod\.", "_orig_mod.")
+    key = "_orig_mod.features.0.weight"
+    assert re.sub(pattern, repl, key) == key  # as seeded: changes nothing
+    assert re.sub(pattern, "", key) == "features.0.weight"  # "empty removes"
+    head = next(r for r in rows(idx, group.node, None) if r.key == "_orig_mod.classifier.1")
+    leaf = next(r for r in rows(idx, head.node, None) if r.is_leaf)
+    assert rename_seed(leaf) == ("^" + re.escape(leaf.key) + "$", leaf.key)  # the whole key
+
+
+def test_torchscript_and_dcp_get_their_loader_not_allow_listing(squeeze):
+    from pttui.core.guide import format_advice
+
+    ts = open_checkpoint(str(SAMPLES / "tiny_vit_torchscript.pt"))
+    dcp = open_checkpoint(str(SAMPLES / "tiny_vit_dcp"))
+    assert "torch.jit.load" in format_advice(ts)
+    assert "torch.distributed.checkpoint.load" in format_advice(dcp)
+    assert format_advice(open_checkpoint(str(SAMPLES / "tiny_vit_training_state.pt"))) is None
+    step = next_step(ts, Recipe(), squeeze, set())
+    assert step.stage == "globals" and "TorchScript" in step.title
+    assert "torch.jit.load" in step.why and "will not load" not in step.title
 
 
 def test_leftover_missing_keys_end_in_an_acknowledgement(squeeze):

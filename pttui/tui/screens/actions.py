@@ -26,6 +26,8 @@ class Actions:
     session: Any
     analysis: Any
     last_load: Any
+    unreadable: tuple[str, str] | None
+    exported_recipe: Any
 
     # -- guards ---------------------------------------------------------------------------
 
@@ -38,7 +40,11 @@ class Actions:
 
     def _need(self, file: bool = True, target: bool = False) -> bool:
         if file and self.session.source is None:
-            self.notify("open a checkpoint first (Files pane, enter)", severity="warning")
+            if self.unreadable is not None:
+                self.notify(f"{os.path.basename(self.unreadable[0])} could not be read: only "
+                            "a load attempt (l) applies to it", severity="warning")
+            else:
+                self.notify("open a checkpoint first (Files pane, enter)", severity="warning")
             return False
         if target and self.session.target is None:
             self.notify("choose the model first (m)", severity="warning")
@@ -93,14 +99,18 @@ class Actions:
             if result == "export":
                 self.action_export()
 
-        self.app.push_screen(WizardScreen(self.session), closed)
+        self.app.push_screen(WizardScreen(self.session, self.set_target), closed)
 
     def action_load(self, unsafe: bool = False) -> None:
-        if not self._need():
-            return
         from pttui.tui.screens.load import LoadScreen
 
         src = self.session.source
+        if src is None and self.unreadable is not None:
+            path, scan = self.unreadable[0], None  # torch.load says what the reader could not
+        elif not self._need():
+            return
+        else:
+            path, scan = src.path, src.globals
 
         def closed(answer: Any) -> None:
             if not answer:
@@ -115,8 +125,7 @@ class Actions:
             if open_path:  # the tensors an unsafe load saved: list their folder, open them
                 self.read_folder(os.path.dirname(open_path), select=open_path)
 
-        self.app.push_screen(LoadScreen(src.path, self.session.policy, src.globals, unsafe),
-                             closed)
+        self.app.push_screen(LoadScreen(path, self.session.policy, scan, unsafe), closed)
 
     def action_unsafe_load(self) -> None:
         self.action_load(unsafe=True)
@@ -127,9 +136,11 @@ class Actions:
         from pttui.tui.screens.export import ExportScreen
 
         report = self.analysis.report if self.analysis is not None else None
+        recipe = self.session.recipe
 
         def closed(result: Any) -> None:
             if result is not None:
+                self.exported_recipe = recipe  # opening another file loses nothing now
                 self.action_refresh()  # the new file shows in the Files pane
 
         self.app.push_screen(ExportScreen(self.session.source, self.session.recipe, report),
@@ -170,7 +181,9 @@ class Actions:
         row = self._row()
         pattern = repl = ""
         if row is not None and row.status not in _NOT_IN_FILE:
-            pattern, repl = kf.rename_seed(row)
+            from pttui.core.guide import rename_seed
+
+            pattern, repl = rename_seed(row)
         self._pattern("rename", pattern, repl)
 
     def action_drop_pattern(self) -> None:
@@ -285,7 +298,8 @@ class Actions:
 
         files = self.query_one(FilesPane)
         src = self.session.source
-        self.read_folder(files.folder, src.path if src is not None else None)
+        path = src.path if src is not None else self.unreadable[0] if self.unreadable else None
+        self.read_folder(files.folder, path)
 
     def action_command(self) -> None:
         box = self.query_one("#command-line")

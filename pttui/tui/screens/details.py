@@ -72,6 +72,9 @@ class DetailsScreen(ModalScreen[None]):
     @on(Button.Pressed, "#stats-btn")
     def action_stats(self) -> None:
         if self.stored is None:
+            self.query_one("#stats", Static).update(Text(
+                "no values to read: this key is not in the file, only in the model",
+                style="yellow"))
             return
         self.query_one("#stats", Static).update(Text("reading values…", style="dim"))
         self._compute()

@@ -1,6 +1,10 @@
 """Export (e): format, path (default NAME.fixed.pt beside the source), the recipe too;
 progress while it writes; the verification verdict at the end.
 
+While it writes, the fields are disabled and the Cancel button has the focus (a stray
+key must not change the path); after a successful export the fields step aside for
+the result and the Close button has the focus.
+
 The export runs in a worker thread (core ``export`` streams tensors and verifies by
 reading back). Cancelling sets an event the exporter checks; it leaves nothing behind.
 """
@@ -15,17 +19,20 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.worker import Worker
-from textual.widgets import Button, Checkbox, Input, ProgressBar, RadioButton, RadioSet, Static
+from textual.widgets import Button, Checkbox, Input, ProgressBar, RadioSet, Static
 
 from pttui.core import humanize as hz
 from pttui.core import report_text as rt
 from pttui.core.meta import ReadError
-from pttui.tui import errors
 from pttui.core.session_export import default_output, with_format
+from pttui.tui import errors
+from pttui.tui.widgets.toggles import Check, Radio
+
+_FIELDS = ("#fmt", "#out", "#write-recipe", "#force")
 
 
 def _shown(path: str) -> str:
@@ -60,19 +67,21 @@ class ExportScreen(ModalScreen[Any]):
         self.result: Any = None
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide"):
+        with Vertical(classes="dialog wide", id="export"):
             yield Static(Text("Export the repaired weights", style="bold"),
                          classes="dialog-title")
-            with RadioSet(id="fmt", compact=True):
-                yield RadioButton(".pt (torch.save, keeps _metadata)", value=True, id="pt")
-                yield RadioButton(".safetensors", id="safetensors")
-            yield Input(_shown(default_output(self.source.path)), id="out")
-            yield Checkbox("write the recipe too (OUT.recipe.json)", True, id="write-recipe",
-                           compact=True)
-            yield Checkbox("overwrite existing files", False, id="force", compact=True)
-            yield Static(self._verdict(), id="export-verdict")
+            with Vertical(id="export-form"):
+                with RadioSet(id="fmt", compact=True):
+                    yield Radio(".pt (torch.save, keeps _metadata)", value=True, id="pt")
+                    yield Radio(".safetensors", id="safetensors")
+                yield Input(_shown(default_output(self.source.path)), id="out")
+                yield Check("write the recipe too (OUT.recipe.json)", True, id="write-recipe",
+                            compact=True)
+                yield Check("overwrite existing files", False, id="force", compact=True)
+                yield Static(self._verdict(), id="export-verdict")
             yield ProgressBar(id="progress", show_eta=False)
-            yield Static("", id="export-status")
+            with VerticalScroll(id="export-status-box"):
+                yield Static("", id="export-status")
             with Horizontal(classes="buttons"):
                 yield Button("Export", id="go", variant="primary")
                 yield Button("Cancel", id="cancel")
@@ -80,6 +89,10 @@ class ExportScreen(ModalScreen[Any]):
     def on_mount(self) -> None:
         self.query_one("#progress").display = False
         self.query_one("#out").focus()
+
+    def _fields(self, enabled: bool) -> None:
+        for sel in _FIELDS:
+            self.query_one(sel).disabled = not enabled
 
     def _verdict(self) -> Text:
         n = len(self.recipe.ops)
@@ -116,6 +129,8 @@ class ExportScreen(ModalScreen[Any]):
         bar.display = True
         bar.update(total=None, progress=0)
         self.query_one("#go", Button).disabled = True
+        self._fields(False)  # stray keys must not change what is being written
+        self.query_one("#cancel", Button).focus()
         self._status(Text(f"writing {out} …"))
         self._export(out, force, write_recipe)
 
@@ -149,6 +164,8 @@ class ExportScreen(ModalScreen[Any]):
         if message.error:
             self._status(Text(message.error, style="red"))
             self.query_one("#progress").display = False
+            self._fields(True)  # change the path or tick overwrite, and try again
+            self.query_one("#out").focus()
             return
         r = message.result
         self.result = r
@@ -162,11 +179,19 @@ class ExportScreen(ModalScreen[Any]):
             t.append("VERIFY FAILED: " + "; ".join(r.problems), style="bold red")
         if message.recipe:
             t.append(Text(f"\nrecipe: {_shown(message.recipe)}"))
-            t.append(Text(f"\nreplay: pttui fix SOURCE --model {self.recipe.target or 'SPEC'} "
-                          f"--recipe {os.path.basename(message.recipe)} -o OUT", style="dim"))
+            from pttui.core.recipe_render import replay_command
+
+            # the model's arguments too (num_classes=10): the command rebuilds that model
+            t.append(Text("\nreplay: " + replay_command(message.recipe, self.recipe,
+                                                         self.source.path, r.path),
+                          style="dim"))
         self._status(t)
         go.label = "Close"
         self.query_one("#cancel").display = False
+        # the written file and its verdict replace the form (nothing there applies any
+        # more), so the result and Close fit on 80x24
+        self.query_one("#export-form").display = False
+        go.focus()
         self.app.notify(f"exported {os.path.basename(r.path)}" +
                         (" (verified)" if r.verified else " — VERIFY FAILED"),
                         severity="information" if r.verified else "error")

@@ -138,8 +138,12 @@ class LoadScreen(ModalScreen[Any]):
         if fixes:
             ol.highlighted = 0
             ol.focus()
-        self.app.notify(f"load {'succeeded' if r.ok else 'failed: ' + r.kind}",
-                        severity="information" if r.ok else "warning")
+        allowed = (r.policy or {}).get("allow_globals") or []
+        word = "succeeded" if r.ok else "failed: " + r.kind
+        if r.ok and allowed:
+            word += f" with {len(allowed)} global{'s' if len(allowed) != 1 else ''} allowed: " \
+                + ", ".join(allowed)
+        self.app.notify(f"load {word}", severity="information" if r.ok else "warning")
 
     @on(OptionList.OptionSelected, "#load-fixes")
     def _fix(self, event: OptionList.OptionSelected) -> None:
@@ -202,6 +206,9 @@ def result_text(r: Any) -> Text:
         t = Text(f"loaded in {r.seconds:.1f}s ({how})\n", style="bold green")
         t.append(Text(f"{s.get('type')}: {s.get('tensor_count', 0)} tensors, "
                       f"{hz.nbytes(s.get('tensor_bytes') or 0)}"))
+        if pol.get("allow_globals"):
+            t.append(Text(f"\nallowed globals ({len(pol['allow_globals'])}): "
+                          + ", ".join(pol["allow_globals"]), style="cyan"))
         for w in r.warnings[:3]:
             t.append(Text("\nwarning: " + w, style="yellow"))
         if r.saved:

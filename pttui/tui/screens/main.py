@@ -50,6 +50,11 @@ def _spare_the_gc(keys: int) -> None:
         gc.freeze()
 
 
+def _titled(widget: Any, title: str) -> Any:
+    widget.border_title = title
+    return widget
+
+
 class MainScreen(CommandLine, Actions, Screen):
     BINDINGS = keys.bindings()
 
@@ -66,6 +71,8 @@ class MainScreen(CommandLine, Actions, Screen):
         self.command_cancel = threading.Event()
         self.analysis: Any = None
         self.last_load: Any = None
+        self.unreadable: tuple[str, str] | None = None  # (path, why) of a file that failed
+        self.exported_recipe: Any = None  # the recipe last exported (nothing to lose)
         self.gen = 0
         self._state: tuple = ()
         self._polling = False
@@ -73,19 +80,17 @@ class MainScreen(CommandLine, Actions, Screen):
         self.first_paint: tuple[float, bool] | None = None  # (perf_counter, torch imported?)
 
     def compose(self) -> ComposeResult:
+        # every pane has its title from the first frame (the Keys pane's names the file)
         with Horizontal(id="panes"):
             with Vertical(id="left"):
-                yield FilesPane(id="files")
-                yield DevicesPane(id="devices")
-            yield KeyTreePane(id="keys")
-            yield ReportPane(id="report")
+                yield _titled(FilesPane(id="files"), "Files")
+                yield _titled(DevicesPane(id="devices"), "Devices")
+            yield _titled(KeyTreePane(id="keys"), "Keys")
+            yield _titled(ReportPane(id="report"), "Report")
         yield Input(id="command-line", placeholder="pttui command (help lists them)")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        titles = {"files": "Files", "devices": "Devices", "keys": "Keys", "report": "Report"}
-        for pane, title in titles.items():
-            self.query_one(f"#{pane}").border_title = title
         self.query_one("#command-line").display = False
         self.query_one(DevicesPane).show(map_location=self.session.policy.map_location)
         opts = self.options
@@ -110,6 +115,12 @@ class MainScreen(CommandLine, Actions, Screen):
             self.query_one("#report").display = not narrow
             self.query_one("#devices").display = not narrow
             self.set_class(narrow, "-narrow")
+
+    def _keys_title(self) -> None:
+        """The Keys pane names the open file (or the one that could not be read)."""
+        src = self.session.source
+        path = src.path if src is not None else self.unreadable[0] if self.unreadable else ""
+        self.query_one(KeyTreePane).name_file(os.path.basename(path.rstrip("/")))
 
     # -- the folder and the file ------------------------------------------------------------
 
@@ -150,18 +161,33 @@ class MainScreen(CommandLine, Actions, Screen):
             self.post_message(FileOpened(path, None, str(err)))
 
     def on_file_opened(self, message: FileOpened) -> None:
+        self.last_load = None
         if message.error:
+            # The reader gave up; torch.load may still say more (l tries it): keep the
+            # file as the one shown, with its error in the Keys and Report panes.
             self.notify(message.error, title="cannot read", severity="error", timeout=8)
-            self.query_one(KeyTreePane).show(None, message.error)
+            self.unreadable = (message.path, message.error)
+            self.analysis = None
+            if self.session.source is not None:
+                self.session.set_source(None)
+            self.query_one(KeyTreePane).show(None, Text(
+                "cannot read it (why: Report pane, F4) · l tries torch.load", style="red"))
+            self.query_one(DevicesPane).show(nbytes=None)
+            self._show_report()
+            self._keys_title()
             return
         ckpt = message.ckpt
         _spare_the_gc(sum(len(c.tensors) for c in ckpt.containers))
-        self.last_load = None
+        old = self.session.source
+        again = old is not None and old.path == ckpt.path  # F5, or after an export
+        self.unreadable = None
         self.session.set_source(ckpt)
+        self._keys_title()
         if len(ckpt.containers) > 1:
             self.notify(f"{len(ckpt.containers)} candidate containers; using "
                         f"{'.'.join(ckpt.selected or ()) or '(root)'} (c to choose)")
-        self.query_one(KeyTree).focus()
+        if not again:  # reading the same file again leaves the focus where the user is
+            self.query_one(KeyTree).focus()
 
     # -- analysis -------------------------------------------------------------------------
 
@@ -185,6 +211,7 @@ class MainScreen(CommandLine, Actions, Screen):
                 self.query_one(KeyTreePane).message = "analysing…"
                 self.analyse(self.gen, session.source, session.recipe, session.target)
         self._show_report()
+        self._keys_title()  # a `:open` changes the file without passing on_file_opened
         self.refresh_bindings()
 
     def _follow_folder(self, path: str) -> None:
@@ -227,7 +254,8 @@ class MainScreen(CommandLine, Actions, Screen):
         self._show_report()
 
     def _show_report(self) -> None:
-        self.query_one(ReportPane).show(self.session, self.analysis, self.last_load)
+        self.query_one(ReportPane).show(self.session, self.analysis, self.last_load,
+                                        self.unreadable)
 
     # -- the model ------------------------------------------------------------------------
 
@@ -306,7 +334,8 @@ class MainScreen(CommandLine, Actions, Screen):
         if src is not None and os.path.abspath(src.path) == os.path.abspath(entry.path):
             self.query_one(KeyTree).focus()
             return
-        if src is not None and self.session.recipe.ops:
+        if src is not None and self.session.recipe.ops \
+                and self.session.recipe is not self.exported_recipe:
             self.confirm_discard(lambda: self.open_file(entry.path))
         else:
             self.open_file(entry.path)

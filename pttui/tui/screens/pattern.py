@@ -22,6 +22,7 @@ from pttui.core.meta import ReadError
 from pttui.tui import errors
 from pttui.core.recipe import Drop, Op, RegexRename
 from pttui.tui.render import append_changes, coverage_change
+from pttui.tui.widgets.toggles import Check
 
 SHOW = 40  # preview lines
 
@@ -62,7 +63,7 @@ class PatternScreen(ModalScreen[Op | None]):
                 yield Input(self.replacement, id="replacement",
                             placeholder="replacement (\\1 for a group; empty removes)")
             else:
-                yield Checkbox("glob instead of regex (whole key: *.bias)", id="glob", compact=True)
+                yield Check("glob instead of regex (whole key: *.bias)", id="glob", compact=True)
             with VerticalScroll(id="preview"):
                 yield Static("", id="preview-body")
             with Horizontal(classes="buttons"):
@@ -123,13 +124,18 @@ class PatternScreen(ModalScreen[Op | None]):
 
 
 def preview_text(changed: list[tuple[str, str]], before: Any, after: Any) -> Text:
-    """``N keys change`` then ``old -> new`` lines (``old dropped``), coverage last."""
+    """``N keys change``, the coverage change on the next line (on top, where it shows
+    however long the list), then ``old -> new`` lines (``old  dropped``)."""
     t = Text()
     if not changed:
         t.append("no key changes", style="yellow")
     else:
-        t.append(f"{len(changed):,} keys change\n", style="bold")
-    append_changes(t, changed, SHOW)
+        t.append(f"{len(changed):,} keys change", style="bold")
     if before is not None:
+        t.append("\ncoverage: ")
         t.append(coverage_change(before, after))
+    t.append("\n")
+    if changed:
+        t.append("\n")
+    append_changes(t, changed, SHOW)
     return t

@@ -43,6 +43,7 @@ class TargetScreen(ModalScreen[Any]):
         super().__init__()
         self.spec, self.args = spec, dict(args or {})
         self.names: list[str] = []
+        self.status_text = ""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -59,6 +60,14 @@ class TargetScreen(ModalScreen[Any]):
             with Horizontal(classes="buttons"):
                 yield Button("Use this model", id="build", variant="primary")
                 yield Button("Cancel", id="cancel")
+
+    def on_resize(self) -> None:
+        """The list gives up rows first, so the fields, an error of a few lines and the
+        buttons stay on a 24-line terminal."""
+        width = max(20, self.query_one("#target-status").size.width or 76)
+        lines = sum(max(1, -(-len(line) // width)) for line in self.status_text.splitlines())
+        room = self.size.height - 17 - max(1, lines)
+        self.query_one("#tv-list").styles.max_height = max(3, min(10, room))
 
     def on_mount(self) -> None:
         self.query_one("#tv-search" if not self.spec else "#spec").focus()
@@ -155,7 +164,9 @@ class TargetScreen(ModalScreen[Any]):
             self.dismiss(message.target)
 
     def _status(self, text: str, style: str) -> None:
+        self.status_text = text
         self.query_one("#target-status", Static).update(Text(text, style=style))
+        self.call_after_refresh(self.on_resize)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:

@@ -2,8 +2,10 @@
 
 ``pttui.core.guide.next_step`` decides what comes next (in a worker); this screen
 shows it and applies the user's answer to the Session: accept, edit (as a regex,
-live preview), skip, or undo. Leftover missing keys end in an explicit strict=False
-acknowledgement listing every key that stays uninitialised.
+live preview), skip, or undo. A step may also rebuild the model with other arguments
+(``num_classes``); that goes through the main screen's ``set_target``. Leftover
+missing keys end in an explicit strict=False acknowledgement, a step of its own,
+listing every key that stays uninitialised.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from pttui.tui.render import append_changes, coverage_change
 from pttui.tui.screens.pattern import SHOW, PatternScreen
 
 _STAGE_WORDS = {"container": "container", "globals": "unsafe globals", "device": "device mapping",
-                "variant": "model variant", "prefix": "prefixes", "rename": "renames",
-                "shape": "shape mismatches", "leftover": "leftovers",
+                "variant": "model variant", "classes": "model arguments", "prefix": "prefixes",
+                "rename": "renames", "shape": "shape mismatches", "leftover": "leftovers",
                 "accept": "strict=False acknowledgement", "stuck": "manual work", "done": "done"}
 
 
@@ -44,11 +46,13 @@ class WizardScreen(ModalScreen[str | None]):
             super().__init__()
             self.gen, self.step, self.error, self.notes = gen, step, error, notes or []
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, set_target: Any = None) -> None:
         super().__init__()
         self.session = session
+        self.set_target = set_target or session.set_target
         self.seen: set[str] = set()
-        self.history: list[tuple[str, str]] = []  # ("applied" | "skipped", ident)
+        # ("applied" | "skipped" | "target", ident, the model before a "target" answer)
+        self.history: list[tuple[str, str, Any]] = []
         self.step: Any = None
         self.gen = 0
         self.applied = 0
@@ -67,6 +71,7 @@ class WizardScreen(ModalScreen[str | None]):
                 yield Button("Close", id="close")
 
     def on_mount(self) -> None:
+        self.query_one("#wizard-body").focus()  # up/down/page keys scroll a long step
         self._next()
 
     # -- computing ------------------------------------------------------------------------
@@ -96,6 +101,7 @@ class WizardScreen(ModalScreen[str | None]):
         body = step_text(message.step, message.notes) if message.step is not None else \
             Text(message.error or "no step", style="red")
         self.query_one("#step", Static).update(body)
+        self.query_one("#wizard-body").scroll_home(animate=False)
         if message.step is not None:
             n = len(self.history) + 1
             title = Text(f"Guided fix-up · step {n} · {_STAGE_WORDS[message.step.stage]}",
@@ -105,17 +111,26 @@ class WizardScreen(ModalScreen[str | None]):
 
     def _buttons(self) -> None:
         step = self.step
+        stage = step.stage if step is not None else None
         accept = self.query_one("#accept", Button)
-        accept.disabled = step is None or step.stage == "stuck"
-        if step is not None and step.stage == "done":
+        accept.disabled = step is None or stage == "stuck"
+        accept.display = stage != "stuck"
+        if stage == "done":
             accept.label = "Export (a)"
-        elif step is not None and step.stage == "accept":
+        elif stage == "accept":
             accept.label = f"Leave {len(step.uninitialised)} uninitialised (a)"
+        elif step is not None and step.target is not None:
+            accept.label = "Rebuild the model (a)"
         else:
             accept.label = "Apply (a)" if step is not None and step.ops else "Continue (a)"
-        self.query_one("#edit", Button).disabled = step is None or step.editable is None
-        self.query_one("#skip", Button).disabled = step is None or step.stage in ("done",
-                                                                                   "stuck")
+        # only the answers that apply: the last step cannot be edited or skipped
+        edit = self.query_one("#edit", Button)
+        edit.disabled = step is None or step.editable is None
+        edit.display = stage not in ("done", "stuck", "accept") and \
+            (step is None or step.editable is not None)
+        skip = self.query_one("#skip", Button)
+        skip.disabled = step is None or stage in ("done", "stuck")
+        skip.display = stage not in ("done", "stuck")
         self.query_one("#undo", Button).disabled = not self.history
 
     # -- answers ----------------------------------------------------------------------------
@@ -127,6 +142,12 @@ class WizardScreen(ModalScreen[str | None]):
             return
         if step.stage == "done":
             self.dismiss("export")
+            return
+        if step.target is not None:  # rebuild the model with the step's arguments
+            self.history.append(("target", step.ident, self.session.target))
+            self.seen.add(step.ident)
+            self.set_target(step.target)
+            self._next()
             return
         self._apply(step.ops, step.ident)
 
@@ -142,7 +163,7 @@ class WizardScreen(ModalScreen[str | None]):
                 return
             self.applied += 1
         self.seen.add(ident)
-        self.history.append(("applied" if ops else "skipped", ident))
+        self.history.append(("applied" if ops else "skipped", ident, None))
         self._next()
 
     @on(Button.Pressed, "#edit")
@@ -169,18 +190,20 @@ class WizardScreen(ModalScreen[str | None]):
         if step is None or step.stage in ("done", "stuck"):
             return
         self.seen.add(step.ident)
-        self.history.append(("skipped", step.ident))
+        self.history.append(("skipped", step.ident, None))
         self._next()
 
     @on(Button.Pressed, "#undo")
     def action_undo(self) -> None:
         if not self.history:
             return
-        what, ident = self.history.pop()
+        what, ident, model = self.history.pop()
         self.seen.discard(ident)
         if what == "applied":
             self.session.undo()
             self.applied -= 1
+        elif what == "target":
+            self.set_target(model)
         self._next()
 
     @on(Button.Pressed, "#close")
@@ -192,8 +215,12 @@ class WizardScreen(ModalScreen[str | None]):
 
 
 def step_text(step: Any, notes: list[str] | None = None) -> Text:
-    """A step as the user reads it: what, why, the keys it changes, the coverage change,
-    and every key it leaves uninitialised. ``notes`` (the diagnosis) come first."""
+    """A step as the user reads it: what, why, the coverage change, the keys it changes,
+    and every key it leaves uninitialised. ``notes`` (the diagnosis) come first. The
+    strict=False acknowledgement lists its keys right under its title, so they show
+    on 80x24 without scrolling."""
+    from pttui.core import report_text as rt
+
     t = Text()
     for note in notes or []:
         t.append(Text("· " + note, style="italic"))
@@ -202,23 +229,48 @@ def step_text(step: Any, notes: list[str] | None = None) -> Text:
         t.append("\n")
     t.append(Text(step.title, style="bold"))
     t.append("\n")
+    if step.stage == "accept":
+        _uninitialised(t, step.uninitialised, "stay at the model's initialisation:")
+        t.append("\n")
+        t.append(Text(step.why))
+        t.append("\n")
+        if step.before is not None and step.after is not None:
+            t.append("\nnow:   ", style="dim")
+            t.append(Text(rt.verdict(step.before), style="red"))
+            t.append("\nafter: ", style="dim")
+            t.append(Text(rt.verdict(step.after), style="cyan"))
+            t.append("\n")
+        return t
     t.append(Text(step.why))
     t.append("\n")
-    if step.before is not None and step.after is not None and step.ops:
+    if step.before is not None and step.after is not None and (step.ops or step.target):
         t.append("\ncoverage: ")
         t.append(coverage_change(step.before, step.after))
         t.append("\n")
+    elif step.stage == "done" and step.after is not None:  # the title says the verdict
+        t.append("\n" + rt.coverage(step.after) + "\n")
     elif step.after is not None:
-        from pttui.core import report_text as rt
-
         t.append("\n" + rt.verdict(step.after) + "\n" + rt.coverage(step.after) + "\n")
+    if step.target is not None:
+        t.append(Text(f"\nmodel: {step.target.label or step.target.spec}\n", style="bold"))
     if step.affected:
         t.append(f"\n{len(step.affected):,} keys change:\n", style="bold")
         append_changes(t, step.affected, SHOW)
-    if step.uninitialised:
-        t.append(f"\nstrict=False: these {len(step.uninitialised)} model keys stay at the "
-                 "model's initialisation:\n", style="bold cyan")
-        for k in step.uninitialised:
-            t.append(Text("  " + k, style="cyan"))
+    if step.leaves_missing:
+        t.append(f"\nafterwards missing (the next step asks to accept them): "
+                 f"{len(step.leaves_missing)}\n", style="yellow")
+        for k in step.leaves_missing:
+            t.append(Text("  " + k, style="yellow"))
             t.append("\n")
+    if step.uninitialised:
+        _uninitialised(t, step.uninitialised, "accepted (strict=False), at the model's "
+                       "initialisation:")
     return t
+
+
+def _uninitialised(t: Text, keys: list[str], heading: str) -> None:
+    n = len(keys)
+    t.append(f"\n{n} model key{'s' if n != 1 else ''} {heading}\n", style="bold cyan")
+    for k in keys:  # every one: exactly what stays uninitialised
+        t.append(Text("  " + k, style="cyan"))
+        t.append("\n")

@@ -72,6 +72,11 @@ class DevicesPane(Static):
             fit = devices.fits(self.nbytes, s, where)
             style = "green" if fit.fits else "red" if fit.fits is False else "yellow"
             word = "fits" if fit.fits else "does not fit" if fit.fits is False else "fit N/A"
-            t.append(f"\nfile {word} on {fit.device}", style=style)
-            t.append(Text(f" ({fit.reason})", style="dim"))
+            # short enough for the 26 columns of the pane: size, verdict, device; the
+            # free memory below it (the full reason only when there is no figure)
+            t.append(f"\nfile {fb(self.nbytes)} {word} {fit.device}", style=style)
+            if fit.available is not None:
+                t.append(f"\n  {fb(fit.available)} free there", style="dim")
+            else:
+                t.append(Text(f"\n  {fit.reason}", style="dim"))
         return t

@@ -34,6 +34,23 @@ class FilesPane(Vertical):
         super().__init__(**kwargs)
         self.folder = ""
         self.entries: list = []
+        self._width = 0  # the width the labels were cut for
+
+    def _label_width(self) -> int:
+        """Columns a label may use: the list's width less its scrollbar."""
+        ol = self.query_one(OptionList)
+        return max(0, ol.size.width - ol.styles.scrollbar_size_vertical)
+
+    def on_resize(self) -> None:
+        width = self._label_width()
+        if width == self._width or not self.entries:
+            return
+        self._width = width
+        ol = self.query_one(OptionList)
+        for i in range(ol.option_count):
+            oid = ol.get_option_at_index(i).id
+            if oid and oid.isdigit():
+                ol.replace_option_prompt_at_index(i, file_label(self.entries[int(oid)], width))
 
     def compose(self) -> ComposeResult:
         yield Static("", id="files-where")
@@ -57,8 +74,9 @@ class FilesPane(Vertical):
         options = []
         if os.path.dirname(folder) != folder:
             options.append(Option(Text("../", style="bold"), id="up"))
+        self._width = width = self._label_width()
         for i, e in enumerate(entries):
-            options.append(Option(file_label(e), id=str(i)))
+            options.append(Option(file_label(e, width), id=str(i)))
         ol.add_options(options)
         if not entries:
             ol.add_option(Option(Text("no checkpoints here", style="dim"), id="none",

@@ -73,6 +73,24 @@ class KeyTreePane(Vertical):
         self._restore: str | None = None
         self.message = "no file open"
         self.last_ms = 0.0  # the last expansion or filter keystroke, for measurements
+        self.file_name = ""  # the open file, named in the border title
+
+    def name_file(self, name: str) -> None:
+        self.file_name = name
+        self._title()
+
+    def on_resize(self) -> None:
+        self._title()
+
+    def _title(self) -> None:
+        """``Keys · NAME``, the name cut in the middle to fit the border."""
+        from pttui.tui.render import middle
+
+        if not self.file_name:
+            self.border_title = "Keys"
+            return
+        room = max(8, self.size.width - 12) if self.size.width else 60
+        self.border_title = Text.assemble("Keys · ", (middle(self.file_name, room), "bold"))
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: substring, or a glob like *.bias", id="key-filter")
@@ -227,7 +245,8 @@ class KeyTreePane(Vertical):
     def _status(self) -> None:
         idx = self.index
         if idx is None:
-            text = Text(self.message or "no file open", style="dim")
+            text = self.message.copy() if isinstance(self.message, Text) else \
+                Text(self.message or "no file open", style="dim")
         elif self.matched is not None:
             text = Text(f"filter: {len(self.matched):,} of {len(idx.keys):,} keys",
                         style="bold")

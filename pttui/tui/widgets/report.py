@@ -12,6 +12,7 @@ from textual.widgets import Static
 
 from pttui.core import humanize as hz
 from pttui.core import report_text as rt
+from pttui.core.guide import format_advice
 from pttui.tui.render import heading, lines
 
 
@@ -26,12 +27,27 @@ class ReportPane(VerticalScroll):
         yield Static(Text("open a checkpoint (Files pane, Enter)", style="dim"),
                      id="report-body")
 
-    def show(self, session: Any, analysis: Any, load: Any = None) -> None:
-        self.query_one("#report-body", Static).update(report_text(session, analysis, load))
+    def show(self, session: Any, analysis: Any, load: Any = None,
+             unreadable: tuple[str, str] | None = None) -> None:
+        self.query_one("#report-body", Static).update(
+            report_text(session, analysis, load, unreadable))
 
 
-def report_text(session: Any, analysis: Any, load: Any = None) -> Text:
+def report_text(session: Any, analysis: Any, load: Any = None,
+                unreadable: tuple[str, str] | None = None) -> Text:
+    """``unreadable``: (path, why) of the file chosen when the reader could not read it."""
     src = session.source
+    if src is None and unreadable is not None:
+        path, why = unreadable
+        parts: list[Any] = [heading(os.path.basename(path.rstrip("/")) or path),
+                            Text("pttui cannot read this file", style="bold red"),
+                            Text(why, style="red"), "",
+                            Text("l tries a real torch.load on it (in a separate process): "
+                                 "the attempt classifies the failure and lists what can "
+                                 "help", style="italic"), ""]
+        if load is not None:
+            parts += _load_part(load)
+        return lines(*parts)
     if src is None:
         return Text("open a checkpoint (Files pane, Enter)", style="dim")
     parts: list[Any] = [heading(os.path.basename(src.path.rstrip("/")) or src.path)]
@@ -47,7 +63,10 @@ def report_text(session: Any, analysis: Any, load: Any = None) -> Text:
     g = src.globals
     if g.dangerous:
         parts.append(Text("unsafe globals: " + ", ".join(g.dangerous), style="bold red"))
-    if g.blocked:
+    advice = format_advice(src)  # TorchScript, DCP: their classes are not to allow-list
+    if advice is not None:
+        parts.append(Text(advice, style="yellow"))
+    elif g.blocked:
         parts.append(Text("needs allow-listing: " + ", ".join(g.blocked), style="yellow"))
     for n in src.notes[:4]:
         parts.append(Text("note: " + n, style="dim"))
@@ -114,6 +133,8 @@ def _load_part(load: Any) -> list[Any]:
     how = f"weights_only={pol.get('weights_only')} map_location={pol.get('map_location')}"
     if load.ok:
         out.append(Text(f"loaded in {load.seconds:.1f}s ({how})", style="bold green"))
+        if pol.get("allow_globals"):
+            out.append(Text("allowed globals: " + ", ".join(pol["allow_globals"]), style="cyan"))
         summ = load.summary or {}
         if summ.get("type"):
             out.append(Text(f"object: {summ.get('type')}", style="dim"))
