@@ -214,6 +214,37 @@ def test_tied_weights_stay_tied_in_pt_even_when_cast(tmp_path):
             == plain["emb.weight"].untyped_storage().data_ptr())
 
 
+def test_tied_weights_cast_to_safetensors_verify_and_read_back_tied(tmp_path):
+    """A cast export of tied weights writes one copy; reading it back restores the alias
+    (so verification must not call it an extra key), and both names come back."""
+    path, sd = _tied_file(tmp_path)
+    ckpt = open_checkpoint(str(path))
+    mapping = {k: m._replace(dtype="float16") if k.endswith("weight") else m
+               for k, m in ckpt.tensors.items()}
+    out = tmp_path / "cast.safetensors"
+    res = export(ckpt, mapping, ckpt.tensors, str(out))
+    assert res.verified and res.aliases == {"head.weight": "emb.weight"}
+    back = open_checkpoint(str(out))
+    assert back.tensors["head.weight"].storage == back.tensors["emb.weight"].storage
+    assert torch.equal(load_file(out)["emb.weight"], sd["emb.weight"].half())
+
+
+def test_legacy_tar_source_exports_its_values(tmp_path):
+    from tests.hostile.legacy_tar import legacy_tar_bytes
+
+    torch.manual_seed(0)
+    sd = {"fc.weight": torch.randn(4, 3), "fc.bias": torch.randn(4),
+          "t": torch.arange(6.).view(2, 3).t(), "n": torch.tensor(5)}
+    src = tmp_path / "old.pt"
+    src.write_bytes(legacy_tar_bytes({"state_dict": sd}))
+    for ext in (".pt", ".safetensors"):
+        out = tmp_path / f"new{ext}"
+        _, res = run_export(src, out)
+        assert res.verified
+        got = load_file(out) if ext == ".safetensors" else torch.load(out, weights_only=True)
+        assert got.keys() == sd.keys() and all(torch.equal(got[k], sd[k]) for k in sd)
+
+
 def test_refuses_the_source(tmp_path):
     src = tmp_path / "w.pt"
     torch.save({"w": torch.ones(3)}, src)

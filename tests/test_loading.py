@@ -317,6 +317,15 @@ def test_a_device_is_not_a_checkpoint():
     assert "not a regular file" in r.failure.explanation.lower()
 
 
+@pytest.mark.timeout(30)
+def test_a_pipe_is_refused_without_opening_it(tmp_path):
+    """Opening a FIFO for reading blocks until a writer comes: refuse it before that."""
+    fifo = tmp_path / "ckpt.pt"
+    os.mkfifo(fifo)
+    r = attempt_load(fifo)
+    assert not r.ok and "not a regular file" in r.failure.explanation.lower()
+
+
 @pytest.mark.parametrize("source", ["sample", "numpy"])
 def test_the_first_suggested_allow_list_loads(files, source):
     """numpy.dtype('f8') also needs numpy.dtypes.Float64DType, which no GLOBAL names:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, Callable
 
-from pttui.core import dtypes, formats, modversions, partials, rawexport, streamexport
+from pttui.core import dtypes, formats, modversions, partials, rawexport, stfile, streamexport
 from pttui.core.exportjob import ExportCancelled, Job as _Job, view_key
 from pttui.core.meta import Checkpoint, ReadError, TensorMeta
 from pttui.core.tensordata import TensorSource, as_bytes, checksum
@@ -343,7 +343,9 @@ def verify_file(path: str, expected: dict[str, tuple[tuple[int, ...], str, str]]
     ckpt = open_checkpoint(path, () if expected else None)
     got = ckpt.tensors
     problems = [f"{k} is missing from the written file" for k in expected if k not in got]
-    problems += [f"{k} was written but not asked for" for k in got if k not in expected]
+    restored = stfile.aliases_of(ckpt.metadata) or {}  # tied names read back as aliases
+    problems += [f"{k} was written but not asked for" for k in got
+                 if k not in expected and k not in restored]
     with TensorSource(ckpt) as src:
         for key, (shape, dtype, digest) in expected.items():
             meta = got.get(key)

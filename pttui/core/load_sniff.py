@@ -9,6 +9,8 @@ a text file with "invalid load key").
 
 from __future__ import annotations
 
+import os
+import stat
 import zipfile
 from typing import NamedTuple
 
@@ -95,7 +97,12 @@ def _short(name: str, limit: int = 80) -> str:
 
 def _starts_like_safetensors(path: str) -> bool:
     """8-byte little-endian header length, then '{' (the file may be cut short)."""
-    with open(path, "rb") as f:
-        head = f.read(9)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False  # a pipe would block the open; formats.detect says what it is
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
     return (len(head) == 9 and head[8:9] == b"{"
             and 2 <= int.from_bytes(head[:8], "little") <= stfile.MAX_HEADER)

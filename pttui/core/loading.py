@@ -22,6 +22,7 @@ import atexit
 import json
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -137,7 +138,12 @@ class LoadAttempt:
     # -- internals -----------------------------------------------------------------------
 
     def _precheck(self) -> LoadFailure | None:
-        """Refuse, with numbers, a load that cannot fit (file size as the estimate)."""
+        """Refuse, with numbers, a load that cannot fit (file size as the estimate), and a
+        path that is no regular file (a pipe would block the child's open for ever)."""
+        if not os.path.isfile(self.path) and not os.path.isdir(self.path):
+            what = self.sniffed.not_checkpoint or "not a regular file"
+            what = f"{what[:1].upper()}{what[1:]}."
+            return lf.LoadFailure(lf.NOT_A_CHECKPOINT, "", what, headline=what)
         target = self.policy.map_location
         if target == "meta":
             return None
@@ -325,8 +331,11 @@ def _check_readable(path: str) -> int:
                 ".load)" if os.path.isfile(os.path.join(path, ".metadata")) else "")
         raise ReadError(f"{path}: is a folder; torch.load needs a file{hint}")
     try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a device, pipe or socket: opening one can block;
+            return 0  # the sniff names what it is, and the load is refused as no checkpoint
         with open(path, "rb"):
-            return os.path.getsize(path)
+            return st.st_size
     except FileNotFoundError:
         raise ReadError(f"{path}: no such file; check the path") from None
     except PermissionError:

@@ -232,7 +232,7 @@ class TensorSource:
                 raise ReadError(f"{key}: storage record data/{ref.key} holds {entry.size:,} "
                                 f"bytes, {ref.nbytes:,} needed; the file is damaged")
             start = index.data_offset(entry)
-        elif kind == formats.LEGACY:
+        elif kind in (formats.LEGACY, formats.TAR):
             offsets = self._legacy_offsets(path, ref)
             if ref.key not in offsets:
                 raise ReadError(f"{key}: the bytes of storage {ref.key} were not found "
