@@ -551,3 +551,26 @@ async def test_open_command_moves_the_files_pane_to_that_folder(folder, tmp_path
         assert main.session.source.path == str(elsewhere / "moved.pt")
         assert os.path.abspath(files.folder) == os.path.abspath(elsewhere)
         assert [e.name for e in files.entries] == ["moved.pt"]
+
+
+async def test_command_line_tab_completes_like_the_shell(folder):
+    """The `:` box shows the shell's completion inline; Tab takes it, a dotted level at
+    a time, then the whole key."""
+    app = make_app(folder / "squeezenet1_1_dataparallel.pt")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("colon", *"info module.features.3.sq")
+        box = app.screen.query_one("#command-line")
+        for want in ("info module.features.3.squeeze.", "info module.features.3.squeeze.weight"):
+            for _ in range(100):  # the suggestion is built in a thread
+                await pilot.pause(0.05)
+                if box._suggestion:
+                    break
+            await pilot.press("tab")
+            assert box.value == want and box.has_focus
+            if want.endswith("."):
+                await pilot.press("w")
+                await pilot.press("backspace")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert "[16, 64, 1, 1]" in app.screen.result.plain()

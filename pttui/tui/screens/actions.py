@@ -304,4 +304,5 @@ class Actions:
     def action_command(self) -> None:
         box = self.query_one("#command-line")
         box.display = True
+        self.command_box_opened()
         box.focus()

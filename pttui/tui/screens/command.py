@@ -11,9 +11,38 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import asyncio
+
 from textual import work
+from textual.binding import Binding
 from textual.message import Message
+from textual.suggester import Suggester
 from textual.widgets import Input
+
+
+class CommandSuggester(Suggester):
+    """The shell's completions, shown inline: the first line ``complete_line`` offers.
+    Built in a thread, so matching keys of a 100,000-key file never stalls the screen."""
+
+    def __init__(self, ctx: Any) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        from pttui.commands import model_catalog
+
+        self.ctx, self.catalog = ctx, model_catalog()  # torchvision names load meanwhile
+
+    async def get_suggestion(self, value: str) -> str | None:
+        from pttui.commands import complete_line
+
+        head = ":" if value.startswith(":") else ""
+        lines = await asyncio.to_thread(complete_line, self.ctx, value[len(head):],
+                                        self.catalog)
+        return head + lines[0] if lines else None
+
+
+class CommandInput(Input):
+    """The ``:`` box: Tab takes the suggestion shown (as → at the end of the line does)."""
+
+    BINDINGS = [Binding("tab", "cursor_right", "complete", show=False, priority=True)]
 
 
 class CommandDone(Message):
@@ -43,6 +72,13 @@ class CommandLine:
         self.app.busy.add("command")
         self.notify(f":{line} …", timeout=2)
         self._run_command(line, self.command_cancel)
+
+    def command_box_opened(self) -> None:
+        """The first time the box opens, give it completion (the model catalog it starts
+        loading is not wanted before)."""
+        box = self.query_one("#command-line", Input)
+        if box.suggester is None:
+            box.suggester = CommandSuggester(self.ctx)
 
     def key_escape(self) -> None:  # overrides Actions.key_escape: both behaviours
         box = self.query_one("#command-line", Input)

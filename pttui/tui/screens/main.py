@@ -31,7 +31,7 @@ from pttui.tui import errors, keys
 from pttui.tui.messages import (Analysed, DevicesPolled, FileOpened, FolderRead, TargetBuilt,
                                 VersionsRead)
 from pttui.tui.screens.actions import Actions
-from pttui.tui.screens.command import CommandLine
+from pttui.tui.screens.command import CommandInput, CommandLine
 from pttui.tui.widgets.devices import DevicesPane
 from pttui.tui.widgets.files import FilesPane
 from pttui.tui.widgets.keytree import KeyTree, KeyTreePane
@@ -87,7 +87,8 @@ class MainScreen(CommandLine, Actions, Screen):
                 yield _titled(DevicesPane(id="devices"), "Devices")
             yield _titled(KeyTreePane(id="keys"), "Keys")
             yield _titled(ReportPane(id="report"), "Report")
-        yield Input(id="command-line", placeholder="pttui command (help lists them)")
+        yield CommandInput(id="command-line",
+                           placeholder="pttui command (Tab completes; help lists them)")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
