@@ -6,7 +6,11 @@ The target is a synthetic ``pttui.core.targets.Target`` of 100,000 keys; two
 checkpoints against it:
 - ``prefix``: every key under a DDP ``module.`` prefix (one step fixes it);
 - ``mixed``: the prefix, plus 2,000 LayerNorm ``gamma``/``beta`` names, 500 keys
-  missing, 500 unexpected extras and 100 shape mismatches.
+  missing, 500 unexpected extras and 100 shape mismatches;
+- ``rename``: a structural rename, every ``blocks.N.`` stored as ``stages.N.`` (one
+  inferred rule fixes it; no prefix strip or add does);
+- ``head``: the keys as the model has them except one head tensor of another shape,
+  plus 5,000 benign ``num_batches_tracked`` extras.
 Timed: ``compare``; ``suggest`` (which measures each candidate step with further
 compares); ``compare + suggest`` (the target); ``diagnose``; and the TUI's whole
 ``analyse`` (compare, diagnose, suggest and the key index). The baseline is the floor
@@ -49,6 +53,20 @@ def build(kind: str):
             if i % 1000 == 3:
                 m = TensorMeta(k, (32, 64), m.dtype, "cpu")  # shape mismatch
         tensors["module." + name] = TensorMeta("module." + name, m.shape, m.dtype, "cpu")
+    if kind == "rename":
+        tensors = {}
+        for k, m in expected.items():
+            name = "stages." + k.removeprefix("blocks.")
+            tensors[name] = TensorMeta(name, m.shape, m.dtype, "cpu")
+        return tensors, target
+    if kind == "head":
+        tensors = {k: TensorMeta(k, m.shape, m.dtype, "cpu") for k, m in expected.items()}
+        last = next(reversed(expected))
+        tensors[last] = TensorMeta(last, (10, 64), "float32", "cpu")
+        for j in range(5000):
+            k = f"blocks.{j // 25}.layer.{j % 25}.norm.num_batches_tracked"
+            tensors[k] = TensorMeta(k, (), "int64", "cpu")
+        return tensors, target
     if kind == "mixed":
         for j in range(500):
             k = f"module.extra.{j}.weight"
@@ -74,7 +92,7 @@ def main() -> None:
 
     header("compare + suggest, 100,000 keys (in-process)", args.runs)
     rows, verdicts = [], []
-    for kind in ("prefix", "mixed"):
+    for kind in ("prefix", "mixed", "rename", "head"):
         tensors, target = build(kind)
         gc.collect()
         t_floor, _ = median_time(lambda: floor(tensors, target), args.runs)

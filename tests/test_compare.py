@@ -391,3 +391,86 @@ def test_group_keys_loses_no_key(keys, limit):
         assert limited[-1] == f"… and {len(set(keys)) - shown} more"
     else:
         assert limited == groups
+
+
+# -- compare's list-at-a-time checks agree with a plain per-key loop ----------------------
+
+def _reference(tensors, target, accepted=()):
+    """What compare() must report, written as the obvious loop over the model's keys."""
+    exp, tied = target.tensors, target.tied
+    aliases: dict[str, list[str]] = {}
+    for alias, first in tied.items():
+        aliases.setdefault(first, []).append(alias)
+    matched, missing, mism, dtypes, ok = [], [], [], [], set()
+    for k, want in exp.items():
+        have = tensors.get(k)
+        if have is None:
+            missing.append(k)
+            continue
+        matched.append(k)
+        if tuple(have.shape) == tuple(want.shape) or (want.shape == () and have.shape == (1,)):
+            ok.add(k)
+        else:
+            mism.append((k, tuple(have.shape), tuple(want.shape)))
+        if have.dtype != want.dtype:
+            dtypes.append((k, have.dtype, want.dtype))
+    tied_missing = [k for k in missing if any(  # a twin that loads
+        t in ok for t in ([tied[k]] if k in tied else aliases.get(k, [])))]
+    total = good = 0
+    for k, want in exp.items():
+        if k in tied:
+            continue
+        n = 1
+        for d in want.shape:
+            n *= d
+        total += n
+        if k in ok or any(a in ok for a in aliases.get(k, ())):
+            good += n
+    return {"matched": matched, "missing": missing, "unexpected": [k for k in tensors
+                                                                    if k not in exp],
+            "shape_mismatch": mism, "dtype_diff": dtypes, "tied_missing": tied_missing,
+            "keys_ok": len(ok) + len(tied_missing), "elements": (good, total),
+            "accepted": [k for k in missing if k in set(accepted)]}
+
+
+_names = st.sampled_from(["a", "b", "c", "emb", "head", "w", "0", "1"])
+_shapes = st.sampled_from([(2,), (3,), (2, 3), (1,), ()])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.lists(_names, min_size=1, max_size=3).map(".".join),
+                       st.tuples(_shapes, st.sampled_from(["float32", "float16"])),
+                       min_size=1, max_size=8),
+       st.data())
+def test_compare_agrees_with_a_plain_loop(model, data):
+    exp = {k: TensorMeta(k, s, d, "meta") for k, (s, d) in model.items()}
+    names = list(exp)
+    tied = {}
+    if len(names) >= 2 and data.draw(st.booleans()):
+        first, alias = data.draw(st.lists(st.sampled_from(names), min_size=2, max_size=2,
+                                          unique=True))
+        tied[alias] = first
+        exp[alias] = exp[first]._replace(key=alias)
+    target = Target("t", {}, exp, frozenset(exp), frozenset(), tied)
+    ck = {}
+    for k in names:
+        choice = data.draw(st.sampled_from(["same", "drop", "shape", "dtype", "rename"]))
+        m = exp[k]
+        if choice == "drop":
+            continue
+        if choice == "shape":
+            m = m._replace(shape=data.draw(_shapes))
+        if choice == "dtype":
+            m = m._replace(dtype="bfloat16")
+        ck[k + ".x" if choice == "rename" else k] = m._replace(device="cpu")
+    accepted = data.draw(st.lists(st.sampled_from(names), max_size=3))
+    rep, ref = compare(ck, target, accepted_missing=accepted), _reference(ck, target, accepted)
+    assert rep.matched == ref["matched"] and rep.missing == ref["missing"]
+    assert rep.unexpected == ref["unexpected"]
+    assert [(m.key, m.checkpoint_shape, m.model_shape) for m in rep.shape_mismatch] == \
+        ref["shape_mismatch"]
+    assert [(d.key, d.checkpoint_dtype, d.model_dtype) for d in rep.dtype_diff] == \
+        ref["dtype_diff"]
+    assert rep.tied_missing == ref["tied_missing"]
+    assert rep.keys_ok == ref["keys_ok"] and rep.coverage_params == ref["elements"]
+    assert rep.accepted_missing == ref["accepted"]

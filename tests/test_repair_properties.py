@@ -2,12 +2,15 @@
 
 - a recipe previewed on metadata gives exactly the keys, shapes and dtypes that
   applying it to the real tensors (export) writes, with the right values;
-- a suggestion never lowers coverage.
+- a suggestion never lowers coverage; a rename only raises it;
+- a safe step never renames a key onto a model key it does not hold;
+- the fast rename path suggestions measure with gives exactly ``Op.apply``'s result.
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import torch
@@ -21,7 +24,16 @@ from pttui.core.recipe import Recipe, RecipeConflict, SelectContainer
 from pttui.core.suggest import suggest
 from pttui.core.targets import load_target
 
-from .test_recipe import DTYPES, keys, ops
+from pttui.core.meta import TensorMeta
+
+from .test_recipe import DTYPES, any_text, keys, metas, ops
+
+
+@st.composite
+def metas_any(draw):
+    """Key maps with any text for names (dots, digits, newlines, backslashes)."""
+    names = draw(st.lists(any_text, min_size=0, max_size=10, unique=True))
+    return {k: TensorMeta(k, (2,), "float32", "cpu") for k in names}
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                  "bfloat16": torch.bfloat16, "int64": torch.int64, "bool": torch.bool}
@@ -119,3 +131,116 @@ def test_compare_and_suggest_scale(tmp_path):
     assert steps[0].title == "strip prefix `module.`"
     assert steps[0].after.strict_ok
     assert elapsed < 10  # generous for a loaded CI machine; benchmarks/ holds the real figure
+
+
+# -- the fast path suggestions measure with equals Op.apply ------------------------------
+
+def _same_result(op, tensors):
+    from pttui.core.suggest import apply_op
+
+    try:
+        want = op.apply(tensors)
+    except RecipeConflict:
+        with pytest.raises(RecipeConflict):
+            apply_op(op, tensors)
+        return
+    got = apply_op(op, tensors)
+    assert list(got) == list(want)
+    assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(tensors=st.one_of(metas(), metas_any()), op=st.one_of(ops(), ops(any_text)))
+def test_fast_apply_equals_apply(tensors, op):
+    _same_result(op, tensors)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tensors=metas(min_size=2), data=st.data())
+def test_inferred_rules_apply_like_re_sub_per_key(tensors, data):
+    """The rules structural pairing infers, run over the joined names, rename each key as
+    re.sub on that key alone does (keys with dots, digits, odd characters)."""
+    from pttui.core.recipe import RegexRename
+    from pttui.core.suggest import _explains, _rule_for
+
+    names = list(tensors)
+    u = data.draw(st.sampled_from(names))
+    m = data.draw(keys | any_text)
+    rule = _rule_for(u, m)
+    if rule is None:
+        return
+    op = RegexRename(*rule)
+    _same_result(op, tensors)
+    pairs = [(k, re.sub(rule[0], rule[1], k)) for k in names]
+    assert _explains(rule[0], rule[1], pairs) == list(range(len(pairs)))
+
+
+# -- a safe step never pairs a key with a model key it does not hold ----------------------
+
+_TOKEN_RENAMES = [(r"(?<![a-z])bn(\d+)(?=\.)", r"norm\1"), (r"^layer(\d+)\.", r"stage\1."),
+                  (r"\.downsample\.", ".shortcut."), (r"(?<![a-z])conv(\d+)(?=\.)", r"cv\1"),
+                  (r"\.running_mean$", ".mean"), (r"^fc\.", "head.")]
+
+
+def _scrambled(expected, rng: random.Random):
+    """A checkpoint whose every TensorMeta.key is the model key it truly holds, renamed
+    the ways checkpoints are (wrapper prefix, consistent token renames) and with a few
+    same-shaped keys given names that say nothing (which holds which is unknowable)."""
+    tensors = {k: m._replace(key=k, device="cpu") for k, m in expected.items()}
+    for pattern, repl in rng.sample(_TOKEN_RENAMES, k=rng.randint(0, 3)):
+        tensors = {re.sub(pattern, repl, k): m for k, m in tensors.items()}
+    by_shape: dict = {}
+    for k, m in tensors.items():
+        by_shape.setdefault(m.shape, []).append(k)
+    for _ in range(rng.randint(0, 3)):
+        group = [ks for ks in by_shape.values() if len(ks) >= 2]
+        if not group:
+            break
+        chosen = rng.sample(rng.choice(group), k=2)
+        for k in chosen:
+            if k in tensors:
+                parent = k.rpartition(".")[0]
+                tensors[f"{parent}.x{rng.randrange(10**6)}"] = tensors.pop(k)
+    if rng.random() < 0.4:
+        tensors = {"module." + k: m for k, m in tensors.items()}
+    for k in rng.sample(list(tensors), k=rng.randint(0, 3)):
+        del tensors[k]
+    return tensors
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_safe_steps_never_mispair(resnet_target, seed):
+    rng = random.Random(seed)
+    tensors = _scrambled(resnet_target.tensors, rng)
+    expected = resnet_target.tensors
+    for _ in range(6):  # follow the safe steps as fix --auto would
+        steps = [s for s in suggest(tensors, resnet_target) if s.safe]
+        if not steps:
+            break
+        for s in steps:
+            after = tensors
+            for op in s.ops:
+                after = op.apply(after)
+            for old, new in s.affected:
+                if new and new in expected:
+                    assert after[new].key == new, (s.title, old, new, after[new].key)
+        for op in steps[0].ops:
+            tensors = op.apply(tensors)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_renames_raise_coverage_and_cleanups_remove_a_problem(resnet_target, seed):
+    """A rename (prefix, known, structural) is offered only if it raises coverage; any
+    other step keeps coverage and leaves fewer problems (issue 3: no junk steps)."""
+    from pttui.core.suggest import _problems
+
+    rng = random.Random(seed)
+    tensors = _perturbed(resnet_target.tensors, rng)
+    before = compare(tensors, resnet_target)
+    for s in suggest(tensors, resnet_target):
+        gained = (s.after.coverage_params[0] - before.coverage_params[0],
+                  s.after.coverage_keys[0] - before.coverage_keys[0])
+        if s.kind in ("prefix", "rename", "structural"):
+            assert gained > (0, 0) or (gained[0] == 0 and gained[1] > 0), s.title
+        else:
+            assert gained == (0, 0) and _problems(s.after) < _problems(before), s.title

@@ -48,6 +48,7 @@ def analyse(source: Checkpoint, recipe: Recipe, target: Any = None,
     accepted = recipe.accepted_missing
     report = compare(current, target, accepted_missing=accepted, ckpt_metadata=ckpt_metadata)
     diagnosis = diagnose(current, target, report, source.containers)
-    suggestions = suggest(current, target, accepted) if with_suggestions else []
+    suggestions = suggest(current, target, accepted, metadata=ckpt_metadata,
+                          containers=source.containers) if with_suggestions else []
     return Analysis(current, build_index(current, report, target), report, diagnosis,
                     suggestions)

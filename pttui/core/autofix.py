@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.compare import Report, compare
-from pttui.core.diagnosis import best_container, diagnose, variant_mismatch
+from pttui.core.compare import Report, _benign, compare
+from pttui.core.diagnosis import OPTIMIZER_NOTE, best_container, diagnose, variant_mismatch
 from pttui.core.modmeta import carry_metadata
 from pttui.core.meta import Checkpoint, TensorMeta
-from pttui.core.recipe import AcceptMissing, Recipe, SelectContainer
+from pttui.core.recipe import Recipe, SelectContainer
 from pttui.core.reader import open_checkpoint
 from pttui.core.suggest import Suggestion, suggest
 
@@ -57,6 +57,10 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
     report = compare(tensors, target, ckpt_metadata=ckpt.state_metadata)
     result = AutoResult(ckpt, recipe, report, diagnosis=diagnose(tensors, target, report,
                                                                 ckpt.containers))
+    if result.diagnosis and result.diagnosis[0].startswith(OPTIMIZER_NOTE):
+        result.refused = (result.diagnosis[0] + "; loading it would leave the whole model "
+                          "uninitialised")
+        return result
     if variant_mismatch(report, tensors, target):
         result.refused = ("the checkpoint is a different variant of the model (layer shapes "
                           "or block counts differ); renaming or dropping keys will not fix "
@@ -72,9 +76,7 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
         step = found[0]
         recipe.ops.extend(step.ops)
         result.steps.append(step)
-        if step.kind == "head":
-            head_keys.update(k for op in step.ops if isinstance(op, AcceptMissing)
-                             for k in op.keys)
+        head_keys.update(step.head_keys)  # a replaced or missing output layer
     final = recipe.apply(tensors)
     result.report = compare(final, target, accepted_missing=recipe.accepted_missing,
                             ckpt_metadata=carry_metadata(ckpt.state_metadata, recipe))
@@ -84,18 +86,23 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
 
 def _refusal(before: dict[str, TensorMeta], after: dict[str, TensorMeta], target: Any,
              report: Report, head_keys: set[str]) -> str | None:
+    """Why the result must not be written, or None. Tied aliases loading through their
+    twin count as loaded (compare covers them); a replaced head is allowed."""
     expected = target.tensors
-    total = sum(t.numel for t in expected.values()) or 1
-    uninit = sum(expected[k].numel for k in report.missing
-                 if k in expected and k not in head_keys)
+    total = report.elements_total or 1
+    head = sum(expected[k].numel for k in head_keys if k in expected and k not in target.tied)
+    uninit = max(0, report.elements_total - report.elements_ok - head)
     if uninit / total > MAX_UNINITIALISED:
+        lost = [k for k in report.missing if k not in head_keys and k not in
+                set(report.tied_missing)] + [m.key for m in report.shape_mismatch]
         return (f"{uninit / total:.0%} of the model's elements would stay uninitialised "
-                f"({len(report.missing)} keys); this checkpoint does not hold this model's "
-                "weights — check the model spec or the container")
+                f"beyond a replaced head ({len(lost)} keys); this checkpoint does not hold "
+                "this model's weights — check the model spec or the container")
     kept_sources = {m.key for m in after.values()}
-    benign = set(report.benign_unexpected)
+    nonp = target.non_persistent
     dropped = sum(t.numel for k, t in before.items()
-                  if t.key not in kept_sources and k not in benign and k not in head_keys)
+                  if t.key not in kept_sources and k not in head_keys
+                  and not (k in nonp or _benign(k, t)))
     have = sum(t.numel for t in before.values()) or 1
     if dropped / have > MAX_DROPPED:
         return (f"it would drop {dropped / have:.0%} of the checkpoint's elements; refusing "

@@ -8,6 +8,7 @@ keys compare in well under a second, and recipe previews cost no I/O.
 from __future__ import annotations
 
 import itertools
+import operator
 import re
 from math import prod
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,7 @@ BENIGN_NAMES = frozenset({"num_batches_tracked", "position_ids", "inv_freq", "ma
                           "relative_position_index", "total_ops", "total_params", "_metadata"})
 UNKNOWN = type("Unknown", (), {"__repr__": lambda self: "UNKNOWN"})()
 _NO_SHAPE_CHECK = ("extra_state", "lazy")  # torch skips the size check for these
+_SHAPE, _DTYPE = operator.itemgetter(1), operator.itemgetter(2)  # TensorMeta fields
 
 
 @dataclass
@@ -105,56 +107,94 @@ def compare(tensors: Mapping[str, TensorMeta], target: Target,
     ``ckpt_metadata`` is the checkpoint's ``_metadata`` (``Checkpoint.state_metadata``;
     None when it has none, as safetensors files): torch then fills a missing BatchNorm
     ``num_batches_tracked`` itself. Left UNKNOWN, such a key counts as missing.
+
+    A tied alias the checkpoint lacks (``head.weight`` tied to ``emb.weight``, saved
+    once) is still *missing* to a strict load, but it loads through its twin: it is
+    listed in ``tied_missing`` and counts as covered (keys and elements).
     """
     exp = target.tensors
     rep = Report(keys_total=len(exp))
-    ok: set[str] = set()
-    matched, missing, shape_mismatch, dtype_diff = (rep.matched, rep.missing,
-                                                    rep.shape_mismatch, rep.dtype_diff)
-    get = tensors.get
-    for key, want in exp.items():
-        have = get(key)
-        if have is None:
-            if key in target.auto_fill and _fills(key, ckpt_metadata):
-                rep.auto_filled.append(key)
-                ok.add(key)
-            else:
-                missing.append(key)
-            continue
-        matched.append(key)
-        if have.shape == want.shape or _shape_ok(have.shape, want.shape, want.kind):
-            ok.add(key)
-        else:
-            shape_mismatch.append(ShapeMismatch(key, tuple(have.shape), tuple(want.shape)))
-        if have.dtype != want.dtype and want.kind != "extra_state":
-            dtype_diff.append(DtypeDiff(key, have.dtype, want.dtype))
+    info = _target_info(target)
+    missing = [k for k in exp if k not in tensors]
+    matched = [k for k in exp if k in tensors] if missing else list(exp)
+    if missing and target.auto_fill:
+        fill = target.auto_fill
+        rep.auto_filled = [k for k in missing if k in fill and _fills(k, ckpt_metadata)]
+        if rep.auto_filled:
+            filled = set(rep.auto_filled)
+            missing = [k for k in missing if k not in filled]
+    rep.matched, rep.missing = matched, missing
+    # shapes and dtypes side by side as lists: equal lists (the common case) compare in C
+    have = list(map(tensors.__getitem__, matched))
+    want = list(exp.values()) if len(matched) == len(exp) else list(map(exp.__getitem__,
+                                                                        matched))
+    hs, ws = list(map(_SHAPE, have)), list(map(_SHAPE, want))
+    if hs != ws:
+        for key, h, w, x, y in zip(matched, have, want, hs, ws):
+            if x != y and not _shape_ok(x, y, w.kind):
+                rep.shape_mismatch.append(ShapeMismatch(key, tuple(x), tuple(y)))
+    hd, wd = list(map(_DTYPE, have)), list(map(_DTYPE, want))
+    if hd != wd:
+        rep.dtype_diff = [DtypeDiff(k, x, y) for k, w, x, y in zip(matched, want, hd, wd)
+                          if x != y and w.kind != "extra_state"]
     rep.unexpected = [k for k in tensors if k not in exp] if len(matched) < len(tensors) else []
-    rep.benign_missing = _benign_keys(missing, exp)
+    rep.benign_missing = [k for k in missing if k in info.benign] if info.benign else []
     nonp = target.non_persistent
     rep.benign_unexpected = ([k for k in rep.unexpected if k in nonp or _benign(k, tensors[k])]
                              if nonp else _benign_keys(rep.unexpected, tensors))
-    aliases: dict[str, list[str]] = {}
-    for alias, first in target.tied.items():
-        aliases.setdefault(first, []).append(alias)
-    if aliases or target.tied:
-        for k in missing:
-            twins = [target.tied[k]] if k in target.tied else aliases.get(k, [])
-            if any(t in tensors for t in twins):
+    tied, aliases = target.tied, info.aliases
+    mism = {m.key for m in rep.shape_mismatch}
+    if missing and tied:
+        for k in missing:  # missing, but a twin of the right shape loads it
+            twins = (tied[k],) if k in tied else aliases.get(k, ())
+            if any(t in tensors and t not in mism for t in twins):
                 rep.tied_missing.append(k)
-    accepted = set(accepted_missing)
-    rep.accepted_missing = [k for k in missing if k in accepted] if accepted else []
-    rep.keys_ok = len(ok)
-    tied = target.tied
-    total = good = 0
-    for key, want in exp.items():
-        if key in tied:
-            continue  # a tied alias holds no elements of its own
-        n = prod(want.shape)
-        total += n
-        if key in ok or (aliases and any(a in ok for a in aliases.get(key, ()))):
-            good += n
-    rep.elements_total, rep.elements_ok = total, good
+    if accepted_missing:
+        accepted = set(accepted_missing)
+        rep.accepted_missing = [k for k in missing if k in accepted]
+    rep.keys_ok = len(matched) - len(mism) + len(rep.auto_filled) + len(rep.tied_missing)
+    # elements: every key not loaded (missing, or of the wrong shape) subtracts its own
+    # elements, unless it is a tied alias (it holds none) or a twin of it loads
+    not_ok = set(missing)
+    not_ok.update(mism)
+    numel = info.numel
+    lost = sum(map(numel.__getitem__, not_ok))
+    if tied:
+        lost -= sum(numel[k] for k in not_ok.intersection(tied))
+        lost -= sum(numel[k] for k in not_ok.intersection(aliases)
+                    if any(a not in not_ok for a in aliases[k]))
+    rep.elements_total = info.total
+    rep.elements_ok = info.total - lost
     return rep
+
+
+class _TargetInfo:
+    """What every comparison with one target needs, computed once per target."""
+
+    __slots__ = ("aliases", "benign", "numel", "total")
+
+    def __init__(self, target: Target) -> None:
+        self.aliases: dict[str, list[str]] = {}
+        for alias, first in target.tied.items():
+            self.aliases.setdefault(first, []).append(alias)
+        self.numel = {k: prod(m.shape) for k, m in target.tensors.items()}
+        tied = target.tied
+        self.total = sum(n for k, n in self.numel.items() if k not in tied)
+        self.benign = frozenset(_benign_keys(list(target.tensors), target.tensors))
+
+
+_INFO: list[tuple[Any, Any, int, int, _TargetInfo]] = []  # a few recent targets
+
+
+def _target_info(target: Target) -> _TargetInfo:
+    exp = target.tensors
+    for t, e, n, nt, info in _INFO:
+        if t is target and e is exp and n == len(exp) and nt == len(target.tied):
+            return info
+    info = _TargetInfo(target)
+    _INFO.insert(0, (target, exp, len(exp), len(target.tied), info))
+    del _INFO[4:]
+    return info
 
 
 def _fills(key: str, metadata: Any) -> bool:
