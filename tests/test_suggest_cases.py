@@ -443,3 +443,20 @@ def test_head_mismatch_plus_5000_benign_keys_at_100k_is_fast():
     assert by_kind["benign"].ops == [Drop("*.num_batches_tracked")]
     assert by_kind["head"].ops[1] == AcceptMissing((last,))
     assert cpu < 3.0  # was 5.6 s: a set rebuilt for every one of 5,000 keys
+
+
+def test_the_wizard_and_the_verdict_do_not_call_a_tied_alias_uninitialised(models, tmp_path):
+    from pttui.core import report_text
+    from pttui.core.guide import next_step
+    from pttui.core.recipe import Recipe
+
+    spec = _spec(models, "Tied")
+    sd = {k: v for k, v in models[1].Tied().state_dict().items() if k != "head.weight"}
+    ckpt = open_checkpoint(_save(sd, tmp_path / "tied.pt"))
+    target = load_target(spec)
+    step = next_step(ckpt, Recipe(), target, set())
+    assert step.ops and not step.leaves_missing and step.stage == "leftover"
+    report = compare(step.ops[0].apply(ckpt.tensors), target,
+                     accepted_missing=tuple(step.ops[0].keys))
+    line = report_text.verdict(report)
+    assert "tied alias loads through its twin" in line and "initialisation" not in line

@@ -23,7 +23,7 @@ from pttui.core.recipe import (AcceptMissing, Drop, Op, Recipe, RecipeConflict, 
 STAGES = ("container", "globals", "device", "variant", "classes", "prefix", "rename",
           "shape", "leftover", "accept", "stuck", "done")
 _KIND_STAGE = {"prefix": "prefix", "rename": "rename", "structural": "rename", "head": "shape",
-               "drop": "leftover", "benign": "leftover", "accept": "accept"}
+               "drop": "leftover", "benign": "leftover", "accept": "accept", "tied": "leftover"}
 
 
 @dataclass
@@ -109,7 +109,7 @@ def next_step(source: Checkpoint, recipe: Recipe, target: Any, seen: set[str]) -
         step = make(source, recipe, target, current, report)
         if step is not None and step.ident not in seen:
             return step
-    step = _suggested(current, target, accepted, report, seen)
+    step = _suggested(current, target, accepted, report, seen, source.containers)
     if step is not None:
         return step
     return _finish(current, target, report, seen)
@@ -245,15 +245,16 @@ def _classes(source, recipe, target, current, report) -> Step | None:
 
 
 def _suggested(current: dict[str, TensorMeta], target, accepted, report: Report,
-               seen: set[str]) -> Step | None:
+               seen: set[str], containers: Any = None) -> Step | None:
     from pttui.core.suggest import suggest
 
-    for s in suggest(current, target, accepted):
+    for s in suggest(current, target, accepted, containers=containers):
         ident = "s:" + s.title
         if ident in seen:
             continue
         stage = _KIND_STAGE.get(s.kind, "rename")
-        uninit = [k for op in s.ops if isinstance(op, AcceptMissing) for k in op.keys]
+        uninit = [] if s.kind == "tied" else [  # a tied alias loads through its twin
+            k for op in s.ops if isinstance(op, AcceptMissing) for k in op.keys]
         why = s.why + (f" [{s.confidence} confidence]" if s.confidence != "high" else "")
         ops = [op for op in s.ops if not isinstance(op, AcceptMissing)]
         if ops and uninit:
@@ -269,7 +270,7 @@ def _suggested(current: dict[str, TensorMeta], target, accepted, report: Report,
             return Step(stage, s.title, why, ops, s.before, after, s.affected, [], ident,
                         leaves_missing=uninit)
         title = s.title
-        if not ops:  # only an acceptance: the strict=False acknowledgement itself
+        if not ops and s.kind != "tied":  # only an acceptance: the strict=False ack
             stage, title, why = "accept", _ack_title(len(uninit)), _ACK_WHY
         return Step(stage, title, why, list(s.ops), s.before, s.after, s.affected, uninit,
                     ident)
@@ -288,7 +289,13 @@ _ACK_WHY = ("No step can fill them from this file. Loading with "
 
 def _finish(current, target, report: Report, seen: set[str]) -> Step:
     if report.ok_with_accepted:
-        left = list(report.accepted_missing)
+        tied = set(report.tied_missing)  # they load through their twin: not left behind
+        left = [k for k in report.accepted_missing if k not in tied]
+        if not left and tied:
+            return Step("done", "ready: the checkpoint loads with strict=False",
+                        "load_state_dict(strict=False) succeeds; the missing tied "
+                        "alias(es) take their twin's weights, so nothing stays at the "
+                        "model's initialisation.", before=report, after=report, ident="done")
         if not left:
             return Step("done", "the checkpoint fits the model",
                         "load_state_dict(strict=True) will succeed.", before=report,

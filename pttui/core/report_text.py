@@ -10,8 +10,14 @@ def verdict(report: Report) -> str:
     if report.strict_ok:
         return "strict load: OK — load_state_dict(strict=True) will succeed"
     if report.ok_with_accepted:
-        return (f"loads with strict=False: {len(report.accepted_missing)} accepted missing "
-                "keys stay at the model's initialisation")
+        tied = set(report.tied_missing)
+        fresh = [k for k in report.accepted_missing if k not in tied]
+        if not fresh:
+            return (f"loads with strict=False: {len(tied)} tied " + (
+                "aliases load through their twins" if len(tied) != 1
+                else "alias loads through its twin"))
+        return (f"loads with strict=False: {len(fresh)} accepted missing "
+                f"key{'s stay' if len(fresh) != 1 else ' stays'} at the model's initialisation")
     parts = []
     if report.missing:
         parts.append(f"{len(report.missing)} missing")
