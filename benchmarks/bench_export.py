@@ -9,7 +9,8 @@ file, ``cp`` then ``sync`` of the copy (cp does not fsync; pttui must, to be ato
 and durable), and what a user would write by hand: ``torch.load(mmap=True)``, rename,
 ``torch.save`` / ``safetensors.torch.save_file``.
 
-Peak anonymous memory = RssAnon (resident memory that is not file-backed: the page
+Peak anonymous memory = RssAnon summed over the process and its children (pttui reads
+and exports in a forked child; resident memory that is not file-backed: the page
 cache pages of a mapped checkpoint do not count), polled every 2 ms.
 
 Targets (issue 7): wall time at most 1.5x ``cp``; peak anonymous memory at most the

@@ -73,17 +73,36 @@ class Run:
     cpu: float = 0.0  # seconds of user + system CPU (robust when the machine is busy)
 
 
-def _poll_anon(pid: int, out: list[int], stop: threading.Event, every: float) -> None:
-    path = f"/proc/{pid}/status"
-    while not stop.is_set():
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (pttui's CLI does its work in a forked child)."""
+    pids, i = [pid], 0
+    while i < len(pids):
         try:
-            with open(path, "rb") as f:
-                text = f.read()
+            with open(f"/proc/{pids[i]}/task/{pids[i]}/children", "rb") as f:
+                pids += [int(c) for c in f.read().split()]
         except OSError:
+            pass
+        i += 1
+    return pids
+
+
+def _poll_anon(pid: int, out: list[int], stop: threading.Event, every: float) -> None:
+    """The highest sum of RssAnon over the process tree, polled every ``every`` s."""
+    while not stop.is_set():
+        total, alive = 0, False
+        for p in _tree(pid):
+            try:
+                with open(f"/proc/{p}/status", "rb") as f:
+                    text = f.read()
+            except OSError:
+                continue
+            alive = True
+            m = re.search(rb"RssAnon:\s+(\d+) kB", text)
+            if m:
+                total += int(m.group(1)) * 1024
+        if not alive:
             return
-        m = re.search(rb"RssAnon:\s+(\d+) kB", text)
-        if m:
-            out[0] = max(out[0], int(m.group(1)) * 1024)
+        out[0] = max(out[0], total)
         stop.wait(every)
 
 
