@@ -297,6 +297,9 @@ def _child_main(argv: list[str]) -> None:
 
     readguard._report = say
     if argv[0] == "open":
+        from pttui.core import reader
+
+        reader.UNPICKLE_ONLY = True  # only the unpickling can hang: skip the rest
         say(f"F {argv[1]}")
         try:
             open_checkpoint(argv[1])

@@ -101,3 +101,17 @@ def test_a_reference_target_is_read_once_under_the_commands_own_deadline(folder)
     assert "reading did not finish in 2 s" in p.stderr
     ok = _cli("check", str(folder / "good.pt"), "--model", f"ref:{folder / 'good.pt'}")
     assert ok.returncode == 0 and "strict load: OK" in ok.stdout
+
+
+def test_preflight_unpickles_every_shard_of_a_set(monkeypatch, tmp_path):
+    """The child only unpickles (the part that can hang), but it must reach every shard:
+    a bomb in the second .bin shard of an index is stopped, not read in the front end."""
+    monkeypatch.setenv("PTTUI_READ_DEADLINE", "1")
+    src = SAMPLES / "tiny_vit_sharded_bin"
+    shutil.copytree(src, tmp_path / "set")
+    index = tmp_path / "set" / "pytorch_model.bin.index.json"
+    readguard.preflight(str(index))  # the real set: no ReadError
+    shards = sorted(p for p in (tmp_path / "set").iterdir() if p.suffix == ".bin")
+    shards[-1].write_bytes(hash_bomb())
+    with pytest.raises(ReadError, match="reading did not finish in 1 s"):
+        readguard.preflight(str(index))
