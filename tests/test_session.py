@@ -185,3 +185,27 @@ def test_undo_and_redo_restore_exactly(tensors, op_list):
         assert s.redo()
         assert (s.recipe.to_json(), s.current()) == state
     assert not s.redo()
+
+
+def test_the_recipe_for_a_file_names_the_model_set_by_any_front_end():
+    """The shell's `model` and the TUI's `:model` only set the session's target; what is
+    saved or exported names it (and forgets an older one)."""
+    from pttui.core.targets import load_target
+
+    s = Session(ckpt("a.pt"), recipe=Recipe(target="old:spec", model_args={"x": 1}))
+    s.set_target(load_target("torchvision:squeezenet1_1", {"num_classes": 10}))
+    r = s.recipe_for_file()
+    assert (r.source, r.target, r.model_args) == ("a.pt", "torchvision:squeezenet1_1",
+                                                   {"num_classes": 10})
+    assert s.recipe.target == "old:spec"  # the session's own recipe is not changed
+
+
+def test_an_allow_list_belongs_to_the_file_it_was_given_for():
+    from pttui.core.loading import LoadPolicy
+
+    s = Session(ckpt("a.pt"), policy=LoadPolicy(map_location="cpu",
+                                                 allow_globals=("argparse.Namespace",)))
+    s.set_source(ckpt("a.pt"))  # read again: the same file keeps it
+    assert s.policy.allow_globals == ("argparse.Namespace",)
+    s.set_source(ckpt("b.pt"))
+    assert s.policy.allow_globals == () and s.policy.map_location == "cpu"

@@ -169,8 +169,12 @@ def export(call: Call) -> CommandResult:
         from pttui.core.recipe_render import replay_command
 
         res.add(rd.note(f"recipe: {recipe_out}"))
-        res.add(rd.note("replay: " + replay_command(recipe_out, recipe, source=src.path,
-                                                     out=result.path)))
+        if call.session.target is not None and not call.ctx.report().ok_with_accepted:
+            res.add(rd.note("no replay: the model would not load this result (--anyway), "
+                            "so `pttui fix` refuses the recipe"))
+        else:
+            res.add(rd.note("replay: " + replay_command(recipe_out, recipe, source=src.path,
+                                                         out=result.path)))
     return res
 
 

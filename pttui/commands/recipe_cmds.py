@@ -23,14 +23,7 @@ STYLES = ("text", "json", "mmengine", "hf", "python")
 
 def for_file(call: Call) -> Recipe:
     """The session's recipe with what it was made for filled in (source, model, args)."""
-    s = call.session
-    recipe = s.recipe.copy()
-    if s.source is not None:
-        recipe.source = s.source.path
-    if s.target is not None:
-        recipe.target = s.target.spec
-        recipe.model_args = dict(s.target.args)
-    return recipe
+    return call.session.recipe_for_file()
 
 
 @command(Spec("recipe", "the repair steps: show (also --as mmengine|hf|python), save, load, "

@@ -272,6 +272,11 @@ def _suggested(current: dict[str, TensorMeta], target, accepted, report: Report,
         title = s.title
         if not ops and s.kind != "tied":  # only an acceptance: the strict=False ack
             stage, title, why = "accept", _ack_title(len(uninit)), _ACK_WHY
+            # two suggestions (the missing head; all missing keys) can ask the same thing:
+            # once skipped, the acknowledgement of these keys is not asked again
+            ident = "ack:" + ",".join(sorted(uninit))
+            if ident in seen:
+                continue
         return Step(stage, title, why, list(s.ops), s.before, s.after, s.affected, uninit,
                     ident)
     return None
@@ -306,13 +311,14 @@ def _finish(current, target, report: Report, seen: set[str]) -> Step:
                     "initialisation.", before=report, after=report, uninitialised=left,
                     ident="done")
     leftover = [k for k in report.missing if k not in set(report.accepted_missing)]
+    ack = "ack:" + ",".join(sorted(leftover))  # the same question as a suggested ack
     if leftover and not report.unexpected and not report.shape_mismatch \
-            and "accept" not in seen:
+            and ack not in seen:
         op = AcceptMissing(tuple(leftover))
         after = compare(current, target, accepted_missing=(*report.accepted_missing,
                                                            *leftover))
         return Step("accept", _ack_title(len(leftover)), _ACK_WHY, [op], report, after,
-                    uninitialised=leftover, ident="accept")
+                    uninitialised=leftover, ident=ack)
     parts = [f"{len(report.missing)} missing" if report.missing else "",
              f"{len(report.unexpected)} unexpected" if report.unexpected else "",
              f"{len(report.shape_mismatch)} shape mismatches" if report.shape_mismatch else ""]

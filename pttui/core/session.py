@@ -92,11 +92,24 @@ class Session:
             self.recipe = self._fresh_recipe(ckpt)
             self._undo.clear()
             self._redo.clear()
+            self._forget_allow_list()
         self._changed()
 
     def set_target(self, target: Any) -> None:
         self.target = target
         self._changed()
+
+    def recipe_for_file(self) -> Recipe:
+        """The recipe as it is saved and exported: a copy with what it was made for filled
+        in (the source's path, the model's spec and arguments), whichever front end set
+        them."""
+        recipe = self.recipe.copy()
+        if self.source is not None:
+            recipe.source = self.source.path
+        if self.target is not None:
+            recipe.target = getattr(self.target, "spec", None)
+            recipe.model_args = dict(getattr(self.target, "args", {}) or {})
+        return recipe
 
     def set_policy(self, policy: Any) -> None:
         self.policy = policy
@@ -107,6 +120,16 @@ class Session:
         self._changed()
 
     # -- internals -----------------------------------------------------------------
+
+    def _forget_allow_list(self) -> None:
+        """Globals allowed for one file's load belong to that file, not to the next one
+        (the map_location and the other choices stay)."""
+        if isinstance(self.policy, dict):
+            self.policy.pop("allow_globals", None)
+        elif getattr(self.policy, "allow_globals", None):
+            import dataclasses
+
+            self.policy = dataclasses.replace(self.policy, allow_globals=())
 
     def _fresh_recipe(self, ckpt: Checkpoint | None) -> Recipe:
         old = getattr(self, "recipe", None)

@@ -188,7 +188,7 @@ async def test_guided_fixup_offers_num_classes_and_rebuilds_the_model(folder):
         await pilot.press("a")
         await settle(app, pilot)
         assert main.session.target.args == {"num_classes": 10}
-        assert main.session.recipe.model_args == {"num_classes": 10}
+        assert main.session.recipe_for_file().model_args == {"num_classes": 10}
         assert main.session.report.strict_ok and not main.session.recipe.ops
         assert wizard.step.stage == "done" and wizard.step.title == "the checkpoint fits the model"
         await pilot.press("u")  # the model goes back to 1000 classes
@@ -574,3 +574,31 @@ async def test_command_line_tab_completes_like_the_shell(folder):
         await pilot.press("enter")
         await settle(app, pilot)
         assert "[16, 64, 1, 1]" in app.screen.result.plain()
+
+
+async def test_colon_open_asks_before_dropping_the_recipe_and_apply_takes_the_reports_step(
+        folder):
+    """`:apply 1` takes the Report's first suggestion (no `:suggest` needed); `:open`
+    of another file asks first, as the Files pane does, while the recipe is unexported."""
+    app = make_app(folder / "squeezenet1_1_dataparallel.pt", model=SQUEEZE)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        await pilot.press("colon", *"apply 1", "enter")
+        await settle(app, pilot)
+        if type(app.screen).__name__ == "OutputScreen":
+            await pilot.press("escape")
+        assert [op.describe() for op in main.session.recipe.ops] == ["strip prefix `module.`"]
+        await pilot.press("colon", *f"open {folder / 'squeezenet1_1.pt'}", "enter")
+        await settle(app, pilot)
+        assert type(app.screen).__name__ == "ConfirmScreen"
+        await pilot.press("escape")  # keep the recipe
+        await settle(app, pilot)
+        assert main.session.source.path.endswith("dataparallel.pt") and main.session.recipe.ops
+        await pilot.press("colon", *f"open {folder / 'squeezenet1_1.pt'}", "enter")
+        await settle(app, pilot)
+        await pilot.click("#yes")
+        await settle(app, pilot)
+        if type(app.screen).__name__ == "OutputScreen":
+            await pilot.press("escape")
+        assert main.session.source.path.endswith("squeezenet1_1.pt")

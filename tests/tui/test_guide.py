@@ -140,3 +140,22 @@ def test_preview_op_reports_changes_and_conflicts(squeeze):
     assert len(changed) == 52 and after.strict_ok and not before.matched
     with pytest.raises(ReadError):
         preview_op(ckpt, Recipe(), squeeze, RegexRename(r"\.\d+\.", "."))
+
+
+def test_skipping_the_strict_false_step_does_not_ask_it_again(squeeze):
+    """Accept the drop, skip the acknowledgement: the next step is not the same question
+    (the missing head and "all missing keys" would both ask it)."""
+    ckpt, recipe, seen = open_checkpoint(str(SAMPLES / "squeezenet1_1_finetuned_10cls.pt")), \
+        Recipe(), set()
+    titles = []
+    for _ in range(8):
+        step = next_step(ckpt, recipe, squeeze, seen)
+        titles.append(step.title)
+        if step.stage in ("done", "stuck"):
+            break
+        seen.add(step.ident)
+        if step.stage == "shape":
+            for op in step.ops:
+                recipe = recipe.with_op(op)
+    acks = [t for t in titles if t.startswith("strict=False")]
+    assert acks == ["strict=False: leave 2 model keys uninitialised"], titles

@@ -143,8 +143,8 @@ class Actions:
                 self.exported_recipe = recipe  # opening another file loses nothing now
                 self.action_refresh()  # the new file shows in the Files pane
 
-        self.app.push_screen(ExportScreen(self.session.source, self.session.recipe, report),
-                             closed)
+        self.app.push_screen(
+            ExportScreen(self.session.source, self.session.recipe_for_file(), report), closed)
 
     def action_container(self) -> None:
         if not self._need():

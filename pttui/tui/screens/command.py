@@ -55,6 +55,8 @@ class CommandLine:
     """Mixed into MainScreen, which provides ``ctx`` (a pttui.commands Context)."""
 
     ctx: Any
+    session: Any
+    exported_recipe: Any
     command_cancel: threading.Event
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -68,6 +70,13 @@ class CommandLine:
         self.query_one("#key-tree").focus()
         if not line:
             return
+        if line.split(maxsplit=1)[0] == "open" and self.session.recipe.ops \
+                and self.session.recipe is not self.exported_recipe:
+            self.confirm_discard(lambda: self._start_command(line))  # as the Files pane asks
+            return
+        self._start_command(line)
+
+    def _start_command(self, line: str) -> None:
         self.command_cancel = threading.Event()
         self.app.busy.add("command")
         self.notify(f":{line} …", timeout=2)

@@ -182,9 +182,13 @@ class ExportScreen(ModalScreen[Any]):
             from pttui.core.recipe_render import replay_command
 
             # the model's arguments too (num_classes=10): the command rebuilds that model
-            t.append(Text("\nreplay: " + replay_command(message.recipe, self.recipe,
-                                                         self.source.path, r.path),
-                          style="dim"))
+            if self.report is not None and not self.report.ok_with_accepted:
+                t.append(Text("\nno replay: the model would not load this result, so "
+                              "`pttui fix` refuses the recipe", style="dim"))
+            else:
+                t.append(Text("\nreplay: " + replay_command(message.recipe, self.recipe,
+                                                             self.source.path, r.path),
+                              style="dim"))
         self._status(t)
         go.label = "Close"
         self.query_one("#cancel").display = False

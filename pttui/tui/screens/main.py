@@ -239,6 +239,7 @@ class MainScreen(CommandLine, Actions, Screen):
         a = self.analysis = message.analysis
         _spare_the_gc(len(a.index.keys))
         self.session.report = a.report
+        self.ctx.remember(a.suggestions)  # `:apply N` takes step N as the Report numbers it
         cur = a.current
         summary = Text(f"{len(cur):,} keys · {hz.count(sum(t.numel for t in cur.values()))} · "
                        f"{hz.nbytes(a.nbytes)}", style="dim")
@@ -278,9 +279,7 @@ class MainScreen(CommandLine, Actions, Screen):
         self.set_target(message.target)
 
     def set_target(self, target: Any) -> None:
-        self.session.recipe.target = target.spec  # informational, carried into the recipe
-        self.session.recipe.model_args = dict(target.args)
-        self.session.set_target(target)
+        self.session.set_target(target)  # the exported recipe names it (recipe_for_file)
         self.notify(f"model: {target.label}", title="model set")
 
     # -- devices ----------------------------------------------------------------------------
