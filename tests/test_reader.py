@@ -179,6 +179,8 @@ def _clone(sd: dict) -> dict:
     # two flat state_dicts under plain names: apart, and together for a model of both
     (lambda sd, opt: {"encoder": sd, "decoder": _clone(sd)},
      {(): "state_dict", ("encoder",): "state_dict", ("decoder",): "state_dict"}, ()),
+    # a list of one state_dict is that state_dict, not the list under a `0.` prefix
+    (lambda sd, opt: [sd], {("0",): "state_dict"}, ("0",)),
     # optimizer state alone and a nested parameter tree stay one container each
     (lambda sd, opt: opt, {("state",): "optimizer"}, ("state",)),
     (lambda sd, opt: {"params": {"enc": {"w": torch.zeros(2)}, "dec": {"w": torch.ones(2)}}},
@@ -196,7 +198,7 @@ def test_containers_side_by_side(tmp_path, squeeze, make, paths, selected):
     for c in ckpt.containers:
         node = loaded
         for p in c.path:
-            node = node[p]
+            node = node[int(p)] if isinstance(node, list) else node[p]
         if c.kind == "state_dict" and c.path and all(
                 isinstance(v, torch.Tensor) for v in node.values()):
             assert set(c.tensors) == set(node)  # a flat state_dict: the same keys

@@ -288,7 +288,8 @@ def _splits(kids: list[tuple[str, Any]]) -> tuple[bool, bool]:
     by_role = any(_ROLE.search(k) or _module_state(c) is not None for k, c in kids)
     flat = sum(1 for _, c in kids if isinstance(c, dict) and c and _all_tensors(c.values())
                and any("." in k for k in c if type(k) is str))
-    return by_role or flat > 0, not by_role
+    # one entry alone is the same weights under a prefix: list it once, as the entry
+    return by_role or flat > 0, not by_role and len(kids) > 1
 
 
 def find_containers(root: Any, walker: Walker) -> list[Container]:

@@ -135,6 +135,7 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
         os.close(r)
         _child(work, w)
     os.close(w)
+    old = {sig: signal.signal(sig, _stop_on(pid)) for sig in _FORWARDED}
     try:
         _lines, _path, overdue = _watch(r)
     except KeyboardInterrupt:  # Ctrl-C reached the child too; a hung one cannot notice it
@@ -142,6 +143,9 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
         if status is None:
             sys.stderr.write("pttui: interrupted\n")
             return 130
+    except _Stopped as stop:  # SIGTERM/SIGHUP: the child was told, and cleans up
+        _reap_after_interrupt(pid, grace=5.0)
+        return 128 + stop.signum
     else:
         if overdue is not None:
             _kill(pid)
@@ -150,15 +154,61 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
         status = os.waitpid(pid, 0)[1]
     finally:
         os.close(r)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         return 130 if sig == signal.SIGINT else 128 + sig
     return os.WEXITSTATUS(status)
 
 
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP)  # Ctrl-C reaches both through the terminal
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on(pid: int) -> Callable[[int, object], None]:
+    """The waiting parent's handler: pass the signal on to the child, stop waiting."""
+    def handler(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+        raise _Stopped(signum)
+    return handler
+
+
+def _interrupt_once(signum: int, _frame: object) -> None:
+    """The child's SIGTERM/SIGHUP: stop as Ctrl-C stops it (an export discards its partial
+    file); a second signal (the whole group, then the parent passing it on) is ignored so
+    that the cleanup finishes."""
+    for sig in _FORWARDED:
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _die_with_parent() -> None:
+    """Linux: a SIGTERM when the waiting parent dies (killed outright), so no orphan
+    goes on writing an export nobody waits for."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _child(work: Callable[[], int], w: int) -> None:
     global _report
     _report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
+    for sig in _FORWARDED:
+        signal.signal(sig, _interrupt_once)
+    _die_with_parent()
     code = 1
     try:
         code = int(work())

@@ -115,3 +115,45 @@ def test_preflight_unpickles_every_shard_of_a_set(monkeypatch, tmp_path):
     shards[-1].write_bytes(hash_bomb())
     with pytest.raises(ReadError, match="reading did not finish in 1 s"):
         readguard.preflight(str(index))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("whom", ["parent", "group"])
+def test_sigterm_stops_an_export_and_leaves_nothing(tmp_path, whom):
+    """`kill PID` (or the whole group, as a service manager does) during `pttui fix`: the
+    forked child is told, discards its partial file, and no orphan goes on writing."""
+    import json
+
+    import psutil
+    import torch
+
+    sd = {f"layer{i}.weight": torch.randn(512, 512) for i in range(400)}  # 400 MiB
+    torch.save(sd, tmp_path / "big.pt")
+    del sd
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"pttui_recipe": 1, "ops": [
+        {"op": "cast", "dtype": "float16", "pattern": "*", "kind": "glob"}]}))
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pttui.cli", "fix", str(tmp_path / "big.pt"), "--model",
+         f"ref:{tmp_path / 'big.pt'}", "--recipe", str(recipe), "-o", str(out / "o.pt")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not any(p.name.startswith(".o.pt.pttui-partial") for p in out.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    if whom == "parent":
+        os.kill(proc.pid, signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode in (143, -signal.SIGTERM), err
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except psutil.NoSuchProcess:
+            pass
+        assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+    assert list(out.iterdir()) == [], list(out.iterdir())
