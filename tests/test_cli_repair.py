@@ -223,3 +223,60 @@ def test_the_printed_replay_repeats_the_fix_as_pasted(tmp_path, capsys, monkeypa
     assert again != "out/a.safetensors" and again.startswith("out/")
     a, b = load_file("out/a.safetensors"), load_file(again)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# -- check: what torch.load itself would refuse, though the keys fit ----------------------
+
+LOAD_NOTES = [
+    ("malicious.pt", ["the pickle calls builtins.exec", "never load it with weights_only=False",
+                      "`pttui fix` exports its tensors without running it"]),
+    ("tiny_vit_training_state.pt", ["torch.load(weights_only=True) refuses this file",
+                                    "argparse.Namespace", "`pttui load --allow"]),
+    ("tiny_vit_cuda.pt", ["saved from cuda:0", "map_location='cpu'"]),
+    ("tiny_vit_torchscript.pt", ["TorchScript", "torch.jit.load"]),
+]
+
+
+@pytest.mark.parametrize("name, needles", LOAD_NOTES, ids=[n for n, _ in LOAD_NOTES])
+def test_check_notes_what_torch_load_would_refuse(tmp_path, capsys, monkeypatch, name, needles):
+    monkeypatch.setenv("PTTUI_SAMPLE_MARKER_DIR", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU-only machine
+    src = tmp_path / name
+    shutil.copy(SAMPLES / name, src)
+    rc, out, err = run_main(capsys, "check", str(src), "--model", TINY)
+    assert rc == 0, err  # the keys fit: strict load_state_dict would succeed
+    assert "strict load: OK" in out
+    notes = [line.strip() for line in out.splitlines() if line.strip().startswith("note: ")]
+    assert len(notes) == 1, out
+    for needle in needles:
+        assert needle in notes[0], (needle, notes[0])
+
+    rc, out, err = run_main(capsys, "check", str(src), "--model", TINY, "--json")
+    doc = json.loads(out)
+    assert rc == 0 and doc["strict_ok"] is True
+    assert len(doc["notes"]) == 1 and all(n in doc["notes"][0] for n in needles)
+    assert "pttui_malicious_ran" not in os.listdir(tmp_path)
+
+
+def test_check_notes_nothing_for_a_plain_file(tmp_path, capsys):
+    shutil.copy(SAMPLES / "tiny_vit_legacy.pt", tmp_path / "legacy.pt")
+    rc, out, _ = run_main(capsys, "check", str(tmp_path / "legacy.pt"), "--model", TINY)
+    assert rc == 0 and "note:" not in out
+    rc, out, _ = run_main(capsys, "check", str(tmp_path / "legacy.pt"), "--model", TINY, "--json")
+    assert json.loads(out)["notes"] == []
+
+
+def test_cuda_note_is_silent_where_cuda_is_available(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    rc, out, _ = run_main(capsys, "check", str(SAMPLES / "tiny_vit_cuda.pt"), "--model", TINY,
+                          "--json")
+    assert rc == 0 and json.loads(out)["notes"] == []
+
+
+def test_check_steps_header_does_not_read_as_the_whole_plan(capsys):
+    rc, out, _ = run_main(capsys, "check", str(SAMPLES / "squeezenet1_1_dataparallel.pt"),
+                          "--model", SQUEEZE)
+    assert rc == 1
+    assert "next steps, each measured on the file as it is now" in out
+    assert "`pttui fix --auto --dry-run` shows the whole plan" in out
+    assert "applies the safe ones" not in out

@@ -94,6 +94,25 @@ MODELS = textwrap.dedent('''
             self.backbone = torchvision.models.resnet18(weights=None, num_classes=num_classes)
 
 
+    class TiedLM(nn.Module):
+        """A language model whose output layer is its embedding (both names saved)."""
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 8)
+            self.body = nn.Linear(8, 8)
+            self.lm_head = nn.Linear(8, 50, bias=False)
+            self.lm_head.weight = self.embed.weight
+
+
+    class Attn(nn.Module):
+        """Attention projections of one shape: query/key/value in two blocks."""
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(
+                nn.ModuleDict({n: nn.Linear(8, 8) for n in ("query", "key", "value")})
+                for _ in range(2))
+
+
     class BigHead(nn.Module):
         """Its last layer holds almost all of the model."""
         def __init__(self):
@@ -460,3 +479,83 @@ def test_the_wizard_and_the_verdict_do_not_call_a_tied_alias_uninitialised(model
                      accepted_missing=tuple(step.ops[0].keys))
     line = report_text.verdict(report)
     assert "tied alias loads through its twin" in line and "initialisation" not in line
+
+
+# -- what fix says about tied names in .safetensors, and about renames left for review ----
+
+def test_fix_to_safetensors_says_how_to_load_a_tied_name(models, tmp_path, capsys):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, load_model
+
+    spec = _spec(models, "TiedLM")
+    torch.manual_seed(0)
+    sd = models[1].TiedLM().state_dict()
+    assert set(sd) == {"embed.weight", "body.weight", "body.bias", "lm_head.weight"}
+    src = _save(sd, tmp_path / "tied.pt")
+    out = tmp_path / "x.safetensors"
+    rc, stdout, err = run_main(capsys, "fix", src, "--model", spec, "--auto", "-o", str(out))
+    assert rc == 0, err
+    assert "strict load: OK" in stdout
+    note = [ln for ln in stdout.splitlines() if "tied name" in ln]
+    assert len(note) == 1 and note[0].strip().startswith("note: 1 tied name stored once "
+                                                         "(lm_head.weight = embed.weight)")
+    assert "safetensors.torch.load_model(model, OUT)" in note[0]
+    assert "a .pt output keeps both names" in note[0]
+
+    with safe_open(str(out), "pt") as f:
+        assert "lm_head.weight" not in f.keys()
+        assert json.loads(f.metadata()["pttui.aliases"]) == {"lm_head.weight": "embed.weight"}
+    # what the note says: a strict load_state_dict misses the alias ...
+    with pytest.raises(RuntimeError, match="lm_head.weight"):
+        models[1].TiedLM().load_state_dict(load_file(str(out)), strict=True)
+    # ... and load_model loads it strictly, the tie filling the alias
+    fresh = models[1].TiedLM()
+    missing, unexpected = load_model(fresh, str(out), strict=True)
+    assert not missing and not unexpected
+    assert fresh.lm_head.weight is fresh.embed.weight
+    assert torch.equal(fresh.lm_head.weight, sd["embed.weight"])
+    assert torch.equal(fresh.body.weight, sd["body.weight"])
+
+    rc, stdout, _ = run_main(capsys, "fix", src, "--model", spec, "--auto", "-o",
+                             str(tmp_path / "y.safetensors"), "--json")
+    doc = json.loads(stdout)
+    assert rc == 0 and doc["aliases"] == {"lm_head.weight": "embed.weight"}
+    assert "load_model" in doc["tied_note"]
+    # a .pt output keeps both names: no note
+    rc, stdout, _ = run_main(capsys, "fix", src, "--model", spec, "--auto", "-o",
+                             str(tmp_path / "y.pt"))
+    assert rc == 0 and "tied name" not in stdout
+    models[1].TiedLM().load_state_dict(torch.load(tmp_path / "y.pt", weights_only=True),
+                                       strict=True)
+
+
+def test_auto_refusal_names_the_renames_left_for_review(models, tmp_path, capsys):
+    spec = _spec(models, "Attn")
+    short = {"query": "q", "key": "k", "value": "v"}
+    sd = {re.sub(r"\.(query|key|value)\.", lambda m: f".{short[m.group(1)]}.", k): v
+          for k, v in models[1].Attn().state_dict().items()}
+    assert "blocks.0.q.weight" in sd and len(sd) == 12
+    src = _save(sd, tmp_path / "attn.pt")
+    doc = _check(capsys, src, spec)
+    review = [s for s in doc["suggestions"] if not s["safe"]]
+    assert len(review) == 3 and not [s for s in doc["suggestions"] if s["safe"]]
+
+    rc, stdout, err = run_main(capsys, "fix", src, "--model", spec, "--auto", "-o",
+                               str(tmp_path / "out.pt"))
+    assert rc == 1 and not (tmp_path / "out.pt").exists()
+    assert "refusing" in err
+    assert "found 3 renames (12 keys), but they need review" in err
+    assert "ambiguous by shape" in err and "`pttui check` lists them" in err
+    assert "does not hold this model's weights" not in err
+
+    rc, stdout, err = run_main(capsys, "fix", src, "--model", spec, "--auto", "-o",
+                               str(tmp_path / "out.pt"), "--json")
+    assert rc == 1 and "need review" in json.loads(stdout)["refused"]
+
+
+def test_a_wrong_file_without_renames_still_says_check_the_model(models, tmp_path, capsys):
+    spec = _spec(models, "Attn")
+    src = _save({"other.weight": torch.randn(3, 5)}, tmp_path / "other.pt")
+    rc, _, err = run_main(capsys, "fix", src, "--model", spec, "--auto", "-o",
+                          str(tmp_path / "out.pt"))
+    assert rc == 1 and "does not hold this model's weights" in err and "review" not in err

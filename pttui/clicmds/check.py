@@ -28,19 +28,23 @@ def run(args: argparse.Namespace) -> int:
     report = compare(tensors, target, ckpt_metadata=ckpt.state_metadata)
     notes = diagnose(tensors, target, report, ckpt.containers)
     steps = suggest(tensors, target, metadata=ckpt.state_metadata)
+    load_notes = rt.load_notes(ckpt)  # what torch.load itself would refuse
     if args.json:
         doc = report.to_json()
         doc.update({"path": ckpt.path, "model": args.model, "container": list(ckpt.selected or ()),
-                    "diagnosis": notes, "suggestions": [s.to_json() for s in steps]})
+                    "diagnosis": notes, "suggestions": [s.to_json() for s in steps],
+                    "notes": load_notes})
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         sel = ".".join(ckpt.selected or ()) or "(root)"
         lines = [f"{ckpt.path}  ->  {getattr(target, 'label', args.model)}",
                  f"  container: {sel}", "  " + rt.verdict(report), "  " + rt.coverage(report)]
+        lines += [f"  note: {n}" for n in load_notes]
         lines += [f"  · {n}" for n in notes]
         lines += ["  " + line for line in rt.problem_lines(report)]
         if steps:
-            lines.append("  suggested steps (pttui fix --auto applies the safe ones):")
+            lines.append("  next steps, each measured on the file as it is now "
+                         "(`pttui fix --auto --dry-run` shows the whole plan):")
             lines += rt.suggestion_lines(steps)
         sys.stdout.write("\n".join(lines) + "\n")
     return 0 if report.strict_ok else 1

@@ -69,12 +69,32 @@ def run(args: argparse.Namespace) -> int:
                  f"{result.nbytes:,} bytes in {result.seconds:.2f}s")
     lines.append(f"  {result.verdict}")
     lines += [f"  note: {p}" for p in result.problems]
+    tied = tied_note(result.aliases, result.path)
+    if tied:
+        lines.append(f"  note: {tied}")
+        doc["tied_note"] = tied
     replay = replay_command(recipe_out, recipe, source=ckpt.path, out=result.path)
     lines.append(f"  recipe: {recipe_out}")
     lines.append(f"  replay: {replay}")
     doc["replay"] = replay
     _emit(args, doc, lines)
     return 0
+
+
+def tied_note(aliases: dict[str, str], out: str) -> str | None:
+    """safetensors stores a tied weight once (the alias is in its ``pttui.aliases``
+    metadata), so a strict ``load_state_dict(load_file(OUT))`` misses the alias."""
+    if not aliases or not str(out).endswith(".safetensors"):
+        return None
+    pairs = ", ".join(f"{a} = {k}" for a, k in list(aliases.items())[:3])
+    if len(aliases) > 3:
+        pairs += f", … ({len(aliases) - 3} more)"
+    n = len(aliases)
+    them = "them" if n != 1 else "it"
+    return (f"{n} tied name{'s' if n != 1 else ''} stored once ({pairs}), so a strict "
+            f"load_state_dict(load_file(OUT)) reports {them} missing: load with "
+            f"safetensors.torch.load_model(model, OUT) (the model's tie fills {them}) or "
+            "strict=False; a .pt output keeps both names")
 
 
 def _emit(args: argparse.Namespace, doc: dict, lines: list[str], err: bool = False) -> None:

@@ -67,11 +67,14 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
                           "it — use the matching model")
         return result
     head_keys: set[str] = set()
+    review: list[Suggestion] = []  # the renames left for a person to check, at the end
     for _ in range(max_steps):
         current = recipe.apply(tensors)
         meta = carry_metadata(ckpt.state_metadata, recipe)
-        found = [s for s in suggest(current, target, recipe.accepted_missing, meta) if s.safe]
+        offered = suggest(current, target, recipe.accepted_missing, meta)
+        found = [s for s in offered if s.safe]
         if not found:
+            review = [s for s in offered if s.kind in REVIEW_KINDS]
             break
         step = found[0]
         recipe.ops.extend(step.ops)
@@ -80,12 +83,31 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
     final = recipe.apply(tensors)
     result.report = compare(final, target, accepted_missing=recipe.accepted_missing,
                             ckpt_metadata=carry_metadata(ckpt.state_metadata, recipe))
-    result.refused = _refusal(tensors, final, target, result.report, head_keys)
+    result.refused = _refusal(tensors, final, target, result.report, head_keys, review)
     return result
 
 
+REVIEW_KINDS = ("prefix", "rename", "structural")  # steps that rename keys
+
+
+def review_note(review: list[Suggestion]) -> str:
+    """Why renames were found but not applied: they need a person's review."""
+    keys = {old for s in review for old, _new in s.affected} or None
+    n = len(review)
+    counted = f"{n} rename{'s' if n != 1 else ''}"
+    if keys:
+        counted += f" ({len(keys)} key{'s' if len(keys) != 1 else ''})"
+    by_shape = all("same-shaped" in s.why for s in review)
+    why = ("the pairs are ambiguous by shape: several keys share one shape, so pttui will "
+           "not guess which is which" if by_shape else "they are low-confidence")
+    return (f"found {counted}, but {'they need' if n != 1 else 'it needs'} review ({why}); "
+            "`pttui check` lists them — apply the right ones with a recipe "
+            "(see docs/recipes.md)")
+
+
 def _refusal(before: dict[str, TensorMeta], after: dict[str, TensorMeta], target: Any,
-             report: Report, head_keys: set[str]) -> str | None:
+             report: Report, head_keys: set[str], review: list[Suggestion] | None = None
+             ) -> str | None:
     """Why the result must not be written, or None. Tied aliases loading through their
     twin count as loaded (compare covers them); a replaced head is allowed."""
     expected = target.tensors
@@ -95,6 +117,9 @@ def _refusal(before: dict[str, TensorMeta], after: dict[str, TensorMeta], target
     if uninit / total > MAX_UNINITIALISED:
         lost = [k for k in report.missing if k not in head_keys and k not in
                 set(report.tied_missing)] + [m.key for m in report.shape_mismatch]
+        if review:
+            return (f"{uninit / total:.0%} of the model's elements would stay uninitialised "
+                    f"({len(lost)} keys): {review_note(review)}")
         return (f"{uninit / total:.0%} of the model's elements would stay uninitialised "
                 f"beyond a replaced head ({len(lost)} keys); this checkpoint does not hold "
                 "this model's weights — check the model spec or the container")
@@ -108,10 +133,12 @@ def _refusal(before: dict[str, TensorMeta], after: dict[str, TensorMeta], target
         return (f"it would drop {dropped / have:.0%} of the checkpoint's elements; refusing "
                 "to fix a wrong file by throwing most of it away")
     if not report.ok_with_accepted:
-        return ("no safe step left, and the model still would not load: "
+        left = (f"no safe step left, and the model still would not load: "
                 f"{len(report.missing)} missing, {len(report.unexpected)} unexpected, "
-                f"{len(report.shape_mismatch)} shape mismatches; write a recipe by hand "
-                "(see docs/recipes.md)")
+                f"{len(report.shape_mismatch)} shape mismatches; ")
+        if review:
+            return left + review_note(review)
+        return left + "write a recipe by hand (see docs/recipes.md)"
     return None
 
 

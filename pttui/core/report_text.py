@@ -63,3 +63,41 @@ def suggestion_lines(suggestions, limit: int = 8) -> list[str]:
         if s.why:
             out.append(f"       {s.why}")
     return out
+
+
+def _names(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def load_notes(ckpt) -> list[str]:
+    """What ``torch.load`` itself would refuse in this file, one line per fact, each with
+    what to do. A strict ``load_state_dict`` can be fine while ``torch.load`` is not."""
+    import sys
+
+    notes: list[str] = []
+    g = ckpt.globals
+    if ckpt.format == "torchscript":
+        notes.append("a TorchScript archive (torch.jit.save): torch.load refuses it; load it "
+                     "with torch.jit.load, or `pttui fix` exports its weights as a plain "
+                     "state_dict")
+    else:
+        if g.dangerous:
+            notes.append(f"the pickle calls {_names(g.dangerous)}: torch.load(weights_only="
+                         "True) refuses it; never load it with weights_only=False; `pttui fix` "
+                         "exports its tensors without running it")
+        if g.blocked:
+            notes.append(f"torch.load(weights_only=True) refuses this file (blocked: "
+                         f"{_names(g.blocked)}): `pttui fix` exports plain weights, or "
+                         "`pttui load --allow MODULE.NAME` (imports that module) loads it")
+    cuda = [d for d in ckpt.devices if str(d).startswith("cuda")]
+    if cuda:
+        torch = sys.modules.get("torch")  # never imported just for this
+        where = ", ".join(cuda[:3])
+        if torch is None:
+            notes.append(f"saved from {where}: torch.load needs map_location='cpu' where "
+                         "there is no GPU")
+        elif not torch.cuda.is_available():
+            notes.append(f"saved from {where} and this machine has no CUDA: torch.load "
+                         "needs map_location='cpu' (`pttui fix` writes CPU tensors)")
+    return notes
