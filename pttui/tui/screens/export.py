@@ -172,7 +172,7 @@ class ExportScreen(ModalScreen[Any]):
         t = Text(f"wrote {_shown(r.path)}\n{r.tensors:,} tensors · {hz.nbytes(r.nbytes)} · "
                  f"{r.seconds:.2f}s\n")
         if r.verified:
-            t.append("verified: every tensor read back equals the source", style="bold green")
+            t.append(r.verdict, style="bold green")  # says what was compared (casts too)
             for note in r.problems:  # e.g. leftovers of killed exports removed, _metadata
                 t.append(f"\nnote: {note}", style="yellow")
         else:
