@@ -1,148 +1,34 @@
 """Plain-words diagnoses of a comparison: why the checkpoint does not fit, ranked.
 
-Kept apart from compare.py (which re-exports ``diagnose``, ``variant_mismatch`` and
-``best_container``) so each stays small. Heuristics work on key names and shapes
-only; each answers "what happened to this file", not "which op fixes it".
+Kept apart from compare.py so each stays small. Heuristics work on key names and
+shapes only; each answers "what happened to this file", not "which op fixes it".
+This module holds the wording (``diagnose``) and the public entry points; the checks
+live in diagnosis_variant (variant, head, input layer), diagnosis_prefix (prefix
+changes, wrappers) and diagnosis_containers (optimizer states, best container).
 """
 
 from __future__ import annotations
 
-import itertools
-import os
-import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
-from pttui.core.compare import Report, ShapeMismatch, compare, group_keys
-from pttui.core.meta import Checkpoint, Container, ReadError, TensorMeta
+from pttui.core.compare import Report, compare, group_keys
+from pttui.core.diagnosis_containers import (OPTIMIZER_STATE, _better_container,
+                                             _dropped_but_fit, _optimizer_like,
+                                             best_container)
+from pttui.core.diagnosis_prefix import WRAPPER_PREFIXES, WRAPPERS, _prefix_fix, _sampled
+from pttui.core.diagnosis_variant import (_brief, _head_only, _input_only, _last_modules,
+                                          _module, _n, _variant_reason)
+from pttui.core.meta import Container, TensorMeta
 from pttui.core.nogc import gc_paused
 from pttui.core.targets import Target
 
+# re-exported: callers (autofix, guide, suggest, the CLI) import these from here
+__all__ = ["OPTIMIZER_NOTE", "OPTIMIZER_STATE", "WRAPPER_PREFIXES", "WRAPPERS",
+           "best_container", "diagnose", "variant_mismatch", "_dropped_but_fit",
+           "_variant_reason"]
 
-# -- structure checks used by diagnose and --auto ---------------------------------------
-
-def _module(key: str) -> str:
-    return key.rpartition(".")[0]
-
-
-# A key up to its last numbered component (``layers.3.mlp.0`` of
-# ``layers.3.mlp.0.weight``): one regex pass over the joined keys finds them all, and
-# keys of one block share it, so the Python work is per block, not per key.
-_STEM = re.compile(r"^((?:.*\.)?[0-9]+)\.", re.M)
-_LAST_NUM = re.compile(r"^(?:.*\.)?[0-9]+(?=\.|$)")
-
-
-def _stems(keys: Iterable[str]) -> list[str]:
-    keys = list(keys)
-    return list(dict.fromkeys(_STEM.findall("\n".join(keys)))) if keys else []
-
-
-def _index_ranges(keys: Iterable[str]) -> dict[str, int]:
-    """``layer3`` -> highest numeric child index seen, for every numbered collection."""
-    top: dict[str, int] = {}
-    done: set[str] = set()
-    for stem in _stems(keys):
-        while stem and stem not in done:
-            done.add(stem)
-            coll, _, idx = stem.rpartition(".")
-            n = int(idx)
-            if top.get(coll, -1) < n:
-                top[coll] = n
-            m = _LAST_NUM.match(coll)
-            stem = m.group() if m else ""
-    return top
-
-
-def _beyond(keys: Iterable[str], ranges: dict[str, int]) -> list[str]:
-    """Blocks (``layer3.4``) numbered past the other side's range of the same collection."""
-    if not ranges:
-        return []
-    found: dict[str, None] = {}
-    for stem in _stems(keys):
-        parts = stem.split(".")
-        for i, p in enumerate(parts):
-            if p.isdigit() and p.isascii():
-                coll = ".".join(parts[:i])
-                if coll in ranges and int(p) > ranges[coll]:
-                    found[".".join(parts[:i + 1])] = None
-                    break
-    return list(found)
-
-
-def _last_modules(report: Report, n: int) -> list[str]:
-    """The last ``n`` distinct modules of the model's keys (matched, then missing)."""
-    mods: dict[str, None] = {}
-    for keys in (report.missing, report.matched):
-        for k in reversed(keys):
-            mods.setdefault(k.rpartition(".")[0])
-            if len(mods) == n:
-                return list(reversed(mods))
-    return list(reversed(mods))
-
-
-def _head_only(report: Report) -> bool:
-    mods = {_module(m.key) for m in report.shape_mismatch}
-    return 0 < len(mods) <= 2 and mods <= set(_last_modules(report, max(2, len(mods))))
-
-
-_RANGES: list[tuple[Any, Any, int, dict[str, int]]] = []  # a few targets' block ranges
-
-
-def _model_ranges(report: Report, target: Target | None) -> dict[str, int]:
-    """The model's numbered collections (the report's model side is the target's keys,
-    so with the target at hand they are computed once per target)."""
-    if target is None:
-        return _index_ranges(report.matched + report.missing + report.auto_filled)
-    exp = target.tensors
-    for t, e, n, ranges in _RANGES:
-        if t is target and e is exp and n == len(exp):
-            return ranges
-    ranges = _index_ranges(exp)
-    _RANGES.insert(0, (target, exp, len(exp), ranges))
-    del _RANGES[4:]
-    return ranges
-
-
-def _variant_reason(report: Report, target: Target | None = None) -> str | None:
-    """Why this looks like another variant of the model (depth or width), or None.
-    ``target`` (the report's) saves recomputing the model's block ranges."""
-    extra = _beyond(report.unexpected, _model_ranges(report, target)) \
-        if report.unexpected else []
-    lacking = _beyond(report.missing, _index_ranges(report.matched + report.unexpected)) \
-        if report.missing else []
-    shapes = f" and {_n(len(report.shape_mismatch), 'shared tensor')} differ in shape" \
-        if report.shape_mismatch else ""
-    if extra and len(extra) >= len(lacking):
-        return (f"the checkpoint has blocks the model lacks ({_brief(extra)}){shapes}: a "
-                "deeper variant of the model (e.g. resnet34 weights for resnet18)")
-    if lacking:
-        return (f"the model has blocks the checkpoint lacks ({_brief(lacking)}){shapes}: "
-                "the checkpoint is a shallower variant of the model")
-    mism = report.shape_mismatch
-    if _head_only(report):
-        return None
-    mods = {_module(m.key) for m in mism}
-    if len(mods) >= 3 and len(mism) >= max(3, len(report.matched) // 4):
-        ratios = Counter(_ratio(m) for m in mism)
-        ratio, count = ratios.most_common(1)[0]
-        how = (f"every mismatched layer differs by the same ratio (x{ratio:g})"
-               if count == len(mism) and ratio not in (0, 1) else
-               f"{len(mism)} of {len(report.matched)} shared tensors differ in shape "
-               f"(e.g. `{mism[0].key}` {list(mism[0].checkpoint_shape)} vs "
-               f"{list(mism[0].model_shape)})")
-        return f"{how}: a different variant of the model (width or size)"
-    return None
-
-
-def _ratio(m: ShapeMismatch) -> float:
-    have = 1
-    for d in m.checkpoint_shape:
-        have *= d
-    want = 1
-    for d in m.model_shape:
-        want *= d
-    return round(have / want, 3) if want else 0
+OPTIMIZER_NOTE = "this is an optimizer state, not model weights"
 
 
 def variant_mismatch(report: Report, tensors: Mapping[str, TensorMeta] | None = None,
@@ -156,130 +42,6 @@ def variant_mismatch(report: Report, tensors: Mapping[str, TensorMeta] | None = 
         return False
     fix = _prefix_fix(tensors, target, len(report.matched))
     return fix is not None and _variant_reason(compare(fix[1], target), target) is not None
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def _brief(keys: list[str], limit: int = 3) -> str:
-    lines = group_keys(keys, limit=limit + 1)
-    return ", ".join(g if g.startswith("… and") else f"`{g}`" for g in lines)
-
-
-# -- diagnoses ------------------------------------------------------------------------
-
-OPTIMIZER_NOTE = "this is an optimizer state, not model weights"
-# a wrapper prefix -> what put it there (matched on the whole prefix)
-WRAPPER_PREFIXES = {"module.": "nn.DataParallel / DDP", "_orig_mod.": "torch.compile",
-                    "model.": "a Lightning module", "base_model.model.": "a PEFT / LoRA model",
-                    "_fsdp_wrapped_module.": "FSDP",
-                    "_checkpoint_wrapped_module.": "activation checkpointing"}
-# a wrapper component anywhere in a longer prefix (``module._orig_mod.``)
-WRAPPERS = {"module": "nn.DataParallel / DDP", "_orig_mod": "torch.compile",
-            "_fsdp_wrapped_module": "FSDP",
-            "_checkpoint_wrapped_module": "activation checkpointing"}
-OPTIMIZER_STATE = frozenset({"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer",
-                             "square_avg", "acc_delta", "grad_avg", "exp_inf", "step",
-                             "sum", "mu", "eta", "ax", "prev", "step_size", "param_groups"})
-_SAMPLE = 2000  # keys a prefix change is first scored on (the best is then measured exactly)
-
-
-def _common_prefix(keys: Iterable[str], max_depth: int = 3) -> list[str]:
-    """The leading components every key shares (each key keeps at least one more)."""
-    keys = list(keys)
-    if not keys:
-        return []
-    text = os.path.commonprefix([min(keys), max(keys)])  # C-level over 100,000 keys
-    return text.split(".")[:-1][:max_depth]
-
-
-def _wrapper_label(prefix: str) -> str | None:
-    if prefix in WRAPPER_PREFIXES:
-        return WRAPPER_PREFIXES[prefix]
-    comps = prefix.rstrip(".").split(".")
-    labels = list(dict.fromkeys(WRAPPERS[c] for c in comps if c in WRAPPERS))
-    return " + ".join(labels) or None
-
-
-def _prefix_fix(tensors: Mapping[str, TensorMeta], target: Target, base: int):
-    """The best prefix change (strip, add, swap, or take a sub-tree) -> (line, renamed).
-    ``base``: how many model keys the checkpoint matches by name now. Candidates are
-    scored on a sample of the keys; only the best is applied to all of them."""
-    exp = target.tensors
-    cands: list[tuple[str, Any]] = []  # (line, key -> new key or None)
-
-    def strip(n: int):
-        return lambda k: k[n:]
-
-    def swap(n: int, q: str):
-        return lambda k: q + k[n:]
-
-    def add(q: str):
-        return lambda k: q + k
-
-    def part(p: str):
-        n = len(p)
-        return lambda k: k[n:] if k.startswith(p) else None
-
-    cp, tp = _common_prefix(tensors), _common_prefix(exp)
-    for d in range(1, len(cp) + 1):
-        p = ".".join(cp[:d]) + "."
-        label = _wrapper_label(p)
-        line = (f"the weights sit under prefix `{p}` ({label})" if p in WRAPPER_PREFIXES
-                and p != "module." and p != "_orig_mod." else
-                f"every checkpoint key has the prefix `{p}`" + (f" ({label})" if label else ""))
-        cands.append((line + ": strip it", strip(len(p))))
-        for e in range(1, len(tp) + 1):
-            q = ".".join(tp[:e]) + "."
-            if q != p:
-                cands.append((f"the checkpoint's prefix `{p}` is `{q}` in the model: "
-                              "replace it", swap(len(p), q)))
-    adds = [".".join(tp[:e]) + "." for e in range(1, len(tp) + 1)]
-    wraps = ""
-    if not tp:  # the model wraps a base model beside a head: `bert.*` + `classifier.*`
-        firsts = Counter(k.partition(".")[0] for k in _sampled(list(exp)) if "." in k)
-        adds = [f + "." for f, _ in firsts.most_common(3)]
-        wraps = " (a base model inside a model with its own head)"
-    for q in adds:
-        if not any(k.startswith(q) for k in _sampled(list(tensors))):
-            cands.append((f"the model's keys are the checkpoint's keys under `{q}`{wraps}: "
-                          "add it", add(q)))
-    if not cp:
-        firsts = Counter(k.partition(".")[0] for k in tensors if "." in k)
-        for first, _ in firsts.most_common(5):
-            p = first + "."
-            rest = len(tensors) - firsts[first]
-            cands.append((f"the model's weights are the checkpoint's `{p}` part (plus "
-                          f"{_n(rest, 'other key')}): take that part", part(p)))
-    if not cands:
-        return None
-    sample = _sampled(list(tensors))
-
-    def hits(fn, keys) -> int:
-        return sum(1 for k in keys if (new := fn(k)) is not None and new in exp)
-
-    best = max(cands, key=lambda c: hits(c[1], sample))
-    line, fn = best
-    renamed = {}
-    for k, t in tensors.items():
-        new = fn(k)
-        if new is not None:
-            renamed[new] = t
-    score = sum(1 for k in renamed if k in exp)
-    if score <= base or score < min(2, len(exp)):
-        return None
-    return f"{line} to match {score}/{len(exp)} model keys", renamed
-
-
-def _sampled(keys: list[str]) -> list[str]:
-    return keys[::max(1, len(keys) // _SAMPLE)]
-
-
-def _optimizer_like(keys: list[str]) -> bool:
-    hits = sum(k.rpartition(".")[2] in OPTIMIZER_STATE and
-               any(p.isdigit() for p in k.split(".")[:-1]) for k in keys)
-    return bool(keys) and hits * 2 >= len(keys)
 
 
 @gc_paused
@@ -337,47 +99,6 @@ def diagnose(ckpt_tensors: Mapping[str, TensorMeta], target: Target, report: Rep
         if said:
             out.append(said + ": no common pattern found")
     return out
-
-
-def _first_modules(report: Report, n: int) -> list[str]:
-    mods = list(dict.fromkeys(_module(k) for k in report.matched[:64] + report.missing[:64]))
-    return mods[:n]
-
-
-def _input_only(report: Report) -> bool:
-    mods = {_module(m.key) for m in report.shape_mismatch}
-    return 0 < len(mods) <= 1 and mods <= set(_first_modules(report, 1))
-
-
-def _dropped_but_fit(tensors: Mapping[str, TensorMeta], target: Target, keys: list[str],
-                     containers: list[Container]) -> list[str]:
-    """Of the model ``keys`` missing from ``tensors`` (the recipe's result), those the
-    source holds under the same name (or with the same prefix change as the kept keys)
-    with the model's shape: a recipe step dropped keys that fit."""
-    if not keys or not containers:
-        return []
-    sources = {m.key for m in itertools.islice(tensors.values(), 64)}
-    src = max(containers, key=lambda c: sum(k in c.tensors for k in sources))
-    if not any(k in src.tensors for k in sources):
-        return []
-    shift: Counter[tuple[str, str]] = Counter()  # (source prefix, current prefix)
-    for cur, meta in itertools.islice(tensors.items(), 64):
-        old = meta.key
-        tail = 0
-        while tail < min(len(old), len(cur)) and old[-1 - tail] == cur[-1 - tail]:
-            tail += 1
-        shift[(old[:len(old) - tail], cur[:len(cur) - tail])] += 1
-    (sp, cp), _ = shift.most_common(1)[0] if shift else (("", ""), 0)
-    kept = {m.key for m in tensors.values()}  # renamed, not dropped
-    exp, found = target.tensors, []
-    for k in keys:
-        name = sp + k[len(cp):] if k.startswith(cp) else k
-        if name in kept or k in kept:
-            continue
-        have = src.tensors.get(name) or src.tensors.get(k)
-        if have is not None and have.shape == exp[k].shape:
-            found.append(k)
-    return found
 
 
 def _structure(rep: Report, tensors: Mapping[str, TensorMeta], target: Target,
@@ -461,35 +182,3 @@ def _structure(rep: Report, tensors: Mapping[str, TensorMeta], target: Target,
                    f" in shape ({_brief([x.key for x in mism])}; e.g. `{m.key}` "
                    f"{list(m.checkpoint_shape)} vs {list(m.model_shape)})")
     return out
-
-
-def _score(tensors: Mapping[str, TensorMeta], target: Target) -> int:
-    """Parameter elements that fit, raw or with a common wrapper prefix stripped."""
-    best = compare(tensors, target).elements_ok
-    cp = _common_prefix(tensors)
-    for d in range(1, len(cp) + 1):
-        p = ".".join(cp[:d]) + "."
-        best = max(best, compare({k[len(p):]: t for k, t in tensors.items()},
-                                 target).elements_ok)
-    return best
-
-
-def best_container(ckpt: Checkpoint, target: Target) -> tuple[tuple[str, ...], Report]:
-    """The container that fits ``target`` best by parameter coverage, and its raw report."""
-    if not ckpt.containers:
-        raise ReadError(f"{ckpt.path}: holds no tensors to compare with {target.label}")
-    scored = [(_score(c.tensors, target), c.kind != "optimizer", c.path == ckpt.selected, c)
-              for c in ckpt.containers]
-    best = max(scored, key=lambda s: s[:3])[3]
-    return best.path, compare(best.tensors, target)
-
-
-def _better_container(tensors, target, report, containers) -> str | None:
-    if len(containers) < 2:
-        return None
-    current = max(_score(tensors, target), report.elements_ok)
-    score, best = max(((_score(c.tensors, target), c) for c in containers),
-                      key=lambda sc: sc[0])
-    if best.tensors is tensors or score <= current:
-        return None
-    return f"`{'.'.join(best.path) or '(root)'}`"

@@ -1,0 +1,72 @@
+"""Prefix candidates: strip, add, or remove a wrapper inside the keys.
+
+Split from suggest.py: proposals come from a sample of the unexpected and missing
+keys (dictionaries of whole-component prefixes); each is then measured exactly.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from pttui.core.compare import Report
+from pttui.core.recipe import AddPrefix, RegexRename, StripPrefix
+
+WRAPPERS = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.",
+            "model.", "base_model.model.", "net.", "network.", "backbone.", "encoder.")
+
+_SAMPLE = 2000  # keys looked at to propose prefixes; each proposal is then measured exactly
+
+
+def _sample(keys: list[str]) -> list[str]:
+    step = max(1, len(keys) // _SAMPLE)
+    return keys[::step]
+
+
+def _heads(key: str, depth: int = 3) -> list[str]:
+    """``a.b.c.d`` -> ``a.``, ``a.b.``, ``a.b.c.`` (prefixes of whole components)."""
+    out, pos = [], key.find(".")
+    while pos > 0 and len(out) < depth:
+        out.append(key[:pos + 1])
+        pos = key.find(".", pos + 1)
+    return out
+
+
+def _prefix_candidates(tensors, expected, base: Report):
+    """Strip or add prefixes that turn unexpected keys into expected ones."""
+    strip: Counter[str] = Counter()
+    for k in _sample(base.unexpected):
+        for p in _heads(k):
+            if k[len(p):] in expected:
+                strip[p] += 1
+    add: Counter[str] = Counter()
+    for k in _sample(base.missing):
+        for p in _heads(k):
+            if k[len(p):] in tensors:
+                add[p] += 1
+    for p, _n in _outer(strip, 5):
+        yield (StripPrefix(p), f"strip prefix `{p}`",
+               f"checkpoint keys match the model once `{p}` is removed"
+               + (" (a training wrapper)" if p in WRAPPERS else ""))
+    for p, _n in _outer(add, 3):
+        yield (AddPrefix(p), f"add prefix `{p}`",
+               f"the model's keys are the checkpoint's keys under `{p}`")
+    joined = "\n".join(base.unexpected)
+    for w in WRAPPERS:  # a wrapper in the middle of keys (model.module.x, _orig_mod inside)
+        if f".{w}" in joined:
+            pattern = rf"(?<=\.){re.escape(w)}"
+            yield (RegexRename(pattern, ""), f"remove wrapper `{w}` inside keys",
+                   f"`{w}` sits inside the keys (a wrapped submodule)")
+
+
+def _outer(counts: Counter[str], n: int) -> list[tuple[str, int]]:
+    """The ``n`` most common prefixes, leaving out one that extends a prefix already
+    kept at least as often (``module.layer2.0.`` beside ``module.``: a coincidence)."""
+    kept: list[tuple[str, int]] = []
+    for p, c in counts.most_common():
+        if any(p.startswith(q) and qc >= c for q, qc in kept):
+            continue
+        kept.append((p, c))
+        if len(kept) == n:
+            break
+    return kept
