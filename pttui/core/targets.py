@@ -4,11 +4,15 @@ A target spec names a model (``torchvision:resnet18``, ``pkg.mod:factory``,
 ``path/to/file.py:Factory``) or another checkpoint (``ref:PATH``). Models are built
 on the meta device, so a 70B target costs no memory; torch is imported only when a
 model spec is loaded, never at import time.
+
+This module resolves a spec (reference file, torchvision name, module or file
+factory) into a :class:`Target`; argument parsing, the torchvision catalog, factory
+discovery by parsing and the meta-device build live in their own modules and are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import ast
 import difflib
 import hashlib
 import importlib
@@ -17,222 +21,25 @@ import inspect
 import itertools
 import os
 import sys
-from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.meta import ReadError, TensorMeta
+from pttui.core.factory_scan import factory_keywords, file_factories  # noqa: F401 - re-exported
+from pttui.core.meta import ReadError
+from pttui.core.model_args import ModelArgs, parse_model_args  # noqa: F401 - re-exported
+from pttui.core.target_build import (
+    Target,
+    _build,
+    _caller,
+    _first_line,
+    _plain_metadata,
+    _target_from,
+)
+from pttui.core.torchvision_catalog import torchvision_keywords  # noqa: F401 - re-exported
+from pttui.core.torchvision_catalog import torchvision_models
 
 SPEC_FORMS = "torchvision:NAME, package.module:factory, path/to/file.py:Factory or ref:CHECKPOINT"
-_WORDS = {"true": True, "false": False, "none": None, "null": None}
 _counter = itertools.count()
-
-
-@dataclass
-class Target:
-    """The expected state_dict (parameters + persistent buffers) and what it takes to load."""
-
-    spec: str
-    args: dict[str, Any]
-    tensors: dict[str, TensorMeta]
-    param_keys: frozenset[str] = frozenset()
-    non_persistent: frozenset[str] = frozenset()
-    tied: dict[str, str] = field(default_factory=dict)
-    metadata: dict[str, dict[str, Any]] | None = None
-    kind: str = "model"  # model | reference
-    label: str = ""
-    # BatchNorm ``num_batches_tracked`` keys: torch fills them itself when the
-    # checkpoint's ``_metadata`` gives that module no version >= 2 (or has none).
-    auto_fill: frozenset[str] = frozenset()
-
-
-class ModelArgs(dict):
-    """Parsed ``K=V`` model arguments; ``bare`` names the keys whose value was no Python
-    literal and so was kept as the string typed (``arch=resnet``), for error messages."""
-
-    bare: frozenset[str] = frozenset()
-
-
-def parse_model_args(pairs: list[str]) -> ModelArgs:
-    """``["num_classes=10", "arch=resnet"]`` -> ``{"num_classes": 10, "arch": "resnet"}``.
-
-    Values are Python literals (``ast.literal_eval``, never ``eval``); anything else
-    stays the raw string, and ``true``/``false``/``none`` are accepted as on a shell.
-    A key given twice is an error (which one was meant?).
-    """
-    out = ModelArgs()
-    raw_of: dict[str, str] = {}
-    bare: set[str] = set()
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise ReadError(f"bad model argument {pair!r}: expected KEY=VALUE, "
-                            "e.g. num_classes=10")
-        if key in out:
-            raise ReadError(f"model argument {key} is given twice ({key}={raw_of[key]} and "
-                            f"{key}={raw.strip()}); give it once")
-        raw_of[key] = raw.strip()
-        out[key], literal = _literal(raw.strip())
-        if not literal:
-            bare.add(key)
-    out.bare = frozenset(bare)
-    return out
-
-
-def _literal(raw: str) -> tuple[object, bool]:
-    """The value and whether it was a literal (else it is ``raw`` itself, a string)."""
-    if raw.lower() in _WORDS:
-        return _WORDS[raw.lower()], True
-    try:
-        return ast.literal_eval(raw), True
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return raw, False
-
-
-def _string_hint(args: Mapping[str, Any]) -> str:
-    """After a factory failed: which arguments it got as strings (a bare word like
-    ``num_classes=abc`` is no literal, so it arrives as ``'abc'``)."""
-    bare = getattr(args, "bare", frozenset())
-    words = [k for k, v in args.items() if isinstance(v, str) and k in bare]
-    if not words:
-        return ""
-    said = ", ".join(f"{k}={args[k]}" for k in words)
-    got = ", ".join(repr(args[k]) for k in words)
-    return (f"; note: {said} is not a Python literal, so it was passed as the string "
-            f"{got} and the model rejected it")
-
-
-def torchvision_models() -> list[str]:
-    """Every model name ``torchvision:NAME`` accepts (all families), sorted; [] without it."""
-    try:
-        from torchvision import models
-    except Exception:  # noqa: BLE001 - no torchvision: nothing to complete
-        return []
-    return sorted(models.list_models())
-
-
-# -- for completion: what a spec may name and which keywords it takes -----------------
-
-_NOT_SETTABLE = ("weights", "weights_backbone", "progress")  # pttui fixes these itself
-_MAX_SOURCE = 2_000_000  # bytes of a factory file parsed for completion
-_parsed: dict[tuple[str, float, int], list[tuple[str, str, list[tuple[str, str]]]]] = {}
-
-
-def torchvision_keywords(name: str) -> list[tuple[str, str]]:
-    """``[(keyword, "default 1000"), ...]`` the torchvision builder ``name`` accepts:
-    its own keyword parameters, and (for ``**kwargs``) those with a default of the
-    model class it returns. Imports torchvision (call it off the UI thread); [] when
-    there is none or ``name`` is unknown."""
-    try:
-        from torchvision import models
-
-        builder = models.get_model_builder(name)
-        sig = inspect.signature(builder)
-    except Exception:  # noqa: BLE001 - completion only
-        return []
-    out: dict[str, str] = {}
-    takes_kwargs = False
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_KEYWORD:
-            takes_kwargs = True
-        elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _NOT_SETTABLE:
-            out[p.name] = _default_text(p.default)
-    cls = sig.return_annotation
-    if takes_kwargs and inspect.isclass(cls):
-        try:
-            params = inspect.signature(cls).parameters.values()
-        except (TypeError, ValueError):
-            params = []
-        for p in params:
-            if (p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is not p.empty
-                    and p.name not in _NOT_SETTABLE):
-                out.setdefault(p.name, _default_text(p.default))
-    return list(out.items())
-
-
-def _default_text(value: Any) -> str:
-    if value is inspect.Parameter.empty:
-        return "required"
-    text = repr(value) if isinstance(value, (int, float, str, bool, type(None), tuple, list)) \
-        else getattr(value, "__name__", type(value).__name__)
-    return f"default {text if len(text) <= 30 else text[:29] + '…'}"
-
-
-def file_factories(path: str) -> list[tuple[str, str]]:
-    """``[(name, "def (num_classes=10)"), ...]``: the top-level functions and classes of
-    the Python file ``path``, found by parsing it (never importing it: completing a name
-    must not run the user's code). [] when it cannot be read or parsed."""
-    return [(name, what) for name, what, _ in _parse_factories(path)]
-
-
-def factory_keywords(path: str, name: str) -> list[tuple[str, str]]:
-    """The keyword parameters of the top-level function or class ``name`` in ``path``
-    (a class: its ``__init__``), found by parsing the file; [] if unknown."""
-    for found, _, keywords in _parse_factories(path):
-        if found == name:
-            return keywords
-    return []
-
-
-def _parse_factories(path: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    try:
-        st = os.stat(path)
-        if not os.path.isfile(path) or st.st_size > _MAX_SOURCE:
-            return []
-        key = (os.path.abspath(path), st.st_mtime, st.st_size)
-        if key in _parsed:
-            return _parsed[key]
-        with open(path, "rb") as f:
-            tree = ast.parse(f.read(), filename=path)
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    out = []
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            keywords = _ast_keywords(node.args, skip_first=False)
-            out.append((node.name, f"def ({_preview(keywords)})", keywords))
-        elif isinstance(node, ast.ClassDef):
-            init = next((n for n in node.body if isinstance(n, ast.FunctionDef)
-                         and n.name == "__init__"), None)
-            keywords = _ast_keywords(init.args, skip_first=True) if init else []
-            out.append((node.name, f"class ({_preview(keywords)})", keywords))
-    if len(_parsed) > 64:
-        _parsed.clear()
-    _parsed[key] = out
-    return out
-
-
-def _ast_keywords(args: ast.arguments, skip_first: bool) -> list[tuple[str, str]]:
-    positional = list(args.posonlyargs) + list(args.args)
-    plain = list(args.args)
-    firsts = len(positional) - len(args.defaults)
-    defaults: dict[str, ast.expr] = {a.arg: d for a, d in zip(positional[firsts:], args.defaults)}
-    defaults.update({a.arg: d for a, d in zip(args.kwonlyargs, args.kw_defaults) if d})
-    if skip_first and positional:
-        if positional[0] in plain:
-            plain.remove(positional[0])
-    out = []
-    for a in plain + list(args.kwonlyargs):
-        d = defaults.get(a.arg)
-        out.append((a.arg, "required" if d is None else
-                    f"default {_source(d)}"))
-    return out
-
-
-def _source(node: ast.expr) -> str:
-    try:
-        text = ast.unparse(node)
-    except Exception:  # noqa: BLE001
-        return "…"
-    return text if len(text) <= 30 else text[:29] + "…"
-
-
-def _preview(keywords: list[tuple[str, str]]) -> str:
-    parts = [k if d == "required" else f"{k}={d.removeprefix('default ')}"
-             for k, d in keywords[:3]]
-    return ", ".join(parts) + (", …" if len(keywords) > 3 else "")
 
 
 def load_target(spec: str, args: dict | None = None) -> Target:
@@ -399,7 +206,7 @@ def _from_file(spec: str, path: str, attr: str, args: dict) -> Target:
     return _target_from(obj, spec, args, label)
 
 
-# -- helpers ------------------------------------------------------------------------
+# -- importing the user's code -------------------------------------------------------
 
 def _need_torch(spec: str) -> None:
     try:
@@ -432,145 +239,3 @@ def _attribute(spec: str, mod: Any, where: str, attr: str) -> Any:
             raise ReadError(f"{spec}: {where} has no attribute {attr!r}{hint}")
         obj = getattr(obj, part)
     return obj
-
-
-def _caller(label: str, factory: Any, args: dict):
-    """A thunk building the object: a module instance or state_dict is used as it is."""
-    import torch
-
-    if isinstance(factory, (torch.nn.Module, Mapping)) or not callable(factory):
-        if args:
-            raise ReadError(f"{label}: an already built object takes no model arguments")
-        return lambda: factory  # _target_from says what it is when it is no model
-    return lambda: factory(**args)
-
-
-def _build(label: str, thunk, args: Mapping[str, Any] | None = None) -> Any:
-    """Run ``thunk`` on the meta device; if it needs real data there, build layer by
-    layer on CPU moving each parameter to meta as it is registered (small peak)."""
-    import torch
-
-    try:
-        with torch.device("meta"):
-            return thunk()
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - user code (argparse exits)
-        if "meta" not in str(e).lower():
-            raise ReadError(f"{label} raised {_first_line(e)}{_string_hint(args or {})}"
-                            ) from None
-        meta_error = e
-    try:
-        with _params_to_meta():
-            return thunk()
-    except Exception:  # noqa: BLE001
-        raise ReadError(f"{label} cannot be built on the meta device "
-                        f"({_first_line(meta_error)}); pttui builds models there so a "
-                        "large target costs no memory") from None
-
-
-@contextmanager
-def _params_to_meta():
-    import torch
-    from torch.nn.modules import module as torch_module
-
-    def move(_module, _name, value):
-        if value is None or value.is_meta:
-            return None
-        moved = value.detach().to("meta")
-        if isinstance(value, torch.nn.Parameter):
-            return torch.nn.Parameter(moved, requires_grad=value.requires_grad)
-        return moved
-
-    handles = [torch_module.register_module_parameter_registration_hook(move),
-               torch_module.register_module_buffer_registration_hook(move)]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _target_from(obj: Any, spec: str, args: dict, label: str) -> Target:
-    import torch
-
-    args = dict(args)
-    if isinstance(obj, torch.nn.Module):
-        return _from_nn_module(obj, spec, args, label)
-    if isinstance(obj, Mapping):
-        return _from_state_dict(obj, spec, args, label)
-    what = "a class that builds none" if inspect.isclass(obj) else type(obj).__name__
-    raise ReadError(f"{label} is {what}, not an nn.Module, a factory of one, or a state_dict")
-
-
-def _from_nn_module(model: Any, spec: str, args: dict, label: str) -> Target:
-    from torch.nn.modules.batchnorm import _NormBase
-
-    sd = model.state_dict(keep_vars=True)
-    tensors, params, tied = _describe(sd, label)
-    non_persistent: set[str] = set()
-    auto_fill: set[str] = set()
-    for name, mod in model.named_modules(remove_duplicate=False):
-        prefix = f"{name}." if name else ""
-        for buf in mod._non_persistent_buffers_set:
-            if mod._buffers.get(buf) is not None:
-                non_persistent.add(prefix + buf)
-        if isinstance(mod, _NormBase) and mod.track_running_stats:
-            key = prefix + "num_batches_tracked"
-            if key in tensors:
-                auto_fill.add(key)
-    return Target(spec, args, tensors, frozenset(params), frozenset(non_persistent), tied,
-                  _plain_metadata(getattr(sd, "_metadata", None)), "model", label,
-                  frozenset(auto_fill))
-
-
-def _from_state_dict(sd: Mapping, spec: str, args: dict, label: str) -> Target:
-    tensors, params, tied = _describe(sd, label)
-    if not params:  # a plain dict of tensors: every entry is a weight
-        params = set(tensors)
-    return Target(spec, args, tensors, frozenset(params), frozenset(), tied,
-                  _plain_metadata(getattr(sd, "_metadata", None)), "model", label)
-
-
-def _describe(sd: Mapping, label: str) -> tuple[dict[str, TensorMeta], set[str], dict[str, str]]:
-    import torch
-    from torch.nn.parameter import is_lazy
-
-    tensors: dict[str, TensorMeta] = {}
-    params: set[str] = set()
-    tied: dict[str, str] = {}
-    first: dict[int, str] = {}
-    for key, v in sd.items():
-        key = str(key)
-        extra = key == "_extra_state" or key.endswith("._extra_state")
-        if not isinstance(v, torch.Tensor):
-            if not extra:
-                raise ReadError(f"{label}: its state_dict entry {key!r} is "
-                                f"{type(v).__name__}, not a tensor")
-            tensors[key] = TensorMeta(key, (), "object", "meta", kind="extra_state")
-            continue
-        dtype = str(v.dtype).removeprefix("torch.")
-        if is_lazy(v):
-            tensors[key] = TensorMeta(key, (), dtype, "meta", kind="lazy")
-        else:
-            kind = "extra_state" if extra else \
-                "parameter" if isinstance(v, torch.nn.Parameter) else "tensor"
-            tensors[key] = TensorMeta(key, tuple(v.shape), dtype, "meta", None, 0,
-                                      tuple(v.stride()), kind)
-        if isinstance(v, torch.nn.Parameter):
-            params.add(key)
-        if id(v) in first:
-            tied[key] = first[id(v)]
-        else:
-            first[id(v)] = key
-    return tensors, params, tied
-
-
-def _plain_metadata(md: Any) -> dict[str, dict[str, Any]] | None:
-    if not isinstance(md, Mapping):
-        return None
-    return {str(k): dict(v) if isinstance(v, Mapping) else {} for k, v in md.items()}
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    line = f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-    return line if len(line) <= 300 else line[:297] + "..."
