@@ -19,7 +19,6 @@ from typing import Any
 from pttui.core import containers as ct
 from pttui.core import formats
 from pttui.core.meta import Checkpoint, ReadError, TensorMeta
-from pttui.core.unpickler import Opaque
 
 # module -> {class: _version} for every torch / torchvision nn.Module whose _version is
 # not nn.Module's 1 (torch 2.14, torchvision 0.29; tests/test_export.py checks them)
@@ -69,12 +68,7 @@ def class_version(qualname: str) -> int:
     return VERSIONS.get(module, {}).get(name, 1)
 
 
-def _module_state(node: Any) -> dict | None:
-    if isinstance(node, Opaque) and isinstance(node.state, dict):
-        st = node.state
-        if isinstance(st.get("_parameters"), dict) and isinstance(st.get("_modules"), dict):
-            return st
-    return None
+_module_state = ct._module_state  # the one test of "a pickled nn.Module" (containers.py)
 
 
 def module_metadata(node: Any) -> OrderedDict[str, dict[str, int]] | None:
