@@ -96,7 +96,8 @@ def _perturbed(expected, rng: random.Random):
     return tensors
 
 
-@pytest.mark.parametrize("seed", range(25))
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))  # the perturbation's random choices, shrinkable
 def test_suggestions_never_lower_coverage(resnet_target, seed):
     rng = random.Random(seed)
     tensors = _perturbed(resnet_target.tensors, rng)
@@ -208,7 +209,8 @@ def _scrambled(expected, rng: random.Random):
     return tensors
 
 
-@pytest.mark.parametrize("seed", range(40))
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))  # the perturbation's random choices, shrinkable
 def test_safe_steps_never_mispair(resnet_target, seed):
     rng = random.Random(seed)
     tensors = _scrambled(resnet_target.tensors, rng)
@@ -228,7 +230,8 @@ def test_safe_steps_never_mispair(resnet_target, seed):
             tensors = op.apply(tensors)
 
 
-@pytest.mark.parametrize("seed", range(25))
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))  # the perturbation's random choices, shrinkable
 def test_renames_raise_coverage_and_cleanups_remove_a_problem(resnet_target, seed):
     """A rename (prefix, known, structural) is offered only if it raises coverage; any
     other step keeps coverage and leaves fewer problems (issue 3: no junk steps)."""
