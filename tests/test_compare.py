@@ -474,3 +474,19 @@ def test_compare_agrees_with_a_plain_loop(model, data):
     assert rep.tied_missing == ref["tied_missing"]
     assert rep.keys_ok == ref["keys_ok"] and rep.coverage_params == ref["elements"]
     assert rep.accepted_missing == ref["accepted"]
+
+
+def test_filled_in_counters_count_only_where_their_module_loads():
+    """torch fills a missing num_batches_tracked (old BatchNorm metadata); that makes it
+    no problem, but a file whose weights all miss must not show 20/122 keys for them."""
+    from pttui.core.targets import load_target
+
+    target = load_target("torchvision:resnet18")
+    old = {}  # no metadata version: a file saved before BatchNorm counted batches
+    plain = {k: m for k, m in target.tensors.items() if not k.endswith("num_batches_tracked")}
+    fits = compare(plain, target, ckpt_metadata=old)
+    assert fits.strict_ok and fits.coverage_keys == (122, 122)
+    assert len(fits.auto_filled) == 20
+    prefixed = {"module." + k: m for k, m in plain.items()}
+    off = compare(prefixed, target, ckpt_metadata=old)
+    assert off.coverage_keys == (0, 122) and off.coverage_params[0] == 0

@@ -152,11 +152,18 @@ def compare(tensors: Mapping[str, TensorMeta], target: Target,
     if accepted_missing:
         accepted = set(accepted_missing)
         rep.accepted_missing = [k for k in missing if k in accepted]
-    rep.keys_ok = len(matched) - len(mism) + len(rep.auto_filled) + len(rep.tied_missing)
+    # a filled-in counter (num_batches_tracked) counts where its module's weights loaded;
+    # a file that matches nothing must not show "20/122 keys" for the counters alone
+    loaded = {k.rpartition(".")[0] for k in matched if k not in mism} if rep.auto_filled \
+        else set()
+    idle = [k for k in rep.auto_filled if k.rpartition(".")[0] not in loaded]
+    rep.keys_ok = (len(matched) - len(mism) + len(rep.auto_filled) - len(idle)
+                   + len(rep.tied_missing))
     # elements: every key not loaded (missing, or of the wrong shape) subtracts its own
     # elements, unless it is a tied alias (it holds none) or a twin of it loads
     not_ok = set(missing)
     not_ok.update(mism)
+    not_ok.update(idle)
     numel = info.numel
     lost = sum(map(numel.__getitem__, not_ok))
     if tied:
