@@ -559,3 +559,16 @@ def test_a_wrong_file_without_renames_still_says_check_the_model(models, tmp_pat
     rc, _, err = run_main(capsys, "fix", src, "--model", spec, "--auto", "-o",
                           str(tmp_path / "out.pt"))
     assert rc == 1 and "does not hold this model's weights" in err and "review" not in err
+
+
+def test_a_reference_target_is_not_told_to_rebuild_with_num_classes(tmp_path):
+    """`ref:` is a file, not a model to build: only drop-and-accept applies to it."""
+    from pttui.core.diagnosis import diagnose
+
+    target = load_target(f"ref:{SAMPLES / 'squeezenet1_1.pt'}")
+    tensors = open_checkpoint(str(SAMPLES / "squeezenet1_1_finetuned_10cls.pt")).tensors
+    lines = diagnose(tensors, target, compare(tensors, target))
+    assert any("10 vs 1000 classes" in d for d in lines), lines
+    assert not any("num_classes" in d for d in lines), lines
+    model = load_target("torchvision:squeezenet1_1")
+    assert any("num_classes=10" in d for d in diagnose(tensors, model, compare(tensors, model)))

@@ -120,9 +120,10 @@ def _structure(rep: Report, tensors: Mapping[str, TensorMeta], target: Target,
                         m.checkpoint_shape[1:] == m.model_shape[1:] for m in mism)
         if len(outs) == 1 and same_rest:
             have, want = outs.pop()
+            rebuild = (f"build the model with num_classes={have}, or "
+                       if getattr(target, "kind", "model") == "model" else "")
             out.append(f"only the classifier differs: {have} vs {want} classes ({where}): "
-                       f"build the model with num_classes={have}, or drop those keys and "
-                       "accept them missing")
+                       f"{rebuild}drop those keys and accept them missing")
         else:
             m = mism[0]
             out.append(f"only the last layer differs ({where}: {list(m.checkpoint_shape)} "
