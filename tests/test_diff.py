@@ -124,3 +124,14 @@ def test_unreadable_file_exits_2():
     res = run_cli("diff", str(VIT), str(SAMPLES / "truncated.pt"))
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "truncated" in res.stderr
+
+
+def test_diff_names_the_container_it_compared():
+    """A training checkpoint holds several; diff says which one it took, and how to pick."""
+    state = SAMPLES / "tiny_vit_training_state.pt"
+    res = run_cli("diff", str(state), str(VIT))
+    first, second = res.stdout.splitlines()[:2]
+    assert "container model, one of 3: --select-a picks another" in first
+    assert "container" not in second  # a single-container file says nothing
+    res = run_cli("diff", str(state), str(VIT), "--select-a", "model_ema")
+    assert "container model_ema, one of 3" in res.stdout.splitlines()[0]

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_json(), separators=(",", ":")) + "\n")
     else:
         sys.stdout.write("\n".join(render(report, len(a.tensors), len(b.tensors),
-                                          args.limit)) + "\n")
+                                          args.limit, _where(a, "--select-a"),
+                                          _where(b, "--select-b"))) + "\n")
     return 0 if report.same else 1
 
 
@@ -60,8 +61,17 @@ def _fmt(v: float | None) -> str:
     return "not numeric (bytes differ)" if v is None else f"{v:.6g}"
 
 
-def render(r: DiffReport, n_a: int, n_b: int, limit: int = 20) -> list[str]:
-    lines = [f"A: {r.a}  ({n_a} tensors)", f"B: {r.b}  ({n_b} tensors)"]
+def _where(ckpt, flag: str) -> str:  # noqa: ANN001 - a Checkpoint
+    """Which container was compared, when the file holds several."""
+    if len(ckpt.containers) < 2:
+        return ""
+    name = ".".join(ckpt.selected or ()) or "(root)"
+    return f"; container {name}, one of {len(ckpt.containers)}: {flag} picks another"
+
+
+def render(r: DiffReport, n_a: int, n_b: int, limit: int = 20, where_a: str = "",
+           where_b: str = "") -> list[str]:
+    lines = [f"A: {r.a}  ({n_a} tensors{where_a})", f"B: {r.b}  ({n_b} tensors{where_b})"]
     parts = [f"{r.common} keys in both", f"{len(r.only_in_a)} only in A",
              f"{len(r.only_in_b)} only in B", f"{len(r.shape_diff)} shape differences",
              f"{len(r.dtype_diff)} dtype differences"]
