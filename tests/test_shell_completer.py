@@ -38,9 +38,9 @@ def shell():
 
 def test_commands_complete_and_fuzzy_match():
     c = ShellCompleter(Context())
-    assert {"open", "ls", "accept-missing", "quit", "exit"} <= set(words(c, ""))
-    assert words(c, "sugg") == ["suggest"]
-    assert words(c, "acm")[0] == "accept-missing"  # a-c-m, fuzzily
+    assert {"open ", "ls ", "accept-missing ", "quit ", "exit "} <= set(words(c, ""))
+    assert words(c, "sugg") == ["suggest "]  # a command is followed by its arguments
+    assert words(c, "acm")[0] == "accept-missing "  # a-c-m, fuzzily
     assert words(c, "xyzzy") == []
 
 

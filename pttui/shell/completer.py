@@ -33,8 +33,9 @@ class CommandCompleter(Completer):
             partial, found = candidates(self.ctx, document.text_before_cursor, self.models)
         except Exception:  # noqa: BLE001 - a completer must never break the prompt
             return
+        command = not document.text_before_cursor.lstrip().count(" ")  # the first word
         for c in found:
-            rest = c.text[len(partial):]
+            rest = c.text[len(partial):] + (" " if command else "")  # then its arguments
             yield Completion(rest, 0, display=_shown(partial, c.text), display_meta=c.meta)
 
 
