@@ -572,3 +572,28 @@ def test_a_reference_target_is_not_told_to_rebuild_with_num_classes(tmp_path):
     assert not any("num_classes" in d for d in lines), lines
     model = load_target("torchvision:squeezenet1_1")
     assert any("num_classes=10" in d for d in diagnose(tensors, model, compare(tensors, model)))
+
+
+def test_a_task_head_on_a_base_model_is_dropped_but_lora_weights_never_are(tmp_path, capsys):
+    """A fine-tuned classifier checkpoint against the backbone: every backbone key loads
+    once `fc` goes, so --auto drops it. LoRA adapter keys are the fine-tune itself:
+    dropping them is offered for review only, and --auto refuses, saying why."""
+    base = torchvision.models.resnet18(weights=None)
+    sd = dict(base.state_dict())
+    sd["fc2.weight"], sd["fc2.bias"] = torch.randn(10, 1000), torch.randn(10)  # a task head
+    src = _save(sd, tmp_path / "task.pt")
+    rc, _, err, recipe = _fix(capsys, src, "torchvision:resnet18", tmp_path / "base.pt")
+    assert rc == 0, err
+    assert _ops(recipe) == [{"op": "drop", "pattern": "fc2.*", "kind": "glob"}]
+    loaded = torch.load(tmp_path / "base.pt", weights_only=True)
+    assert torchvision.models.resnet18(weights=None).load_state_dict(loaded)  # strict
+
+    lora = dict(base.state_dict())
+    lora["layer1.0.conv1.lora_A.weight"] = torch.randn(4, 64 * 9)
+    lora["layer1.0.conv1.lora_B.weight"] = torch.randn(64, 4)
+    src = _save(lora, tmp_path / "lora.pt")
+    doc = _check(capsys, src, "torchvision:resnet18")
+    step = next(s for s in doc["suggestions"] if s["title"].startswith("drop 2 unexpected"))
+    assert not step["safe"] and "LoRA" in step["why"]
+    rc, _, err, _ = _fix(capsys, src, "torchvision:resnet18", tmp_path / "l.pt")
+    assert rc == 1 and not (tmp_path / "l.pt").exists()

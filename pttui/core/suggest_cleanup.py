@@ -82,9 +82,22 @@ def _cleanups(ctx: _Ctx) -> None:
     others = [k for k in base.unexpected if k not in benign_set]
     if others:
         drop, after_map = _drop_op(others, tensors)
-        ctx.measure([drop], f"drop {_n(len(others), 'unexpected key')}", "medium", False,
-                    "the model has no place for them (strict=False would ignore them too)",
-                    "drop", after_map=after_map, affected=[(k, "") for k in others])
+        # Every model key is loaded and the extras are the smaller part of the file (a
+        # task head on a base model, an extra module): dropping them is safe. Never for
+        # adapter weights (LoRA): they are the fine-tune, and pttui does not merge them.
+        extra = sum(_numel(tensors[k]) for k in others)
+        gone = set(others)
+        kept = sum(_numel(m) for k, m in tensors.items() if k not in gone)
+        adapters = [k for k in others if _ADAPTER.search(k)]
+        safe = not real_missing and not bad and extra <= kept and not adapters
+        why = ("the model has no place for them (strict=False would ignore them too)"
+               + ("; every model key loads without them" if safe else "")
+               + (f"; {_n(len(adapters), 'of them is', 'of them are')} adapter (LoRA) "
+                  "weights: dropping them loses the fine-tune (pttui does not merge them "
+                  "into the base weights)" if adapters else ""))
+        ctx.measure([drop], f"drop {_n(len(others), 'unexpected key')}",
+                    "high" if safe else "medium", safe, why, "drop", after_map=after_map,
+                    affected=[(k, "") for k in others])
     left = [k for k in real_missing if k not in set(head or ())]
     if left and not bad:
         ctx.measure([AcceptMissing(tuple(left))],
@@ -165,6 +178,7 @@ def _exact_regex(keys: list[str]) -> str:
 
 
 _GLOB_SPECIAL = re.compile(r"[*?\[\]]")
+_ADAPTER = re.compile(r"(^|\.)(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(\.|$)")
 
 
 def _drop_op(keys: list[str], tensors: dict[str, TensorMeta]
