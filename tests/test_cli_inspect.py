@@ -127,6 +127,8 @@ def test_tied_weights_are_shown_and_counted_once(tmp_path):
     # 6,400 + 80 + 12 bytes on disk; 3 x 6,400 + 20 + 80 + 12 counting each tensor apart
     assert "6.3 KiB on disk (18.9 KiB counting each tensor apart)" in out
     assert "dtypes:  float32 6.3 KiB" in out
+    # elements: 1,600 once + the views 5 + 20 + 3 (views are different tensors: counted)
+    assert "1.6k elements (4.8k counting tied names apart)" in out
     doc = json.loads(run_cli("inspect", str(tmp_path / "tied.pt"), "--json").stdout)
     assert [t["nbytes"] for t in doc["tensors"]] == [6400, 6400, 6400, 20, 80, 12]  # per tensor
 
@@ -135,6 +137,7 @@ def test_untied_file_says_nothing_about_ties(ckpt):
     out = run_cli("inspect", str(ckpt)).stdout
     assert "tied:" not in out and "shared storage" not in out
     assert "1.1 KiB on disk   container" in out  # no "counting each tensor apart" either
+    assert "counting tied names apart" not in out
 
 
 def test_legacy_tar_checkpoint_is_read(tmp_path):

@@ -111,8 +111,12 @@ def render(ckpt: Checkpoint, depth: int | None = None) -> list[str]:
     size = f"{hz.nbytes(on_disk)} on disk"
     if as_tensors != on_disk:
         size += f" ({hz.nbytes(as_tensors)} counting each tensor apart)"
-    lines.append(f"  {hz.plural(len(tensors), 'tensor')} · {hz.count(sum(t.numel for t in tensors.values()))} "
-                 f"elements · {size}   container: {sel}")
+    numel, as_names = unique_elements(tensors), sum(t.numel for t in tensors.values())
+    elements = f"{hz.count(numel)} elements"
+    if numel != as_names:  # tied names: a model counts their parameters once
+        elements += f" ({hz.count(as_names)} counting tied names apart)"
+    lines.append(f"  {hz.plural(len(tensors), 'tensor')} · {elements} · {size}   "
+                 f"container: {sel}")
     if by_dtype:
         lines.append("  dtypes:  " + ", ".join(f"{d} {hz.nbytes(b)}" for d, b in by_dtype.most_common()))
         lines.append("  stored on:  " + ", ".join(ckpt.devices))
@@ -139,6 +143,21 @@ def render(ckpt: Checkpoint, depth: int | None = None) -> list[str]:
     lines.append("")
     lines.extend(tree_lines(tensors, depth))
     return lines
+
+
+def unique_elements(tensors) -> int:
+    """Elements with tied names counted once (one storage, offset, shape, stride, dtype),
+    as ``sum(p.numel() for p in model.parameters())`` counts them."""
+    seen: set = set()
+    total = 0
+    for t in tensors.values():
+        if t.storage is not None:
+            ident = (t.storage, t.storage_offset, t.shape, t.stride, t.dtype)
+            if ident in seen:
+                continue
+            seen.add(ident)
+        total += t.numel
+    return total
 
 
 def storage_totals(tensors) -> tuple[int, Counter[str], list[list]]:
