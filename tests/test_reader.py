@@ -179,6 +179,9 @@ def _clone(sd: dict) -> dict:
     # two flat state_dicts under plain names: apart, and together for a model of both
     (lambda sd, opt: {"encoder": sd, "decoder": _clone(sd)},
      {(): "state_dict", ("encoder",): "state_dict", ("decoder",): "state_dict"}, ()),
+    # parts of one model named like roles ("text_model") are not roles: apart and together
+    (lambda sd, opt: {"text_model": sd, "vision_model": _clone(sd)},
+     {(): "state_dict", ("text_model",): "state_dict", ("vision_model",): "state_dict"}, ()),
     # a list of one state_dict is that state_dict, not the list under a `0.` prefix
     (lambda sd, opt: [sd], {("0",): "state_dict"}, ("0",)),
     # optimizer state alone and a nested parameter tree stay one container each

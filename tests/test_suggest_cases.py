@@ -597,3 +597,12 @@ def test_a_task_head_on_a_base_model_is_dropped_but_lora_weights_never_are(tmp_p
     assert not step["safe"] and "LoRA" in step["why"]
     rc, _, err, _ = _fix(capsys, src, "torchvision:resnet18", tmp_path / "l.pt")
     assert rc == 1 and not (tmp_path / "l.pt").exists()
+    # other adapter namings (kohya lora_down/up, IA3) and a partial EMA copy: never safe
+    for i, extra in enumerate((["layer1.0.conv1.lora_down.weight", "layer1.0.conv1.lora_up.weight"],
+                               ["layer1.0.conv1.ia3_l"], ["ema.fc.weight", "ema.fc.bias"])):
+        sd = dict(base.state_dict())
+        for k in extra:
+            sd[k] = torch.randn(4, 4)
+        src = _save(sd, tmp_path / f"x{i}.pt")
+        rc, _, err, _ = _fix(capsys, src, "torchvision:resnet18", tmp_path / f"x{i}.out.pt")
+        assert rc == 1 and not (tmp_path / f"x{i}.out.pt").exists(), extra

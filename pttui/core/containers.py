@@ -270,9 +270,11 @@ def _module_items(st: dict) -> Iterator[tuple[str, Any]]:
 
 BARE_TENSOR_KEY = "tensor"  # the key pttui gives a file that holds one bare tensor
 # Entry names that say "this is one part of a checkpoint" (weights, EMA, optimizer, ...).
-_ROLE = re.compile(r"state_dict|model|module|net|weights|params|optim|ema|sched|scaler|"
-                   r"teacher|student|generator|discriminator|encoder_state|decoder_state",
-                   re.I)
+# A name that starts with a role word (model_ema, state_dict, net_g, teacher), or says
+# EMA or optimizer anywhere; "text_model" or "resnet" are parts of one model, not roles.
+_ROLE = re.compile(r"^(state_dict|model|module|net|network|weights|params|optim|ema|sched|"
+                   r"scaler|teacher|student|generator|discriminator)|(^|[._])ema([._]|$)|"
+                   r"optim", re.I)
 
 
 def _splits(kids: list[tuple[str, Any]]) -> tuple[bool, bool]:

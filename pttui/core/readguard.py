@@ -130,10 +130,11 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: do the work, report pickle sizes through w
         os.close(r)
-        _child(work, w)
+        _child(work, w, parent)
     os.close(w)
     old = {sig: signal.signal(sig, _stop_on(pid)) for sig in _FORWARDED}
     try:
@@ -144,6 +145,8 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
             sys.stderr.write("pttui: interrupted\n")
             return 130
     except _Stopped as stop:  # SIGTERM/SIGHUP: the child was told, and cleans up
+        for sig in _FORWARDED:  # a second signal must not cut the wait short
+            signal.signal(sig, signal.SIG_IGN)
         _reap_after_interrupt(pid, grace=5.0)
         return 128 + stop.signum
     else:
@@ -191,24 +194,28 @@ def _interrupt_once(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _die_with_parent() -> None:
-    """Linux: a SIGTERM when the waiting parent dies (killed outright), so no orphan
-    goes on writing an export nobody waits for."""
+def _die_with_parent(parent: int) -> None:
+    """Linux: killed when the waiting parent dies (killed outright itself), so no orphan
+    goes on computing or writing for nobody: SIGKILL, since a child stuck in C code (the
+    pickles this guard exists for) cannot act on anything milder; a partial export it
+    leaves is locked and swept by the next export."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
-def _child(work: Callable[[], int], w: int) -> None:
+def _child(work: Callable[[], int], w: int, parent: int) -> None:
     global _report
     _report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
     for sig in _FORWARDED:
         signal.signal(sig, _interrupt_once)
-    _die_with_parent()
+    _die_with_parent(parent)
     code = 1
     try:
         code = int(work())

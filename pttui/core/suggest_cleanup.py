@@ -92,9 +92,9 @@ def _cleanups(ctx: _Ctx) -> None:
         safe = not real_missing and not bad and extra <= kept and not adapters
         why = ("the model has no place for them (strict=False would ignore them too)"
                + ("; every model key loads without them" if safe else "")
-               + (f"; {_n(len(adapters), 'of them is', 'of them are')} adapter (LoRA) "
-                  "weights: dropping them loses the fine-tune (pttui does not merge them "
-                  "into the base weights)" if adapters else ""))
+               + (f"; {_n(len(adapters), 'of them looks', 'of them look')} like adapter "
+                  "(LoRA, ...) or EMA weights: dropping them loses what was trained (pttui "
+                  "does not merge adapters into the base weights)" if adapters else ""))
         ctx.measure([drop], f"drop {_n(len(others), 'unexpected key')}",
                     "high" if safe else "medium", safe, why, "drop", after_map=after_map,
                     affected=[(k, "") for k in others])
@@ -178,7 +178,9 @@ def _exact_regex(keys: list[str]) -> str:
 
 
 _GLOB_SPECIAL = re.compile(r"[*?\[\]]")
-_ADAPTER = re.compile(r"(^|\.)(lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(\.|$)")
+# Adapter weights of any kind (PEFT LoRA, kohya/diffusers lora_up/down, LoHa, LoKr, OFT,
+# IA3) and EMA copies: what a user trained or keeps on purpose, never dropped unasked.
+_ADAPTER = re.compile(r"lora|hada_|lokr_|oft_|ia3_|adapter|(^|[._])ema([._]|$)", re.I)
 
 
 def _drop_op(keys: list[str], tensors: dict[str, TensorMeta]

@@ -118,7 +118,7 @@ def test_preflight_unpickles_every_shard_of_a_set(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("whom", ["parent", "group"])
+@pytest.mark.parametrize("whom", ["parent", "group", "parent twice"])
 def test_sigterm_stops_an_export_and_leaves_nothing(tmp_path, whom):
     """`kill PID` (or the whole group, as a service manager does) during `pttui fix`: the
     forked child is told, discards its partial file, and no orphan goes on writing."""
@@ -144,12 +144,16 @@ def test_sigterm_stops_an_export_and_leaves_nothing(tmp_path, whom):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.02)
     children = psutil.Process(proc.pid).children(recursive=True)
-    if whom == "parent":
-        os.kill(proc.pid, signal.SIGTERM)
-    else:
+    if whom == "group":
         os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
+        if whom == "parent twice":  # an impatient second kill must not orphan the child
+            time.sleep(0.05)
+            os.kill(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode in (143, -signal.SIGTERM), err
+    assert b"Traceback" not in err
     for child in children:
         try:
             child.wait(timeout=10)
