@@ -8,6 +8,8 @@ Split from diagnosis.py: these work on key names and shapes only and are shared 
 from __future__ import annotations
 
 import re
+
+from pttui.core import humanize as hz
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -149,8 +151,7 @@ def _input_only(report: Report) -> bool:
     return 0 < len(mods) <= 1 and mods <= set(_first_modules(report, 1))
 
 
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+_n = hz.counted
 
 
 def _brief(keys: list[str], limit: int = 3) -> str:

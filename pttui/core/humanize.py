@@ -25,5 +25,10 @@ def shape(s: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(d) for d in s) + "]"
 
 
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``3 keys``, ``1 key``: the count as is (no thousands separator), for sentences."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")

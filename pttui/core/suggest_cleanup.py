@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from pttui.core import humanize as hz
 from pttui.core.compare import _benign, group_keys
 from pttui.core.meta import TensorMeta
 from pttui.core.recipe import AcceptMissing, Drop
@@ -169,8 +170,7 @@ def _numel(meta: TensorMeta) -> int:
     return n
 
 
-def _n(count: int, noun: str, plural: str | None = None) -> str:
-    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+_n = hz.counted
 
 
 def _exact_regex(keys: list[str]) -> str:
