@@ -33,9 +33,11 @@ def test_launch_options_resolve_file_and_folder():
     assert LaunchOptions.from_path(str(SAMPLES)).select is None
 
 
-def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+def _read_until(fd: int, needle: bytes, timeout: float, *more: bytes) -> bytes:
+    """What the terminal shows until ``needle`` (and each of ``more``) has been drawn:
+    Textual may paint one pane's title in a later update than another's."""
     out, end = b"", time.monotonic() + timeout
-    while needle not in out and time.monotonic() < end:
+    while not all(n in out for n in (needle, *more)) and time.monotonic() < end:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
             try:
@@ -59,7 +61,7 @@ def test_on_a_terminal_it_opens_the_tui_and_q_quits():
         import termios
 
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
-        screen = _read_until(fd, b"Keys", 60)
+        screen = _read_until(fd, b"Keys", 60, b"Files")
         assert b"Files" in screen and b"Keys" in screen, screen[-500:]
         time.sleep(1.0)
         os.write(fd, b"q")
