@@ -14,7 +14,7 @@ import re
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pttui.core.compare import compare
@@ -211,7 +211,8 @@ def _scrambled(expected, rng: random.Random):
 
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))  # the perturbation's random choices, shrinkable
-def test_safe_steps_never_mispair(resnet_target, seed):
+@example(seed=184558)  # `module.` + stage renames: `strip module.stage1.0.` put a block's
+def test_safe_steps_never_mispair(resnet_target, seed):  # BN into the stem's, marked safe
     rng = random.Random(seed)
     tensors = _scrambled(resnet_target.tensors, rng)
     expected = resnet_target.tensors

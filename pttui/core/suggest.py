@@ -61,8 +61,13 @@ def suggest(tensors: dict[str, TensorMeta], target, accepted: tuple[str, ...] = 
     ctx = _Ctx(tensors, target, base, accepted, metadata)
     ctx.containers = containers or []
     expected = target.tensors
-    for op, title, why in _prefix_candidates(tensors, expected, base):
-        ctx.measure([op], title, "high", True, why, "prefix")
+    for op, title, why, rival in _prefix_candidates(tensors, expected, base):
+        if rival is None:
+            ctx.measure([op], title, "high", True, why, "prefix")
+        else:
+            ctx.measure([op], title, "low", False, f"{why}; but `{rival}` fits some of the "
+                        "same keys too, and which is right cannot be told from the names",
+                        "prefix")
     known: list[tuple[str, str]] = []
     if base.unexpected:
         joined = "\n".join(base.unexpected)

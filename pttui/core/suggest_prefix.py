@@ -33,30 +33,54 @@ def _heads(key: str, depth: int = 3) -> list[str]:
 
 
 def _prefix_candidates(tensors, expected, base: Report):
-    """Strip or add prefixes that turn unexpected keys into expected ones."""
+    """Strip or add prefixes that turn unexpected keys into expected ones: (op, title, why,
+    rival), ``rival`` being another prefix that claims the same keys (then the step is a
+    guess, never applied unasked)."""
     strip: Counter[str] = Counter()
+    lands: dict[str, set[str]] = {}  # prefix -> the model keys it gives
     for k in _sample(base.unexpected):
         for p in _heads(k):
             if k[len(p):] in expected:
                 strip[p] += 1
+                lands.setdefault(p, set()).add(k[len(p):])
     add: Counter[str] = Counter()
+    takes: dict[str, set[str]] = {}  # prefix -> the checkpoint keys it moves
     for k in _sample(base.missing):
         for p in _heads(k):
             if k[len(p):] in tensors:
                 add[p] += 1
-    for p, _n in _outer(strip, 5):
+                takes.setdefault(p, set()).add(k[len(p):])
+    kept = [p for p, _n in _outer(strip, 5)]
+    kept += [w for w in WRAPPERS if strip[w] and w not in kept]  # outnumbered by a block
+    for p in kept:  # prefix (``module.stage1.0.``) seen more often, still a candidate
         yield (StripPrefix(p), f"strip prefix `{p}`",
                f"checkpoint keys match the model once `{p}` is removed"
-               + (" (a training wrapper)" if p in WRAPPERS else ""))
+               + (" (a training wrapper)" if p in WRAPPERS else ""),
+               None if p in WRAPPERS else _rival(p, strip, lands))
     for p, _n in _outer(add, 3):
         yield (AddPrefix(p), f"add prefix `{p}`",
-               f"the model's keys are the checkpoint's keys under `{p}`")
+               f"the model's keys are the checkpoint's keys under `{p}`",
+               _rival(p, add, takes))
     joined = "\n".join(base.unexpected)
     for w in WRAPPERS:  # a wrapper in the middle of keys (model.module.x, _orig_mod inside)
         if f".{w}" in joined:
             pattern = rf"(?<=\.){re.escape(w)}"
             yield (RegexRename(pattern, ""), f"remove wrapper `{w}` inside keys",
-                   f"`{w}` sits inside the keys (a wrapped submodule)")
+                   f"`{w}` sits inside the keys (a wrapped submodule)", None)
+
+
+def _rival(p: str, counts: Counter[str], keys: dict[str, set[str]]) -> str | None:
+    """Another prefix pairing some of the same keys about as often (at least half as
+    often): ``stage1.0.`` and ``stage1.1.`` both turn ``stage1.N.conv1.weight`` into the
+    stem's ``conv1.weight``; which block belongs there cannot be told from the names.
+    A wrapper (``module.``) against one deeper prefix seen a few times is no rivalry."""
+    mine = keys[p]
+    for q, c in counts.most_common():
+        if 2 * c < counts[p]:
+            return None
+        if q != p and not mine.isdisjoint(keys[q]):
+            return q
+    return None
 
 
 def _outer(counts: Counter[str], n: int) -> list[tuple[str, int]]:
