@@ -362,6 +362,68 @@ def test_duplicate_zip_records_are_refused(tmp_path):
         open_checkpoint(str(p))
 
 
+@pytest.mark.parametrize("extra, refused", [
+    ("{a}/data/1", True),    # the same storage record twice
+    ("{a}/DATA/1", True),    # the same, as torch's miniz matches names (ASCII case ignored)
+    ("{A}/data/1", True),
+    ("{a}/data/01", False),  # another name: a record nothing references
+    ("{a}/data/7", False),
+])
+def test_storage_records_matched_as_torch_matches_them(tmp_path, extra, refused):
+    """The reader keeps storage records by number (``data/1``), other records by name;
+    a collision between the two kinds is still an ambiguous archive."""
+    good = _save(tmp_path, {"a": torch.zeros(2), "b": torch.ones(3)}, "good.pt")
+    src = zipfile.ZipFile(good)
+    buf = io.BytesIO()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+            for info in src.infolist():
+                dst.writestr(info, src.read(info.filename))
+            folder = src.namelist()[0].split("/")[0]
+            dst.writestr(extra.format(a=folder, A=folder.upper()), b"\0" * 12)
+    p = tmp_path / "extra.pt"
+    p.write_bytes(buf.getvalue())
+    if refused:
+        with pytest.raises(ReadError, match="two records named"):
+            open_checkpoint(str(p))
+    else:
+        ckpt = open_checkpoint(str(p))
+        assert {k: t.shape for k, t in ckpt.tensors.items()} == {"a": (2,), "b": (3,)}
+        assert not [n for n in ckpt.notes if n.startswith("problem")]
+
+
+def test_pickle_cut_short_is_not_read_past_its_record(tmp_path):
+    """data.pkl is unpickled straight from the file; one without its STOP must not run on
+    into the records after it (their local headers, then tensor bytes)."""
+    good = _save(tmp_path, {"a": torch.zeros(2)}, "good.pt")
+    src = zipfile.ZipFile(good)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            dst.writestr(info, data[:-1] if info.filename.endswith("data.pkl") else data)
+    p = tmp_path / "cut.pt"
+    p.write_bytes(buf.getvalue())
+    with pytest.raises(ReadError, match=r"the pickle is damaged \(Ran out of input\)"):
+        open_checkpoint(str(p))
+
+
+def test_storage_record_of_the_wrong_size_is_a_problem(tmp_path):
+    good = _save(tmp_path, {"a": torch.zeros(2), "b": torch.ones(3)}, "good.pt")
+    src = zipfile.ZipFile(good)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            dst.writestr(info, data[:4] if info.filename.endswith("data/1") else data)
+    p = tmp_path / "short.pt"
+    p.write_bytes(buf.getvalue())
+    problems = [n for n in open_checkpoint(str(p)).notes if n.startswith("problem")]
+    assert any("storage 1 declares 12 bytes but its record holds 4" in n for n in problems)
+
+
 # -- legacy tar checkpoints (PyTorch 0.1-0.3) ---------------------------------------------
 
 def _legacy_tar_sd():

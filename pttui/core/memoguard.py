@@ -58,15 +58,16 @@ _PREFIXED = {op: struct.Struct(fmt) for op, fmt in (
 _LINES = {**dict.fromkeys(b"ILFSVgP", 1), **dict.fromkeys(b"ci", 2)}
 
 
-def check(data: Any, start: int, label: str) -> int:
-    """Scan the pickle at ``data[start:]`` (bytes or mmap) up to its STOP; raise ReadError
+def check(data: Any, start: int, label: str, end: int | None = None) -> int:
+    """Scan the pickle at ``data[start:end]`` (bytes or mmap) up to its STOP; raise ReadError
     for a memo index no pickle of this size needs. Returns where the scan ended (the
-    STOP, or the point where the unpickler will refuse a malformed stream)."""
-    n = len(data)
+    STOP, or the point where the unpickler will refuse a malformed stream), ``end`` when
+    the bytes ran out first."""
+    n = len(data) if end is None else end
     limit = max(FREE_INDEX, (n - start) // 4)
     pos, run = start, _RUN.match
-    while True:
-        pos = run(data, pos).end()
+    while pos < n:  # a fixed-size argument can step past the end: the bytes ran out
+        pos = run(data, pos, n).end()
         if pos >= n:
             return n
         op = data[pos]
@@ -86,7 +87,7 @@ def check(data: Any, start: int, label: str) -> int:
                 pos += length
         elif op in _LINES:
             for _ in range(_LINES[op]):
-                end = data.find(b"\n", pos + 1)
+                end = data.find(b"\n", pos + 1, n)
                 if end < 0:
                     return n
                 pos = end
@@ -97,7 +98,7 @@ def check(data: Any, start: int, label: str) -> int:
             _refuse_above(struct.unpack_from("<I", data, pos + 1)[0], limit, label)
             pos += 5
         elif op == 0x70:  # PUT, text
-            end = data.find(b"\n", pos + 1)
+            end = data.find(b"\n", pos + 1, n)
             if end < 0:
                 return n
             try:
@@ -108,6 +109,7 @@ def check(data: Any, start: int, label: str) -> int:
             pos = end + 1
         else:
             return pos  # STOP, or an opcode the unpickler refuses
+    return n
 
 
 def _refuse_above(index: int, limit: int, label: str) -> None:

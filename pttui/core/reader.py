@@ -79,7 +79,7 @@ def _read_file(path: str, fmt: str, shard: str | None = None) -> Checkpoint:
             return Checkpoint(path, fmt, [container], (), metadata=dict(meta),
                               other={"__metadata__": meta} if meta else {}, notes=notes)
         if fmt == formats.ZIP:
-            un = read_zip(f, ZipIndex(f, size, path), path, shard)
+            un = read_zip(f, ZipIndex(f, size, path, lean=True), path, shard)
         elif fmt == formats.TAR:
             from pttui.core.legacytar import read_tar  # PyTorch 0.1-0.3: rare
 

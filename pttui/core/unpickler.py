@@ -17,11 +17,11 @@ import _compat_pickle
 import io
 import mmap
 import pickle
-from collections import OrderedDict
 
 from pttui.core import dtypes, memoguard, readguard
 from pttui.core.meta import ReadError
-from pttui.core.stubs import Device, DType, Opaque, OpaqueMeta, StorageType, StorageView
+from pttui.core.stubs import (Device, DType, Opaque, OpaqueMeta, OrderedDict, StorageType,
+                              StorageView)
 from pttui.core.tensorbuild import REBUILDERS, TensorBuilder, is_int
 
 TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
@@ -94,11 +94,15 @@ class _DTypeRecorder(OpaqueMeta):
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickles into inert stand-ins; records every global the stream references."""
 
-    def __init__(self, data: bytes | BinaryIO, persistent_load, label: str) -> None:
+    def __init__(self, data: bytes | BinaryIO, persistent_load, label: str,
+                 scanned: int | None = None) -> None:
+        """``scanned``: the pickle's length, when the caller already ran memoguard over it
+        (:func:`scan_record`), for a stream positioned at its start."""
         self.persistent_load = persistent_load  # read by __init__: one call per storage, not two
         self._stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else None
         super().__init__(data if self._stream is None else self._stream)
         self._source = data
+        self._scanned = scanned
         self._loaded = False
         self.label = label
         self.problems: list[str] = []
@@ -115,7 +119,9 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise RuntimeError("a RestrictedUnpickler reads one pickle; make another")
         self._loaded = True
         src = self._source
-        if isinstance(src, (bytes, bytearray)):
+        if self._scanned is not None:
+            size = self._scanned
+        elif isinstance(src, (bytes, bytearray)):
             size = memoguard.check(src, 0, self.label)
         else:
             size = _check_stream(src, self.label)
@@ -218,6 +224,21 @@ def _check_stream(f: BinaryIO, label: str) -> int:
         return memoguard.check(rest, 0, label)
     with view:
         return memoguard.check(view, start, label) - start
+
+
+def scan_record(f: BinaryIO, start: int, end: int, label: str) -> int | None:
+    """memoguard over ``f``'s bytes ``[start, end)`` through a read-only map: the pickle's
+    length when it ends inside them (so it can be unpickled straight from ``f``, with no
+    copy in memory), else None (truncated: read the bytes, and let the unpickler say so)."""
+    try:
+        view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return None
+    with view:
+        if end > len(view):
+            return None
+        stop = memoguard.check(view, start, label, end)
+    return stop - start if stop < end else None
 
 
 def _short(err: BaseException) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from array import array
 from collections import namedtuple
 
 from pttui.core.meta import ReadError
@@ -68,12 +69,19 @@ class Names(dict):
 class ZipIndex:
     """Names and locations of every record; ``data_offset`` reads one local header."""
 
-    def __init__(self, f: BinaryIO, file_size: int, label: str) -> None:
+    def __init__(self, f: BinaryIO, file_size: int, label: str, lean: bool = False) -> None:
+        """``lean`` (reading metadata): the records of storages named by number under the
+        archive's own ``data/`` folder are kept as sizes only, in ``data_sizes`` (8 bytes
+        a record instead of ~250: 24 MB at 100,000 keys, held while unpickling)."""
         self._f = f
         self.file_size = file_size
         self.label = label
         self.entries: Names = Names()  # folded name -> entry (entry.name as stored)
         self.duplicates: list[str] = []
+        self.data_sizes: array | None = None  # lean: size of data/N at [N], -1 if absent
+        # (one slot more than records: the last stays -1)
+        self.data_compressed = bytearray()  # lean: 1 at [N] if data/N is not stored as is
+        self.lean = lean
         self._read_directory()
 
     # -- central directory -------------------------------------------------
@@ -115,8 +123,9 @@ class ZipIndex:
         name that is already lower-case is its own folded key (one string, not two)."""
         unpack, off = _CDH_FMT.unpack_from, 0
         entries, add, new = self.entries, dict.setdefault, tuple.__new__  # first one kept
+        data_b, sizes, packed = None, None, self.data_compressed
         try:
-            for _ in range(n_entries):
+            for i in range(n_entries):
                 sig, flags, method, csize, usize, nlen, xlen, clen, lho = unpack(cd, off)
                 if sig != _CDH:
                     raise ReadError(f"{self.label}: the zip directory is damaged (bad entry "
@@ -129,6 +138,22 @@ class ZipIndex:
                 elif csize == usize:
                     usize = csize  # stored records: one int object for both sizes
                 off = start + nlen + xlen + clen
+                if data_b is not None and name_b.startswith(data_b):
+                    num = name_b[len(data_b):]
+                    if num.isdigit() and (num[0] != 48 or len(num) == 1) and int(num) < slots:
+                        k = int(num)
+                        if sizes[k] >= 0:
+                            self.duplicates.append(name_b.decode("utf-8", "surrogateescape"))
+                        else:
+                            sizes[k] = usize
+                            if method:
+                                packed[k] = 1
+                        continue
+                elif i == 0 and self.lean and b"/" in name_b:  # the archive's folder
+                    data_b = name_b.split(b"/", 1)[0] + b"/data/"
+                    slots = min(n_entries, len(cd) // 46)  # records there can be
+                    self.data_sizes = sizes = array("q", (-1,)) * (slots + 1)
+                    packed.extend(bytes(slots + 1))
                 name = name_b.decode("utf-8", "surrogateescape")
                 low = name_b.lower()
                 key = name if low == name_b else low.decode("utf-8", "surrogateescape")
@@ -139,6 +164,26 @@ class ZipIndex:
             raise ReadError(f"{self.label}: the zip directory is truncated") from None
         if off > len(cd):
             raise ReadError(f"{self.label}: the zip directory is truncated")
+        if sizes is not None:
+            self._cross_duplicates(fold(data_b.decode("utf-8", "surrogateescape")), sizes)
+
+    def _cross_duplicates(self, folded_data: str, sizes: array) -> None:
+        """A record kept by name (``ARCHIVE/data/5``) that folds to one kept by number."""
+        for key, entry in dict.items(self.entries):
+            if key.startswith(folded_data) and sizes[data_number(key[len(folded_data):],
+                                                                 sizes)] >= 0:
+                self.duplicates.append(entry.name)
+
+    def data_record(self, folded_data: str, key: str) -> tuple[int, int] | None:
+        """(size, method != 0) of the record of storage ``key`` under ``folded_data``
+        (``archive/data/``, case-folded), or None where there is none."""
+        sizes = self.data_sizes
+        if sizes is not None:
+            k = data_number(key, sizes)
+            if sizes[k] >= 0:
+                return sizes[k], self.data_compressed[k] != 0
+        rec = dict.get(self.entries, folded_data + fold(key))
+        return None if rec is None else (rec.size, rec.method != 0)
 
     # -- records -----------------------------------------------------------
     def data_offset(self, entry: ZipEntry) -> int:
@@ -220,6 +265,17 @@ class ZipIndex:
             raise ReadError(f"{self.label}: record {_safe(entry.name)} inflates to fewer "
                             "bytes than the directory says; the file is damaged")
         return data
+
+
+def data_number(key: str, sizes: array) -> int:
+    """The slot of ``data_sizes`` that storage ``key`` uses: its number, when it is written
+    as torch writes them (``17``; not ``017`` or ``١٧``) and fits; else -1, the last
+    slot, which stays empty."""
+    if key.isascii() and key.isdigit() and (key[0] != "0" or len(key) == 1):
+        k = int(key)
+        if k < len(sizes) - 1:
+            return k
+    return -1
 
 
 def _safe(name: str, limit: int = 120) -> str:
