@@ -97,6 +97,29 @@ def test_ties_and_views_stay_as_torch_save_keeps_them(tmp_path, monkeypatch, use
     assert len([n for n in zipfile.ZipFile(a).namelist() if "/data/" in n]) == 2
 
 
+def test_a_damaged_record_keeps_its_checksum(tmp_path, used):
+    """A record copied whole keeps the source's CRC-32: a byte damaged in the source (a
+    bad download) stays detectable in the export instead of getting a valid checksum."""
+    torch.save({"w": torch.arange(64, dtype=torch.float32), "b": torch.ones(4)},
+               tmp_path / "src.pt")
+    src = zipfile.ZipFile(tmp_path / "src.pt")
+    w = next(i for i in src.infolist() if i.filename.endswith("/data/0"))
+    blob = bytearray((tmp_path / "src.pt").read_bytes())
+    nlen, xlen = int.from_bytes(blob[w.header_offset + 26:w.header_offset + 28], "little"), \
+        int.from_bytes(blob[w.header_offset + 28:w.header_offset + 30], "little")
+    start = w.header_offset + 30 + nlen + xlen  # the local header's extra pads to 64 bytes
+    blob[start + 5] ^= 0xFF  # one byte of w's values, its CRC-32 left as it was
+    (tmp_path / "damaged.pt").write_bytes(bytes(blob))
+    assert zipfile.ZipFile(tmp_path / "damaged.pt").testzip() == w.filename
+    ckpt = open_checkpoint(str(tmp_path / "damaged.pt"))
+    export(ckpt, dict(ckpt.tensors), ckpt.tensors, str(tmp_path / "out.pt"))
+    assert used == [1]
+    out = zipfile.ZipFile(tmp_path / "out.pt")
+    bad = out.testzip()
+    assert bad is not None and bad.endswith("/data/0")
+    assert torch.load(tmp_path / "out.pt", weights_only=True, mmap=True)["w"][1] != 1.0
+
+
 def test_non_contiguous_to_safetensors_goes_through_torch(tmp_path, used):
     x = torch.arange(24, dtype=torch.float32).view(4, 6)
     torch.save({"t": x.t(), "w": x}, tmp_path / "src.pt")

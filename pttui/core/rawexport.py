@@ -41,6 +41,7 @@ class Copy:
     size: int
     dst_offset: int = 0
     record: Any = None  # the zip record it fills (.pt)
+    crc: int | None = None  # the source record's CRC-32, when the copy is that whole record
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _plan_torch(src: TensorSource, items) -> Plan:
         if rec is None:
             rec = records[ref.ident] = str(len(records))
             path, start = src.span(ref, orig.key)
-            out.copies.append(Copy(path, start, ref.nbytes))
+            out.copies.append(Copy(path, start, ref.nbytes, crc=src.record_crc(ref)))
             counts.append(0)
         counts[int(rec)] += 1
         stride = tuple(orig.stride) if orig.stride is not None else tz.contiguous_stride(
@@ -264,7 +265,7 @@ class _Checker(threading.Thread):
                 item = self.queue.get()
                 if item is None or self.stopped:
                     return
-                if not self.problems and (self.verify or self.crc):
+                if not self.problems:
                     problem = _compare_one(self.fd, *item, self)
                     if problem:
                         self.problems.append(problem)
@@ -287,6 +288,14 @@ class _Checker(threading.Thread):
 
 
 def _compare_one(fd: int, c: Copy, src_fd: int, checker: _Checker) -> str | None:
+    """Compare (verify) and checksum (zip records) one copy; a copy of a whole source
+    record keeps that record's CRC-32, verified byte for byte instead of recomputed (the
+    CRC was most of this thread's time: 1.0 of 2.2 s for 2.5 GB)."""
+    crc = checker.crc and c.crc is None
+    if not (checker.verify or crc):
+        if c.record is not None:
+            c.record.crc = c.crc
+        return None
     value, done = 0, 0
     while done < c.size:
         if checker.stopped:
@@ -301,11 +310,11 @@ def _compare_one(fd: int, c: Copy, src_fd: int, checker: _Checker) -> str | None
         if checker.verify and got != os.pread(src_fd, n, c.src_offset + done):
             return (f"bytes at offset {c.dst_offset + done:,} differ from {c.src_path} at "
                     f"{c.src_offset + done:,}")
-        if checker.crc:
+        if crc:
             value = zlib.crc32(got, value)
         done += n
     if c.record is not None:
-        c.record.crc = value
+        c.record.crc = value if crc else c.crc
     return None
 
 

@@ -188,6 +188,19 @@ class TensorSource:
         """(file, absolute offset) of the first byte of ``ref``'s storage; no torch needed."""
         return self._span(ref, key)
 
+    def record_crc(self, ref: StorageRef) -> int | None:
+        """The CRC-32 the source zip's directory gives ``ref``'s record when the storage
+        is that whole record, stored: a copy of it needs the same checksum (and computing
+        it anew would give a damaged record a valid one). None for other sources."""
+        path = self._file_of(ref)
+        if self._kind(path) not in (formats.ZIP, "torchscript"):
+            return None
+        index, prefix = self._zip(path)
+        entry = index.entries.get(f"{prefix}data/{ref.key}")
+        if entry is None or entry.method != 0 or entry.size != ref.nbytes:
+            return None
+        return entry.crc
+
     # -- storages --------------------------------------------------------------------
     def _storage(self, ref: StorageRef, dtype: str, esize: int, key: str) -> Any:
         """The storage's bytes as a 1-D uint8 tensor, cached so ties stay tied."""

@@ -29,19 +29,20 @@ _EOCD64_LOC = b"PK\x06\x07"
 _EOCD64 = b"PK\x06\x06"
 _CDH = b"PK\x01\x02"
 _LFH = b"PK\x03\x04"
-# A central directory header (46 bytes): signature, flags, method, compressed and
-# uncompressed size, name/extra/comment lengths, local header offset; the fields
-# pttui does not use (versions, time, date, CRC, disk, attributes) are skipped.
-_CDH_FMT = struct.Struct("<4s4x2H8x2L3H8xL")
+# A central directory header (46 bytes): signature, flags, method, CRC-32, compressed
+# and uncompressed size, name/extra/comment lengths, local header offset; the fields
+# pttui does not use (versions, time, date, disk, attributes) are skipped.
+_CDH_FMT = struct.Struct("<4s4x2H4xL2L3H8xL")
 _LFH_FMT = struct.Struct("<4s5H3L2H")  # 30 bytes
 _MAX_COMMENT = 0xFFFF
 _MAX_ENTRIES = 5_000_000
 MAX_INFLATE = 512 << 20  # a compressed record we inflate into memory (data.pkl)
 
 
-class ZipEntry(namedtuple("ZipEntry", "name header_offset compressed_size size method flags")):
+class ZipEntry(namedtuple("ZipEntry",
+                          "name header_offset compressed_size size method flags crc")):
     """One central directory record: its name as stored, where its local header
-    sits, its sizes, compression method and flags (all ints but the name)."""
+    sits, its sizes, compression method, flags and CRC-32 (all ints but the name)."""
 
     __slots__ = ()
 
@@ -126,7 +127,7 @@ class ZipIndex:
         data_b, sizes, packed = None, None, self.data_compressed
         try:
             for i in range(n_entries):
-                sig, flags, method, csize, usize, nlen, xlen, clen, lho = unpack(cd, off)
+                sig, flags, method, crc, csize, usize, nlen, xlen, clen, lho = unpack(cd, off)
                 if sig != _CDH:
                     raise ReadError(f"{self.label}: the zip directory is damaged (bad entry "
                                     "signature)")
@@ -157,7 +158,7 @@ class ZipIndex:
                 name = name_b.decode("utf-8", "surrogateescape")
                 low = name_b.lower()
                 key = name if low == name_b else low.decode("utf-8", "surrogateescape")
-                entry = new(ZipEntry, (name, lho, csize, usize, method, flags))
+                entry = new(ZipEntry, (name, lho, csize, usize, method, flags, crc))
                 if add(entries, key, entry) is not entry:
                     self.duplicates.append(name)
         except struct.error:  # a fixed header runs past the end
