@@ -97,14 +97,15 @@ class MainScreen(CommandLine, Actions, Screen):
         opts = self.options
         self.query_one(FilesPane).loading_folder(opts.folder)
         self.read_folder(opts.folder, opts.select)
-        self.poll_devices()
-        self.set_interval(POLL_S, self.poll_devices)
         self.query_one("#files-list").focus()
         self.call_after_refresh(self._after_first_paint)
 
     def _after_first_paint(self) -> None:
-        """Only now start what imports torch (seconds): the screen is already up."""
+        """Only now start what imports torch (seconds) or psutil and NVML (a quarter of a
+        second, holding the GIL the first frame needs): the screen is already up."""
         self.first_paint = (time.perf_counter(), "torch" in sys.modules)
+        self.poll_devices()
+        self.set_interval(POLL_S, self.poll_devices)
         self.read_versions()
         if self.options.model:
             self.build_target(self.options.model, dict(self.options.model_args))
