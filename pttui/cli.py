@@ -139,7 +139,7 @@ def _default(argv: list[str]) -> int:
 def _tui(args: argparse.Namespace) -> int:
     import os
 
-    from pttui.core.loading import LoadPolicy
+    from pttui.core.load_types import LoadPolicy
     from pttui.core.meta import ReadError
     from pttui.core.targets import parse_model_args
 

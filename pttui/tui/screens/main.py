@@ -61,7 +61,7 @@ class MainScreen(CommandLine, Actions, Screen):
     def __init__(self, options: Any) -> None:
         super().__init__()
         from pttui.commands import Context
-        from pttui.core.loading import LoadPolicy
+        from pttui.core.load_types import LoadPolicy
 
         self.options = options
         self.session = Session(policy=LoadPolicy(map_location=options.map_location))
