@@ -10,6 +10,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from itertools import islice
 from json.encoder import encode_basestring_ascii as _quote
 
 from pttui.core import humanize as hz
@@ -52,22 +53,26 @@ class _NoTensors:
         return getattr(self._ckpt, name)
 
 
-def json_pieces(ckpt: Checkpoint, chunk: int = 5000) -> Iterator[str]:
+def json_pieces(ckpt: Checkpoint, chunk: int = 1000) -> Iterator[str]:
     """``json.dumps(ckpt.to_json(), separators=(",", ":"))``, in pieces, without a dict per
-    tensor: 100,000 tensors print in a quarter less time, with no list of 100,000 dicts."""
+    tensor: 100,000 tensors print in a quarter less time, with no list of 100,000 dicts,
+    and a piece at a time in memory (100 KB: the output comes after the read's peak)."""
     doc = Checkpoint.to_json(_NoTensors(ckpt))  # type: ignore[arg-type]
     mark = f"pttui-tensors-{os.urandom(16).hex()}"  # a file cannot guess it
     doc["tensors"] = mark
     head, tail = json.dumps(doc, separators=(",", ":")).split(_quote(mark), 1)
-    tensors = list(ckpt.tensors.values())
-    if tensors and _tensor_json(tensors[0]) != json.dumps(tensors[0].to_json(),
-                                                          separators=(",", ":")):
+    first = next(iter(ckpt.tensors.values()), None)
+    if first is not None and _tensor_json(first) != json.dumps(first.to_json(),
+                                                               separators=(",", ":")):
         encode = lambda t: json.dumps(t.to_json(), separators=(",", ":"))  # noqa: E731
     else:
         encode = _tensor_json  # checked above against TensorMeta.to_json
     yield head + "["
-    for i in range(0, len(tensors), chunk):
-        yield ("," if i else "") + ",".join(map(encode, tensors[i:i + chunk]))
+    tensors = iter(ckpt.tensors.values())
+    sep = ""
+    while piece := ",".join(map(encode, islice(tensors, chunk))):
+        yield sep + piece
+        sep = ","
     yield "]" + tail
 
 

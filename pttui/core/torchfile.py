@@ -21,6 +21,7 @@ from pttui.core.zipindex import _safe
 
 TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any, BinaryIO
 
 MAX_PICKLE_BYTES = 1 << 31  # data.pkl larger than 2 GiB is not a checkpoint we can trust
@@ -46,6 +47,40 @@ class Unpickled:
         self.offsets: dict[str, int] = {}  # storage key -> byte offset
 
 
+class _Refs:
+    """Storage refs by key, in the order the pickle first names them. torch names them
+    0, 1, 2, ...: those sit in a list (8 bytes a storage, where a dict of 100,000 takes
+    5 MB, held while unpickling); any other key goes to a dict."""
+
+    __slots__ = ("seq", "other")
+
+    def __init__(self) -> None:
+        self.seq: list[StorageRef] = []
+        self.other: dict[str, StorageRef] = {}
+
+    def get(self, key: str) -> StorageRef | None:
+        k = _number(key)
+        return self.seq[k] if 0 <= k < len(self.seq) else self.other.get(key)
+
+    def add(self, key: str, ref: StorageRef) -> None:
+        if _number(key) == len(self.seq):
+            self.seq.append(ref)
+        else:
+            self.other[key] = ref
+
+    def items(self) -> Iterator[tuple[str, StorageRef]]:
+        for ref in self.seq:
+            yield ref.key, ref
+        yield from self.other.items()
+
+
+def _number(key: str) -> int:
+    """``17`` -> 17; -1 for anything torch would not have written (``017``, ``١٧``)."""
+    if key.isdigit() and key.isascii() and (key[0] != "0" or len(key) == 1):
+        return int(key)
+    return -1
+
+
 class _Storages:
     """persistent_load for torch's ('storage', type, key, location, numel[, view]) ids.
 
@@ -56,7 +91,7 @@ class _Storages:
 
     def __init__(self, label: str, shard: str | None, arity: int) -> None:
         self.label, self.shard, self.arity = label, shard, arity
-        self.tokens: dict[str, StorageRef] = {}  # in the order the pickle names them
+        self.tokens = _Refs()
         self.problems: list[str] = []
         self._dtypes: dict[str, str] = {}  # FloatStorage -> "float32", one string for all
 
@@ -89,7 +124,8 @@ class _Storages:
             dtype = self._dtypes.get(stype)
             if dtype is None:
                 dtype = self._dtypes[stype] = str(stype)
-            ref = self.tokens[key] = _new(StorageRef, (key, dtype, numel, location, self.shard))
+            ref = _new(StorageRef, (key, dtype, numel, location, self.shard))
+            self.tokens.add(key, ref)
         if n == 6:
             view = pid[5]
             if type(view) is tuple and len(view) == 3 and type(view[1]) is int:
