@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     from pttui.core import readguard
 
     if cmd in readguard.READING:  # in a forked child under a deadline
-        return readguard.run_guarded(lambda: _main(argv, cmd), readguard.cli_label(argv, cmd))
+        return readguard.run_guarded(lambda: _main(argv, cmd), readguard.cli_label(argv, cmd),
+                                     lean=cmd == "inspect")
     return _main(argv, cmd)
 
 

@@ -119,11 +119,12 @@ def hung(label: str, seconds: float) -> str:
             "tuple of tuples referencing each other); it is not a usable checkpoint")
 
 
-def run_guarded(work: Callable[[], int], label: str) -> int:
+def run_guarded(work: Callable[[], int], label: str, lean: bool = False) -> int:
     """Run ``work`` (a whole CLI command: it prints its own output and errors and returns
     an exit code) in a forked child; kill it past the deadline. Where fork is missing,
     or output does not go to the process's own stdout and stderr (``main()`` called
-    in-process with captured output), run it here, unguarded."""
+    in-process with captured output), run it here, unguarded. ``lean``: a command that
+    only reads (``inspect``) gives freed memory back at once (:func:`_lean_malloc`)."""
     if _report is not None or not hasattr(os, "fork") or sys.stdout is not sys.__stdout__ \
             or sys.stderr is not sys.__stderr__:  # already guarded, or cannot be
         return work()
@@ -134,7 +135,7 @@ def run_guarded(work: Callable[[], int], label: str) -> int:
     pid = os.fork()
     if pid == 0:  # the child: do the work, report pickle sizes through w
         os.close(r)
-        _child(work, w, parent)
+        _child(work, w, parent, lean)
     os.close(w)
     old = {sig: signal.signal(sig, _stop_on(pid)) for sig in _FORWARDED}
     try:
@@ -214,8 +215,9 @@ def _lean_malloc() -> None:
     """glibc raises its mmap threshold as big blocks are freed (up to 32 MiB), so the
     blocks the unpickler grows and frees (its memo, doubling to 12 MB at 100,000 keys,
     and the dicts) come back from the heap, where freed ones stay resident. A fixed
-    128 KiB threshold maps them and unmaps them when freed: 3 MiB less at 100,000 keys,
-    no slower. Other C libraries: nothing to do."""
+    128 KiB threshold maps them and unmaps them when freed: 3 MiB less at 100,000 keys.
+    Not for an export: its 8 MiB read buffers would be mapped and faulted in anew each
+    time (the 2.5 GB export took twice as long). Other C libraries: nothing to do."""
     try:
         import ctypes
 
@@ -224,13 +226,14 @@ def _lean_malloc() -> None:
         pass
 
 
-def _child(work: Callable[[], int], w: int, parent: int) -> None:
+def _child(work: Callable[[], int], w: int, parent: int, lean: bool) -> None:
     global _report
     _report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
     for sig in _FORWARDED:
         signal.signal(sig, _interrupt_once)
     _die_with_parent(parent)
-    _lean_malloc()
+    if lean:
+        _lean_malloc()
     code = 1
     try:
         code = int(work())
