@@ -69,6 +69,7 @@ class MainScreen(CommandLine, Actions, Screen):
         self.session.recompute = None  # the analysis worker computes the report instead
         self.session.listeners.append(self._listener)
         self.command_cancel = threading.Event()
+        self.names_shown = threading.Event()  # the first listing is on the screen
         self.analysis: Any = None
         self.last_load: Any = None
         self.unreadable: tuple[str, str] | None = None  # (path, why) of a file that failed
@@ -138,6 +139,9 @@ class MainScreen(CommandLine, Actions, Screen):
             # which takes seconds in a folder of 100,000-key files
             self.post_message(FolderRead(folder, list_folder(folder, examine=False), select,
                                          None, refresh=not open_it))
+            # the reading child (seconds of CPU in a folder of big files) waits until the
+            # names are painted: on two cores it would otherwise share them with the paint
+            self.names_shown.wait(2.0)
             self.post_message(FolderRead(folder, list_guarded(folder), None, None, refresh=True))
         except ReadError as err:
             self.post_message(FolderRead(folder, [], select, str(err)))
@@ -145,6 +149,7 @@ class MainScreen(CommandLine, Actions, Screen):
     def on_folder_read(self, message: FolderRead) -> None:
         self.query_one(FilesPane).show(message.folder, message.entries, message.select,
                                        message.error)
+        self.call_after_refresh(self.names_shown.set)
         if message.refresh:
             return
         if message.select:
