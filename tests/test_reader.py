@@ -345,19 +345,29 @@ def test_unreadable_files_get_one_clear_line(tmp_path, case, expect):
     assert expect in msg and "\n" not in msg and msg.startswith(str(p))
 
 
-def test_duplicate_zip_records_are_refused(tmp_path):
-    good = _save(tmp_path, {"w": torch.zeros(2)}, "good.pt")
+def _rezip(tmp_path, good, name, edit=lambda info, data: data, extra=()):
+    """``good``'s records rewritten (``edit(info, data)``), plus ``extra`` ones
+    ((ZipInfo or name, data), duplicate names allowed), as ``tmp_path / name``."""
+    import warnings
+
     src = zipfile.ZipFile(good)
     buf = io.BytesIO()
-    import warnings
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # zipfile warns about duplicate names
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
             for info in src.infolist():
-                dst.writestr(info, src.read(info.filename))
-            dst.writestr(src.infolist()[0], b"\x80\x02}q\x00.")  # a second data.pkl
-    p = tmp_path / "dup.pt"
-    p.write_bytes(buf.getvalue())
+                dst.writestr(info, edit(info, src.read(info.filename)))
+            for what, data in extra:
+                dst.writestr(what, data)
+    out = tmp_path / name
+    out.write_bytes(buf.getvalue())
+    return out
+
+
+def test_duplicate_zip_records_are_refused(tmp_path):
+    good = _save(tmp_path, {"w": torch.zeros(2)}, "good.pt")
+    first = zipfile.ZipFile(good).infolist()[0]
+    p = _rezip(tmp_path, good, "dup.pt", extra=[(first, b"\x80\x02}q\x00.")])  # data.pkl again
     with pytest.raises(ReadError, match="duplicate"):
         open_checkpoint(str(p))
 
@@ -373,18 +383,9 @@ def test_storage_records_matched_as_torch_matches_them(tmp_path, extra, refused)
     """The reader keeps storage records by number (``data/1``), other records by name;
     a collision between the two kinds is still an ambiguous archive."""
     good = _save(tmp_path, {"a": torch.zeros(2), "b": torch.ones(3)}, "good.pt")
-    src = zipfile.ZipFile(good)
-    buf = io.BytesIO()
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
-            for info in src.infolist():
-                dst.writestr(info, src.read(info.filename))
-            folder = src.namelist()[0].split("/")[0]
-            dst.writestr(extra.format(a=folder, A=folder.upper()), b"\0" * 12)
-    p = tmp_path / "extra.pt"
-    p.write_bytes(buf.getvalue())
+    folder = zipfile.ZipFile(good).namelist()[0].split("/")[0]
+    p = _rezip(tmp_path, good, "extra.pt",
+               extra=[(extra.format(a=folder, A=folder.upper()), b"\0" * 12)])
     if refused:
         with pytest.raises(ReadError, match="two records named"):
             open_checkpoint(str(p))
@@ -398,28 +399,16 @@ def test_pickle_cut_short_is_not_read_past_its_record(tmp_path):
     """data.pkl is unpickled straight from the file; one without its STOP must not run on
     into the records after it (their local headers, then tensor bytes)."""
     good = _save(tmp_path, {"a": torch.zeros(2)}, "good.pt")
-    src = zipfile.ZipFile(good)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            dst.writestr(info, data[:-1] if info.filename.endswith("data.pkl") else data)
-    p = tmp_path / "cut.pt"
-    p.write_bytes(buf.getvalue())
+    p = _rezip(tmp_path, good, "cut.pt",
+               lambda info, data: data[:-1] if info.filename.endswith("data.pkl") else data)
     with pytest.raises(ReadError, match=r"the pickle is damaged \(Ran out of input\)"):
         open_checkpoint(str(p))
 
 
 def test_storage_record_of_the_wrong_size_is_a_problem(tmp_path):
     good = _save(tmp_path, {"a": torch.zeros(2), "b": torch.ones(3)}, "good.pt")
-    src = zipfile.ZipFile(good)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as dst:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            dst.writestr(info, data[:4] if info.filename.endswith("data/1") else data)
-    p = tmp_path / "short.pt"
-    p.write_bytes(buf.getvalue())
+    p = _rezip(tmp_path, good, "short.pt",
+               lambda info, data: data[:4] if info.filename.endswith("data/1") else data)
     problems = [n for n in open_checkpoint(str(p)).notes if n.startswith("problem")]
     assert any("storage 1 declares 12 bytes but its record holds 4" in n for n in problems)
 

@@ -36,20 +36,8 @@ def _prefix_candidates(tensors, expected, base: Report):
     """Strip or add prefixes that turn unexpected keys into expected ones: (op, title, why,
     rival), ``rival`` being another prefix that claims the same keys (then the step is a
     guess, never applied unasked)."""
-    strip: Counter[str] = Counter()
-    lands: dict[str, set[str]] = {}  # prefix -> the model keys it gives
-    for k in _sample(base.unexpected):
-        for p in _heads(k):
-            if k[len(p):] in expected:
-                strip[p] += 1
-                lands.setdefault(p, set()).add(k[len(p):])
-    add: Counter[str] = Counter()
-    takes: dict[str, set[str]] = {}  # prefix -> the checkpoint keys it moves
-    for k in _sample(base.missing):
-        for p in _heads(k):
-            if k[len(p):] in tensors:
-                add[p] += 1
-                takes.setdefault(p, set()).add(k[len(p):])
+    strip, lands = _tally(base.unexpected, expected)  # lands: the model keys it gives
+    add, takes = _tally(base.missing, tensors)  # takes: the checkpoint keys it moves
     kept = [p for p, _n in _outer(strip, 5)]
     kept += [w for w in WRAPPERS if strip[w] and w not in kept]  # outnumbered by a block
     for p in kept:  # prefix (``module.stage1.0.``) seen more often, still a candidate
@@ -67,6 +55,19 @@ def _prefix_candidates(tensors, expected, base: Report):
             pattern = rf"(?<=\.){re.escape(w)}"
             yield (RegexRename(pattern, ""), f"remove wrapper `{w}` inside keys",
                    f"`{w}` sits inside the keys (a wrapped submodule)", None)
+
+
+def _tally(keys: list[str], present) -> tuple[Counter[str], dict[str, set[str]]]:
+    """For each whole-component prefix of (a sample of) ``keys``: how many keys are in
+    ``present`` once it is removed, and which names they become."""
+    counts: Counter[str] = Counter()
+    found: dict[str, set[str]] = {}
+    for k in _sample(keys):
+        for p in _heads(k):
+            if k[len(p):] in present:
+                counts[p] += 1
+                found.setdefault(p, set()).add(k[len(p):])
+    return counts, found
 
 
 def _rival(p: str, counts: Counter[str], keys: dict[str, set[str]]) -> str | None:
