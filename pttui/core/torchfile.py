@@ -16,7 +16,7 @@ from pttui.core import dtypes
 from pttui.core.meta import ReadError, StorageRef
 from pttui.core.unpickler import (DType, RestrictedUnpickler, StorageType, StorageView,
                                   scan_record)
-from pttui.core.zipindex import ZipEntry, ZipIndex, fold
+from pttui.core.zipindex import ZipEntry, ZipIndex, fold, storage_number
 from pttui.core.zipindex import _safe
 
 TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
@@ -59,11 +59,11 @@ class _Refs:
         self.other: dict[str, StorageRef] = {}
 
     def get(self, key: str) -> StorageRef | None:
-        k = _number(key)
+        k = storage_number(key)
         return self.seq[k] if 0 <= k < len(self.seq) else self.other.get(key)
 
     def add(self, key: str, ref: StorageRef) -> None:
-        if _number(key) == len(self.seq):
+        if storage_number(key) == len(self.seq):
             self.seq.append(ref)
         else:
             self.other[key] = ref
@@ -72,13 +72,6 @@ class _Refs:
         for ref in self.seq:
             yield ref.key, ref
         yield from self.other.items()
-
-
-def _number(key: str) -> int:
-    """``17`` -> 17; -1 for anything torch would not have written (``017``, ``١٧``)."""
-    if key.isdigit() and key.isascii() and (key[0] != "0" or len(key) == 1):
-        return int(key)
-    return -1
 
 
 class _Storages:

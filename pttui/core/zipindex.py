@@ -268,15 +268,18 @@ class ZipIndex:
         return data
 
 
-def data_number(key: str, sizes: array) -> int:
-    """The slot of ``data_sizes`` that storage ``key`` uses: its number, when it is written
-    as torch writes them (``17``; not ``017`` or ``١٧``) and fits; else -1, the last
-    slot, which stays empty."""
-    if key.isascii() and key.isdigit() and (key[0] != "0" or len(key) == 1):
-        k = int(key)
-        if k < len(sizes) - 1:
-            return k
+def storage_number(key: str) -> int:
+    """A storage key as torch writes them, ``17`` -> 17; -1 for any other (``017``, ``١٧``)."""
+    if key.isdigit() and key.isascii() and (key[0] != "0" or len(key) == 1):
+        return int(key)
     return -1
+
+
+def data_number(key: str, sizes: array) -> int:
+    """The slot of ``data_sizes`` that storage ``key`` uses: its number when it fits,
+    else -1, the last slot, which stays empty."""
+    k = storage_number(key)
+    return k if k < len(sizes) - 1 else -1
 
 
 def _safe(name: str, limit: int = 120) -> str:
