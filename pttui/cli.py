@@ -142,7 +142,6 @@ def _tui(args: argparse.Namespace) -> int:
 
     from pttui.core.load_types import LoadPolicy
     from pttui.core.meta import ReadError
-    from pttui.core.targets import parse_model_args
 
     if not os.path.exists(args.path):
         raise ReadError(f"{args.path}: no such file or folder")
@@ -150,7 +149,11 @@ def _tui(args: argparse.Namespace) -> int:
         LoadPolicy(map_location=args.map_location)
     except ValueError as err:
         raise ReadError(str(err)) from None
-    model_args = parse_model_args(args.model_arg)
+    model_args = {}
+    if args.model_arg:  # targets (difflib, hashlib, inspect) is not needed to paint
+        from pttui.core.model_args import parse_model_args
+
+        model_args = parse_model_args(args.model_arg)
     if model_args and not args.model:
         raise ReadError("--model-arg needs --model")
     from pttui.tui import run
