@@ -210,35 +210,38 @@ except ImportError:  # pragma: no cover
 
 
 def _check_stream(f: BinaryIO, label: str) -> int:
-    """memoguard over a file from its current position, through a read-only map; the
-    pickle's length."""
+    """memoguard over a file from its current position to its end; the pickle's length."""
     start = f.tell()
     if isinstance(f, io.BytesIO):
         with f.getbuffer() as buf:
             return memoguard.check(buf, start, label) - start
-    try:
-        view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError, io.UnsupportedOperation):  # empty, or not a plain file
+    stop = _check_mapped(f, start, None, label)
+    if stop is None:  # empty, or not a plain file
         rest = f.read()
         f.seek(start)
         return memoguard.check(rest, 0, label)
-    with view:
-        return memoguard.check(view, start, label) - start
+    return stop - start
 
 
 def scan_record(f: BinaryIO, start: int, end: int, label: str) -> int | None:
-    """memoguard over ``f``'s bytes ``[start, end)`` through a read-only map: the pickle's
-    length when it ends inside them (so it can be unpickled straight from ``f``, with no
-    copy in memory), else None (truncated: read the bytes, and let the unpickler say so)."""
+    """memoguard over ``f``'s bytes ``[start, end)``: the pickle's length when it ends
+    inside them (so it can be unpickled straight from ``f``, with no copy in memory),
+    else None (truncated: read the bytes, and let the unpickler say so)."""
+    stop = _check_mapped(f, start, end, label)
+    return stop - start if stop is not None and stop < end else None
+
+
+def _check_mapped(f: BinaryIO, start: int, end: int | None, label: str) -> int | None:
+    """memoguard over ``f`` through a read-only map (``end`` None: to the file's end);
+    None where ``f`` cannot be mapped or is shorter than ``end``."""
     try:
         view = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError, io.UnsupportedOperation):
         return None
     with view:
-        if end > len(view):
+        if end is not None and end > len(view):
             return None
-        stop = memoguard.check(view, start, label, end)
-    return stop - start if stop < end else None
+        return memoguard.check(view, start, label, end)
 
 
 def _short(err: BaseException) -> str:
