@@ -163,3 +163,16 @@ def test_quick_folder_listing_names_the_same_files_at_once():
     assert quick["tiny_vit.safetensors"].format == "safetensors"
     assert quick["tiny_vit_dcp/"].format == "dcp"
     assert quick["tiny_vit_legacy.pt"].format == "torch-legacy"
+
+
+def test_a_listing_past_its_deadline_gives_up():
+    """The TUI's first frame lists a folder only when that is quick (``deadline``)."""
+    import time
+
+    from pttui.core.folder import list_folder
+
+    with pytest.raises(TimeoutError):
+        list_folder(str(SAMPLES), examine=False, deadline=time.monotonic() - 1)
+    in_time = list_folder(str(SAMPLES), examine=False, deadline=time.monotonic() + 60)
+    assert [e.name for e in in_time] == [e.name for e in list_folder(str(SAMPLES),
+                                                                     examine=False)]

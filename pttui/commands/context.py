@@ -10,7 +10,6 @@ import difflib
 import os
 from typing import Any
 
-from pttui.core.autofix import carry_metadata
 from pttui.core.compare import UNKNOWN, Report, compare
 from pttui.core.meta import Checkpoint, ReadError, TensorMeta
 from pttui.core.recipe import Recipe, quote
@@ -39,7 +38,11 @@ def state_metadata(src: Checkpoint, recipe: Recipe) -> Any:
     if recipe.container is not None and tuple(recipe.container) != src.selected:
         return UNKNOWN
     md = src.state_metadata
-    return carry_metadata(md, recipe) if isinstance(md, dict) else md
+    if not isinstance(md, dict):
+        return md
+    from pttui.core.autofix import carry_metadata  # autofix pulls in the reader and suggest
+
+    return carry_metadata(md, recipe)
 
 
 class Context:

@@ -17,7 +17,10 @@ from typing import Any
 
 from pttui.core.meta import TensorMeta
 from pttui.core.nogc import gc_paused
-from pttui.core.targets import Target
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # targets imports inspect, difflib and hashlib: not needed to compare
+    from pttui.core.targets import Target
 
 __all__ = ["BENIGN_NAMES", "UNKNOWN", "DtypeDiff", "Report", "ShapeMismatch", "compare",
            "expand_group", "group_keys"]

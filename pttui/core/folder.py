@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 from pttui.core import formats
 from pttui.core.meta import ReadError
-from pttui.core.reader import open_checkpoint
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -46,13 +46,16 @@ class FileEntry:
 
 def list_folder(folder: str, examine: bool = True, *,
                 progress: Callable[[str], None] | None = None,
-                hung: Mapping[str, str] | None = None) -> list[FileEntry]:
+                hung: Mapping[str, str] | None = None,
+                deadline: float | None = None) -> list[FileEntry]:
     """Checkpoints directly in ``folder`` plus its subfolders (as entries to open).
 
     ``examine=False`` only sniffs each file's format (512 bytes), for a list that shows
     at once; the full reading (tensor counts, marks) can follow in a second pass.
     ``progress(path)`` is told each path before it is read; paths in ``hung`` (path ->
     message) are not read again but marked unreadable (see readguard.list_guarded).
+    Past ``deadline`` (a ``time.monotonic()`` value) it gives up with TimeoutError: the
+    TUI lists a folder at once for its first frame only when that is quick.
     """
     def look(entry: FileEntry) -> None:
         if hung and entry.path in hung:
@@ -70,6 +73,8 @@ def list_folder(folder: str, examine: bool = True, *,
         raise ReadError(f"{folder}: cannot list it ({err.strerror})") from None
     out: list[FileEntry] = []
     for name in names:
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{folder}: not listed in time")
         path = os.path.join(folder, name)
         if name.startswith(".") or name == "__pycache__" or name.endswith(_SKIP_EXT):
             continue
@@ -130,6 +135,8 @@ def _sniff(entry: FileEntry) -> None:
 
 
 def _examine(entry: FileEntry) -> None:
+    from pttui.core.reader import open_checkpoint  # not needed for a sniffed listing
+
     try:
         ckpt = open_checkpoint(entry.path)
     except ReadError as err:

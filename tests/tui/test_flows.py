@@ -38,6 +38,28 @@ def test_first_paint_comes_before_torch(folder):
     assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
 
 
+async def test_the_names_are_in_the_first_frame(folder):
+    """A folder that lists at once is listed before the first frame: no "reading" frame."""
+    app = make_app(folder)
+    async with app.run_test(size=(120, 40)):
+        text = "\n".join(screen_text(app))
+        assert "squeezenet1_1.pt" in text and "reading" not in text
+
+
+async def test_a_slow_folder_is_listed_by_the_worker(folder, monkeypatch):
+    """Past QUICK_LIST_S the first frame says it is reading; the worker lists it."""
+    from pttui.tui.screens import main as main_screen
+
+    monkeypatch.setattr(main_screen, "QUICK_LIST_S", -1.0)  # every folder is "slow"
+    app = make_app(folder)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert "(reading…)" in "\n".join(screen_text(app))
+        await settle(app, pilot)
+        text = "\n".join(screen_text(app))
+        assert "squeezenet1_1.pt" in text and "reading" not in text
+        assert _main(app).first_paint is not None  # the device poll started after it
+
+
 async def test_open_folder_choose_file_and_browse_keys(folder):
     app = make_app(folder)
     async with app.run_test(size=(120, 40)) as pilot:

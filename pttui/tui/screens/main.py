@@ -39,6 +39,8 @@ from pttui.tui.widgets.report import ReportPane
 
 NARROW = 100  # columns below which the report and devices panes start hidden
 POLL_S = 2.0
+FIRST_NAMES_S = 1.0  # the longest the device poll waits for the first listing
+QUICK_LIST_S = 0.05  # a listing this quick is done before the first frame
 BIG = 20_000  # keys above which a new index is moved out of the garbage collector's way
 
 
@@ -48,6 +50,19 @@ def _spare_the_gc(keys: int) -> None:
     They form no reference cycles (refcounting frees them), so freeze them out of it."""
     if keys >= BIG:
         gc.freeze()
+
+
+def _names_at_once(folder: str) -> list | None:
+    """The folder's sniffed listing, if it takes under QUICK_LIST_S: then the names are in
+    the first frame. A listing thread would need ~100 ms for the same 2 ms of work, as it
+    waits for the GIL at each file while the first frame is drawn. None when it is slow
+    (many files, a network disk) or fails: the worker lists it and reports the error."""
+    from pttui.core.folder import list_folder
+
+    try:
+        return list_folder(folder, examine=False, deadline=time.monotonic() + QUICK_LIST_S)
+    except (TimeoutError, ReadError):
+        return None
 
 
 def _titled(widget: Any, title: str) -> Any:
@@ -97,13 +112,19 @@ class MainScreen(CommandLine, Actions, Screen):
         self.query_one(DevicesPane).show(map_location=self.session.policy.map_location)
         opts = self.options
         self.query_one(FilesPane).loading_folder(opts.folder)
-        self.read_folder(opts.folder, opts.select)
+        names = _names_at_once(opts.folder)
+        if names is not None:  # in the first frame
+            self.on_folder_read(FolderRead(opts.folder, names, opts.select, None))
+        self.read_folder(opts.folder, opts.select, listed=names is not None)
         self.query_one("#files-list").focus()
-        self.call_after_refresh(self._after_first_paint)
+        self.set_timer(FIRST_NAMES_S, self._after_first_paint)  # if the listing is slow
 
     def _after_first_paint(self) -> None:
-        """Only now start what imports torch (seconds) or psutil and NVML (a quarter of a
-        second, holding the GIL the first frame needs): the screen is already up."""
+        """Only once the file names are on the screen (or FIRST_NAMES_S passed) start what
+        imports torch (seconds) or psutil and NVML (a quarter of a second, holding the
+        GIL): started earlier, it slows the listing thread that the names wait for."""
+        if self.first_paint is not None:
+            return
         self.first_paint = (time.perf_counter(), "torch" in sys.modules)
         self.poll_devices()
         self.set_interval(POLL_S, self.poll_devices)
@@ -128,17 +149,20 @@ class MainScreen(CommandLine, Actions, Screen):
     # -- the folder and the file ------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="folder", exit_on_error=False)
-    def read_folder(self, folder: str, select: str | None = None, open_it: bool = True) -> None:
+    def read_folder(self, folder: str, select: str | None = None, open_it: bool = True,
+                    listed: bool = False) -> None:
         """List ``folder``; ``select`` is highlighted, and opened unless ``open_it`` is False
-        (a file opened elsewhere, by `:open`, only needs the list to follow it)."""
+        (a file opened elsewhere, by `:open`, only needs the list to follow it). ``listed``:
+        the names are shown already, only the full reading is left to do."""
         from pttui.core.folder import list_folder
         from pttui.core.readguard import list_guarded
 
         try:
             # names and formats at once, then the full reading (marks, tensor counts),
             # which takes seconds in a folder of 100,000-key files
-            self.post_message(FolderRead(folder, list_folder(folder, examine=False), select,
-                                         None, refresh=not open_it))
+            if not listed:
+                self.post_message(FolderRead(folder, list_folder(folder, examine=False),
+                                             select, None, refresh=not open_it))
             # the reading child (seconds of CPU in a folder of big files) waits until the
             # names are painted: on two cores it would otherwise share them with the paint
             self.names_shown.wait(2.0)
@@ -150,6 +174,7 @@ class MainScreen(CommandLine, Actions, Screen):
         self.query_one(FilesPane).show(message.folder, message.entries, message.select,
                                        message.error)
         self.call_after_refresh(self.names_shown.set)
+        self.call_after_refresh(self._after_first_paint)
         if message.refresh:
             return
         if message.select:
