@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 READING = ("inspect", "check", "fix", "diff")  # the CLI commands that unpickle files
+_PARENT_ENV = "PTTUI_GUARD_PARENT"  # the pid a spawned reading child dies with
 PER_MB = 1.0
 _POLL_S = 0.02
 # Set in a guarded child: sends one report line to the watching parent. The lines:
@@ -336,9 +337,12 @@ class _Child:
         from pttui.core.load_sandbox import child_command, child_env
         from pttui.core.meta import ReadError
 
+        env = child_env(unsafe=False)
+        # this thread waits for the child to the end, so the child can die with it
+        env[_PARENT_ENV] = str(os.getpid())
         proc = subprocess.Popen([*child_command("pttui.core.readguard"), *self.args],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=child_env(unsafe=False),
+                                stderr=subprocess.DEVNULL, env=env,
                                 close_fds=True, start_new_session=True)
         assert proc.stdout is not None
         try:
@@ -364,6 +368,11 @@ def _child_main(argv: list[str]) -> None:
     from pttui.core.meta import ReadError
     from pttui.core.reader import open_checkpoint
 
+    parent = os.environ.pop(_PARENT_ENV, "")
+    if parent.isdigit():
+        # in its own session, a killed TUI's child (or a closed terminal's) would go on
+        # reading, or hashing a crafted pickle forever, for nobody
+        _die_with_parent(int(parent))
     out = sys.stdout
 
     def say(line: str) -> None:

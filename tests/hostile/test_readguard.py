@@ -161,3 +161,24 @@ def test_sigterm_stops_an_export_and_leaves_nothing(tmp_path, whom):
             pass
         assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
     assert list(out.iterdir()) == [], list(out.iterdir())
+
+
+def test_a_reading_child_dies_with_its_killed_front_end(folder):
+    """SIGKILL of a TUI or shell (a dropped SSH session) while its reading child hashes a
+    crafted pickle: the child runs in a session of its own, and must not spin on for
+    nobody."""
+    import psutil
+
+    code = "import sys\nfrom pttui.core import readguard\nreadguard.preflight(sys.argv[1])\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder / "bomb.pt")],
+                            env={**os.environ, "PTTUI_READ_DEADLINE": "60"})
+    deadline = time.monotonic() + 30
+    while not (kids := psutil.Process(proc.pid).children()):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(1.0)  # the child is past its start-up, hashing
+    assert kids[0].cpu_times().user > 0.2
+    proc.kill()
+    proc.wait()
+    for kid in kids:
+        kid.wait(timeout=10)  # psutil.TimeoutExpired if it lives on
