@@ -85,13 +85,31 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    cmd = next((a for a in argv if not a.startswith("-")), None)
+    cmd = _command(argv)
     from pttui.core import readguard
 
     if cmd in readguard.READING:  # in a forked child under a deadline
         return readguard.run_guarded(lambda: _main(argv, cmd), readguard.cli_label(argv, cmd),
                                      lean=cmd == "inspect")
     return _main(argv, cmd)
+
+
+def entry() -> None:
+    """The ``pttui`` console script. After a command read in a forked child (see
+    :func:`main`), the waiting parent has nothing left to tidy: it skips the interpreter's
+    teardown (~9 ms of freeing modules, a tenth of inspecting a 2.5 GB file)."""
+    from pttui.core.readguard import READING
+
+    code = main()
+    if _command(sys.argv[1:]) in READING:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def _main(argv: list[str], cmd: str | None) -> int:
@@ -192,4 +210,4 @@ def _run(fn, args: argparse.Namespace, argv: list[str], guard: bool = False) -> 
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
