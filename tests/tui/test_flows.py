@@ -38,8 +38,11 @@ def test_first_paint_comes_before_torch(folder):
     assert out.stdout.split() == ["False", "True"], out.stderr[-2000:]
 
 
-async def test_the_names_are_in_the_first_frame(folder):
+async def test_the_names_are_in_the_first_frame(folder, monkeypatch):
     """A folder that lists at once is listed before the first frame: no "reading" frame."""
+    from pttui.tui.screens import main as main_screen
+
+    monkeypatch.setattr(main_screen, "QUICK_LIST_S", 30.0)  # "at once" on a busy CI machine
     app = make_app(folder)
     async with app.run_test(size=(120, 40)):
         text = "\n".join(screen_text(app))
@@ -48,12 +51,24 @@ async def test_the_names_are_in_the_first_frame(folder):
 
 async def test_a_slow_folder_is_listed_by_the_worker(folder, monkeypatch):
     """Past QUICK_LIST_S the first frame says it is reading; the worker lists it."""
+    import threading
+
+    from pttui.core import folder as folder_mod
     from pttui.tui.screens import main as main_screen
 
     monkeypatch.setattr(main_screen, "QUICK_LIST_S", -1.0)  # every folder is "slow"
+    real, gate = folder_mod.list_folder, threading.Event()
+
+    def held(path, examine=True, **kw):
+        if not examine and kw.get("deadline") is None:  # the worker's listing
+            gate.wait(10)  # held until the first frame is checked
+        return real(path, examine, **kw)
+
+    monkeypatch.setattr(folder_mod, "list_folder", held)
     app = make_app(folder)
     async with app.run_test(size=(120, 40)) as pilot:
         assert "(reading…)" in "\n".join(screen_text(app))
+        gate.set()
         await settle(app, pilot)
         text = "\n".join(screen_text(app))
         assert "squeezenet1_1.pt" in text and "reading" not in text
