@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pttui.core import load_sandbox
+from pttui.core.readguard import die_with_spawner
 
 MAX_TENSORS = 200_000
 MAX_OTHER = 500
@@ -36,6 +37,7 @@ def main(argv: list[str]) -> None:
     sys.stdout = sys.stderr
     # while single-threaded: a namespace change applies to the calling thread only
     network = load_sandbox.drop_network() if req.get("unsafe") else None
+    die_with_spawner()  # even while C code holds the GIL (a crafted pickle's hashing)
     _exit_when_parent_goes()
     report = run(req)
     if network is not None:

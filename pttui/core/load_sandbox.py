@@ -17,11 +17,16 @@ from __future__ import annotations
 import ctypes
 import fnmatch
 import os
+import queue
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Mapping
+from typing import Any
 
 import pttui
+from pttui.core.readguard import PARENT_ENV
 
 # Variables a torch load may need; everything else is dropped for an unsafe load.
 _KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM",
@@ -67,9 +72,43 @@ def child_env(unsafe: bool, base: Mapping[str, str] | None = None) -> dict[str, 
     env["PYTHONPATH"] = os.pathsep.join([root, *parts])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    env[PARENT_ENV] = str(os.getpid())  # readguard.die_with_spawner
     env.pop("PYTHONSTARTUP", None)
     env.pop("PYTHONINSPECT", None)
     return env
+
+
+_requests: queue.SimpleQueue = queue.SimpleQueue()
+_spawner: threading.Thread | None = None
+_spawner_lock = threading.Lock()
+
+
+def spawn(cmd: list[str], **popen: Any) -> subprocess.Popen:
+    """``subprocess.Popen(cmd, **popen)``, started from one thread that lives as long as
+    pttui. The child dies with pttui through PR_SET_PDEATHSIG (readguard.die_with_spawner),
+    and Linux sends that signal when the *thread* that forked it ends: forked from a
+    worker thread, a load would be killed as soon as that worker returned."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = threading.Thread(target=_serve, name="pttui-spawner", daemon=True)
+            _spawner.start()
+    done, box = threading.Event(), []
+    _requests.put((cmd, popen, box, done))
+    done.wait()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _serve() -> None:
+    while True:
+        cmd, popen, box, done = _requests.get()
+        try:
+            box.append(subprocess.Popen(cmd, **popen))
+        except BaseException as err:  # noqa: BLE001 - raised again in the asking thread
+            box.append(err)
+        done.set()
 
 
 def child_command(module: str = "pttui.core._load_child") -> list[str]:

@@ -184,7 +184,7 @@ class LoadAttempt:
             request["save_to"] = self._partial
         self._cwd = tempfile.mkdtemp(prefix="pttui-load-")
         self._err = tempfile.TemporaryFile()
-        self._proc = subprocess.Popen(
+        self._proc = load_sandbox.spawn(
             [*load_sandbox.child_command(), json.dumps(request)], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._err, cwd=self._cwd,
             env=load_sandbox.child_env(unsafe), start_new_session=True, close_fds=True)

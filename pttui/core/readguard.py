@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 READING = ("inspect", "check", "fix", "diff")  # the CLI commands that unpickle files
-_PARENT_ENV = "PTTUI_GUARD_PARENT"  # the pid a spawned reading child dies with
+PARENT_ENV = "PTTUI_PARENT"  # the pid a spawned child dies with (load_sandbox.spawn)
 PER_MB = 1.0
 _POLL_S = 0.02
 # Set in a guarded child: sends one report line to the watching parent. The lines:
@@ -196,7 +196,7 @@ def _interrupt_once(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Linux: killed when the waiting parent dies (killed outright itself), so no orphan
     goes on computing or writing for nobody: SIGKILL, since a child stuck in C code (the
     pickles this guard exists for) cannot act on anything milder; a partial export it
@@ -210,6 +210,16 @@ def _die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def die_with_spawner() -> None:
+    """In a child started by :func:`pttui.core.load_sandbox.spawn`: die with the pttui
+    process that started it. Such a child runs in a session of its own, so a killed TUI
+    or shell (a dropped SSH session) would leave it reading, loading, or hashing a
+    crafted pickle for ever, for nobody."""
+    parent = os.environ.pop(PARENT_ENV, "")
+    if parent.isdigit():
+        die_with_parent(int(parent))
 
 
 def _lean_malloc() -> None:
@@ -232,7 +242,7 @@ def _child(work: Callable[[], int], w: int, parent: int, lean: bool) -> None:
     _report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
     for sig in _FORWARDED:
         signal.signal(sig, _interrupt_once)
-    _die_with_parent(parent)
+    die_with_parent(parent)
     if lean:
         _lean_malloc()
     code = 1
@@ -334,16 +344,13 @@ class _Child:
     def run(self) -> list[str]:
         import subprocess
 
-        from pttui.core.load_sandbox import child_command, child_env
+        from pttui.core.load_sandbox import child_command, child_env, spawn
         from pttui.core.meta import ReadError
 
-        env = child_env(unsafe=False)
-        # this thread waits for the child to the end, so the child can die with it
-        env[_PARENT_ENV] = str(os.getpid())
-        proc = subprocess.Popen([*child_command("pttui.core.readguard"), *self.args],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, env=env,
-                                close_fds=True, start_new_session=True)
+        proc = spawn([*child_command("pttui.core.readguard"), *self.args],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                     stderr=subprocess.DEVNULL, env=child_env(unsafe=False),
+                     close_fds=True, start_new_session=True)
         assert proc.stdout is not None
         try:
             lines, self.current, overdue = _watch(proc.stdout.fileno(), self.cancel)
@@ -368,11 +375,7 @@ def _child_main(argv: list[str]) -> None:
     from pttui.core.meta import ReadError
     from pttui.core.reader import open_checkpoint
 
-    parent = os.environ.pop(_PARENT_ENV, "")
-    if parent.isdigit():
-        # in its own session, a killed TUI's child (or a closed terminal's) would go on
-        # reading, or hashing a crafted pickle forever, for nobody
-        _die_with_parent(int(parent))
+    die_with_spawner()
     out = sys.stdout
 
     def say(line: str) -> None:
