@@ -300,8 +300,20 @@ def preflight(path: str, cancel: object = None) -> None:
     guarded child already (``pttui check --model ref:X``), the parent's clock covers
     the read: no second child, no second reading.
     """
-    if _report is None:
+    if _report is None and not _pickle_free(path):
         _Child(["open", path], cancel).run()  # raises ReadError at the deadline
+
+
+def _pickle_free(path: str) -> bool:
+    """A .safetensors file holds no pickle, so nothing in reading it can hang: no child
+    (a Python start and pttui's imports, ~0.15 s before the file even opens)."""
+    from pttui.core import formats
+    from pttui.core.meta import ReadError
+
+    try:
+        return formats.detect(path) == formats.SAFETENSORS
+    except ReadError:
+        return False
 
 
 def open_guarded(path: str, cancel: object = None):  # noqa: ANN201 - a Checkpoint

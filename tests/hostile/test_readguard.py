@@ -91,6 +91,21 @@ def test_preflight_passes_a_good_file_and_stops_a_bomb(monkeypatch, tmp_path):
         readguard.preflight(str(tmp_path / "bomb.pt"))
 
 
+def test_a_safetensors_file_needs_no_reading_child(monkeypatch, tmp_path):
+    """No pickle, nothing that can hang: the TUI and the shell read it at once. A pickle
+    behind a .safetensors name is still read in the child first."""
+    started = []
+    real = readguard._Child.run
+    monkeypatch.setattr(readguard._Child, "run", lambda self: started.append(self) or real(self))
+    ckpt = readguard.open_guarded(str(SAMPLES / "tiny_vit.safetensors"))
+    assert ckpt.format == "safetensors" and len(ckpt.tensors) > 0 and started == []
+    monkeypatch.setenv("PTTUI_READ_DEADLINE", "1")
+    (tmp_path / "bomb.safetensors").write_bytes(hash_bomb())
+    with pytest.raises(ReadError, match="reading did not finish in 1 s"):
+        readguard.preflight(str(tmp_path / "bomb.safetensors"))
+    assert len(started) == 1
+
+
 def test_a_reference_target_is_read_once_under_the_commands_own_deadline(folder):
     """`check --model ref:FILE` reads the reference in the guarded child itself (no second
     child): a hanging reference is stopped by the command's deadline all the same."""
