@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Any
 
 import pttui
@@ -93,22 +94,18 @@ def spawn(cmd: list[str], **popen: Any) -> subprocess.Popen:
         if _spawner is None:
             _spawner = threading.Thread(target=_serve, name="pttui-spawner", daemon=True)
             _spawner.start()
-    done, box = threading.Event(), []
-    _requests.put((cmd, popen, box, done))
-    done.wait()
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+    started: Future[subprocess.Popen] = Future()
+    _requests.put((cmd, popen, started))
+    return started.result()  # Popen's own error, raised here
 
 
 def _serve() -> None:
     while True:
-        cmd, popen, box, done = _requests.get()
+        cmd, popen, started = _requests.get()
         try:
-            box.append(subprocess.Popen(cmd, **popen))
+            started.set_result(subprocess.Popen(cmd, **popen))
         except BaseException as err:  # noqa: BLE001 - raised again in the asking thread
-            box.append(err)
-        done.set()
+            started.set_exception(err)
 
 
 def child_command(module: str = "pttui.core._load_child") -> list[str]:

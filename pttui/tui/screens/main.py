@@ -117,9 +117,9 @@ class MainScreen(CommandLine, Actions, Screen):
             self.on_folder_read(FolderRead(opts.folder, names, opts.select, None))
         self.read_folder(opts.folder, opts.select, listed=names is not None)
         self.query_one("#files-list").focus()
-        self.set_timer(FIRST_NAMES_S, self._after_first_paint)  # if the listing is slow
+        self.set_timer(FIRST_NAMES_S, self._after_names_shown)  # if the listing is slow
 
-    def _after_first_paint(self) -> None:
+    def _after_names_shown(self) -> None:
         """Only once the file names are on the screen (or FIRST_NAMES_S passed) start what
         imports torch (seconds) or psutil and NVML (a quarter of a second, holding the
         GIL): started earlier, it slows the listing thread that the names wait for."""
@@ -174,7 +174,7 @@ class MainScreen(CommandLine, Actions, Screen):
         self.query_one(FilesPane).show(message.folder, message.entries, message.select,
                                        message.error)
         self.call_after_refresh(self.names_shown.set)
-        self.call_after_refresh(self._after_first_paint)
+        self.call_after_refresh(self._after_names_shown)
         if message.refresh:
             return
         if message.select:
