@@ -11,7 +11,11 @@ versions used are recorded in MANIFEST.json next to a sha256 of every file.
 What it takes to be byte-identical (see the code for details):
   * PYTHONHASHSEED=0 (the script re-runs itself with it) -- TorchScript orders
     module constants by iterating a set of strings;
-  * ATEN_CPU_CAPABILITY=default -- SIMD kernels round random init differently;
+  * no float that a kernel computed: torch's random init and its fused optimizer
+    kernels round differently on different CPUs (vector widths, FMA), so every
+    random value comes from an integer RNG scaled by one correctly rounded multiply
+    (``exact_init``), and the optimizer and EMA steps are written out one IEEE
+    operation at a time (``train_one_step``);
   * ``tiny_vit_legacy.pt``: storage keys renumbered (torch names them after memory
     addresses);
   * ``tiny_vit_torchscript.pt``: debug records, which embed the absolute path of the
@@ -29,15 +33,12 @@ if __name__ == "__main__" and os.environ.get("PYTHONHASHSEED") != "0":
     env = dict(os.environ, PYTHONHASHSEED="0")
     sys.exit(subprocess.call([sys.executable, *sys.argv], env=env))
 
-# Use the portable (non-SIMD) ATen CPU kernels: with AVX2/AVX-512 kernels the random
-# init gives different floats on different CPUs.  Must be set before torch loads.
-os.environ["ATEN_CPU_CAPABILITY"] = "default"
-
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import pickle  # noqa: E402
 import pickletools  # noqa: E402
 import re  # noqa: E402
@@ -68,31 +69,102 @@ MANIFEST = "MANIFEST.json"
 # --------------------------------------------------------------------------- models
 
 
+def exact_random(shape, bound: float, seed: int) -> torch.Tensor:
+    """Uniform values in [-bound, bound) that are the same bytes on every CPU: integers
+    from torch's integer RNG, times ``bound / 2**23`` in float64 (one correctly rounded
+    multiply), rounded to float32 once."""
+    ints = torch.randint(-2**23, 2**23, tuple(shape), generator=torch.Generator().manual_seed(seed))
+    return (ints.double() * (bound / 2**23)).float()
+
+
+def exact_init(module: nn.Module, seed: int) -> nn.Module:
+    """Replace every tensor that the module's own init made random with ``exact_random``
+    values of the usual scale (1/sqrt(fan_in)); constants (ones, zeros) are exact
+    already and stay."""
+    with torch.no_grad():
+        for i, t in enumerate(module.state_dict(keep_vars=True).values()):
+            flat = t.detach().reshape(-1)
+            if not t.is_floating_point() or t.numel() == 0 or bool((flat == flat[0]).all()):
+                continue
+            fan_in = t[0].numel() if t.dim() > 1 else t.numel()
+            t.copy_(exact_random(t.shape, 1 / math.sqrt(fan_in), seed * 1000 + i))
+    return module
+
+
 def squeezenet() -> nn.Module:
-    torch.manual_seed(SEED)
-    return torchvision.models.squeezenet1_1(weights=None)
+    return exact_init(torchvision.models.squeezenet1_1(weights=None), SEED)
 
 
 def tiny_vit_model() -> nn.Module:
-    torch.manual_seed(SEED)
-    return tiny_vit()
+    return exact_init(tiny_vit(), SEED)
 
 
 def tiny_vit_sd() -> dict:
     return tiny_vit_model().state_dict()
 
 
-def train_one_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """One real optimizer step, which fills the optimizer state.
+def seeded_gradients(model: nn.Module) -> dict:
+    """Gradients from a seeded RNG rather than a forward/backward pass (matmul kernels
+    round differently on different CPUs)."""
+    return {p: exact_random(p.shape, 0.01, (SEED + 1) * 1000 + i)
+            for i, p in enumerate(model.parameters())}
 
-    The gradients come from a seeded RNG rather than a forward/backward pass: matmul
-    kernels round differently on different CPUs, elementwise optimizer math does not.
+
+def _as_stored(values: dict) -> dict:
+    return {p: v.to(torch.float32) for p, v in values.items()}
+
+
+def train_one_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """One optimizer step, which moves the weights and fills the optimizer state.
+
+    torch's own step fuses operations (``addcdiv``, ``lerp``, ``add(alpha=)``) in
+    kernels that round differently on different CPUs, so its bytes are not the same
+    everywhere. This step follows the optimizer's update rule one IEEE operation at a
+    time in float64 (each correctly rounded, on any CPU), then rounds to float32 once.
+    It is checked against torch's own step on a copy of the model, to 1e-6.
     """
-    torch.manual_seed(SEED + 1)
-    optimizer.zero_grad()
-    for p in model.parameters():
-        p.grad = (torch.rand_like(p) - 0.5) * 0.02
-    optimizer.step()
+    grads = seeded_gradients(model)
+    (group,) = optimizer.param_groups
+    with torch.no_grad():
+        if isinstance(optimizer, torch.optim.Adam):
+            beta1, beta2 = group["betas"]
+            step_size = group["lr"] / (1 - beta1)
+            exp_avg = {p: g.double() * (1 - beta1) for p, g in grads.items()}
+            exp_avg_sq = {p: (g.double() * g.double()) * (1 - beta2) for p, g in grads.items()}
+            new = {p: p.double() - (exp_avg[p] / (exp_avg_sq[p].sqrt() / (1 - beta2) ** 0.5
+                                                  + group["eps"])) * step_size
+                   for p in grads}
+            state = {p: {"step": torch.tensor(1.0), "exp_avg": exp_avg[p].float(),
+                         "exp_avg_sq": exp_avg_sq[p].float()} for p in grads}
+        elif isinstance(optimizer, torch.optim.SGD):
+            buf = {p: g.double() + p.double() * group["weight_decay"] for p, g in grads.items()}
+            new = {p: p.double() - buf[p] * group["lr"] for p in grads}
+            state = {p: {"momentum_buffer": buf[p].float()} for p in grads}
+        else:
+            raise TypeError(f"no deterministic step for {type(optimizer).__name__}")
+        _check_against_torch(model, optimizer, grads, _as_stored(new), state)
+        for p, value in _as_stored(new).items():
+            p.copy_(value)
+    optimizer.state.update(state)
+
+
+def _check_against_torch(model, optimizer, grads, new, state) -> None:
+    """torch's own step on a copy gives the same weights and state, up to rounding."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    twin_opt = type(optimizer)(twin.parameters(), **optimizer.defaults)
+    for p, q in zip(model.parameters(), twin.parameters()):
+        q.grad = grads[p].clone()
+    twin_opt.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        theirs = twin_opt.state[q]
+        assert set(theirs) == set(state[p]), (sorted(theirs), sorted(state[p]))
+        for name, value in [("weight", new[p]), *state[p].items()]:
+            ref = q if name == "weight" else theirs[name]
+            if not torch.allclose(value, ref, rtol=1e-6, atol=1e-9):
+                raise AssertionError(f"deterministic {type(optimizer).__name__} step: {name} "
+                                     f"differs from torch's by {(value - ref).abs().max():.3g}")
 
 
 # ------------------------------------------------------------------ post-processing
@@ -246,8 +318,7 @@ def squeezenet1_1_finetuned_10cls(out: Path) -> str:
     backbone weights are those of squeezenet1_1.pt.
     """
     model = squeezenet()
-    torch.manual_seed(SEED)
-    model.classifier[1] = nn.Conv2d(512, 10, kernel_size=1)
+    model.classifier[1] = exact_init(nn.Conv2d(512, 10, kernel_size=1), SEED + 2)
     torch.save(model.state_dict(), out / "squeezenet1_1_finetuned_10cls.pt")
     return "squeezenet1_1_finetuned_10cls.pt"
 
@@ -258,8 +329,10 @@ def tiny_vit_lightning(out: Path) -> str:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30, gamma=0.1)
     train_one_step(model, optimizer)
-    for _ in range(3):
-        scheduler.step()
+    with warnings.catch_warnings():  # the step above is ours, not optimizer.step()
+        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
+        for _ in range(3):
+            scheduler.step()
     checkpoint = {
         "epoch": 3,
         "global_step": 1200,
@@ -301,8 +374,7 @@ def tinynet_whole_model(out: Path) -> str:
     """torch.save(model): a whole pickled nn.Module whose class is `models.TinyNet`."""
     import models  # noqa: PLC0415  (leaves models.py's marker file, as any import does)
 
-    torch.manual_seed(SEED)
-    torch.save(models.TinyNet().eval(), out / "tinynet_whole_model.pt")
+    torch.save(exact_init(models.TinyNet(), SEED).eval(), out / "tinynet_whole_model.pt")
     return "tinynet_whole_model.pt"
 
 
@@ -319,10 +391,10 @@ def tiny_vit_training_state(out: Path) -> str:
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     train_one_step(model, optimizer)
-    with torch.no_grad():  # one EMA update: slightly different from the model
-        for k, v in model.state_dict().items():
+    with torch.no_grad():  # one EMA update: slightly different from the model (float64
+        for k, v in model.state_dict().items():  # one rounding per op, as in train_one_step)
             if v.is_floating_point():
-                ema[k].mul_(0.99).add_(v, alpha=0.01)
+                ema[k] = (ema[k].double() * 0.99 + v.double() * 0.01).to(v.dtype)
     checkpoint = {
         "model": model.state_dict(),
         "model_ema": ema,

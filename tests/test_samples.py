@@ -97,6 +97,57 @@ def run_python(code: str, marker_dir: Path, cwd: Path) -> subprocess.CompletedPr
     )
 
 
+def _tensors_in(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor in a sample, by its path in the file (plain data only: nothing runs)."""
+    if path.suffix == ".safetensors":
+        return safetensors.torch.load_file(path)
+    found: dict[str, torch.Tensor] = {}
+
+    def walk(value, where: str) -> None:
+        if isinstance(value, torch.Tensor):
+            found[where] = value
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}" if where else str(k))
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+
+    walk(torch.load(path, map_location="cpu", weights_only=True), "")
+    return found
+
+
+def how_they_differ(new: Path, old: Path) -> str:
+    """Which tensors differ and by how much; else which zip records; else where the bytes do."""
+    try:
+        a, b = _tensors_in(new), _tensors_in(old)
+    except Exception:  # noqa: BLE001 - not plain data (pickled code, a cut-off file): compare records
+        a = b = None
+    if a is not None and set(a) != set(b):
+        return f"tensor names differ: {sorted(set(a) ^ set(b))[:5]}"
+    if a is not None:
+        rows = []
+        for key in a:
+            x, y = a[key], b[key]
+            if x.shape != y.shape or x.dtype != y.dtype:
+                rows.append(f"{key} {tuple(y.shape)} {y.dtype} -> {tuple(x.shape)} {x.dtype}")
+            elif not torch.equal(x, y):
+                d = (x.double() - y.double()).abs()
+                rows.append(f"{key}: {int((d > 0).sum())} of {d.numel()} elements, "
+                            f"max |diff| {d.max().item():.3g}")
+        if rows:
+            return f"{len(rows)} tensors differ: " + "; ".join(rows[:5])
+    if zipfile.is_zipfile(new) and zipfile.is_zipfile(old):
+        with zipfile.ZipFile(new) as za, zipfile.ZipFile(old) as zb:
+            names = sorted(set(za.namelist()) | set(zb.namelist()))
+            changed = [n for n in names if n not in za.namelist() or n not in zb.namelist()
+                       or za.read(n) != zb.read(n)]
+        return f"{len(changed)} zip records differ: {changed[:8]}"
+    x, y = new.read_bytes(), old.read_bytes()
+    at = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), min(len(x), len(y)))
+    return f"{len(x):,} vs {len(y):,} bytes, first difference at byte {at:,}"
+
+
 # ------------------------------------------------------------ the folder as a whole
 
 
@@ -129,7 +180,9 @@ def test_regenerating_gives_byte_identical_files(tmp_path):
     out = tmp_path / "out"
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = dict(os.environ, PTTUI_SAMPLE_MARKER_DIR=str(markers), PYTHONDONTWRITEBYTECODE="1")
+    # torch.compile (the _orig_mod. sample) makes its cache folder even when nothing compiles
+    env = dict(os.environ, PTTUI_SAMPLE_MARKER_DIR=str(markers), PYTHONDONTWRITEBYTECODE="1",
+               TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
     env.pop("PYTHONHASHSEED", None)
     result = subprocess.run([sys.executable, str(GENERATOR), str(out)], env=env,
                             capture_output=True, text=True, timeout=280)
@@ -137,7 +190,8 @@ def test_regenerating_gives_byte_identical_files(tmp_path):
     assert generated_files(out) == generated_files(SAMPLES)
     differing = [name for name in generated_files(SAMPLES)
                  if (out / name).read_bytes() != sample(name).read_bytes()]
-    assert not differing, f"regenerated files differ: {differing}"
+    assert not differing, "regenerated files differ:\n" + "\n".join(
+        f"  {name}: {how_they_differ(out / name, sample(name))}" for name in differing)
     assert json.loads((out / "MANIFEST.json").read_text()) == MANIFEST
 
 
