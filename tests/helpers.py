@@ -46,3 +46,23 @@ def run_main(capsys, *args: str) -> tuple[int, str, str]:
         rc = int(exc.code or 0)
     out = capsys.readouterr()
     return rc, out.out, out.err
+
+
+_SESSION_FOLDERS: list[str] = []
+
+
+def session_temp_folder(prefix: str) -> str:
+    """A temp folder made at import or collection time (before any fixture can run),
+    removed when the test session ends, before the temp-folder check in conftest."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix=prefix)
+    _SESSION_FOLDERS.append(folder)
+    return folder
+
+
+def remove_session_folders() -> None:
+    import shutil
+
+    while _SESSION_FOLDERS:
+        shutil.rmtree(_SESSION_FOLDERS.pop(), ignore_errors=True)

@@ -44,9 +44,16 @@ def _partials(folder):
 
 def test_unsafe_load_of_a_whole_model_saves_its_state_dict(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(SAMPLES))  # where the file's class lives
+    # importing models.py leaves a marker in the marker folder, or in the temp folder of a
+    # process that has none (an unsafe load's child gets TMPDIR, not PTTUI_* variables)
+    child_tmp = tmp_path / "child-tmp"
+    child_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(child_tmp))
+    monkeypatch.setenv("PTTUI_SAMPLE_MARKER_DIR", str(tmp_path))
     out = tmp_path / "weights.safetensors"
     r = attempt_load(SAMPLES / "tinynet_whole_model.pt", UNSAFE, consent=True, save_to=out)
     assert r.ok, r.failure
+    assert os.listdir(child_tmp) == ["pttui_models_imported"]  # the load ran the file's import
     assert r.saved["path"] == str(out) and r.saved["tensors"] == 16
     sys.path.insert(0, str(SAMPLES))
     try:

@@ -67,9 +67,10 @@ for name, (how, sel) in cases.items():
     elif how == "dcp":
         import tempfile
         from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-        out = os.path.join(tempfile.mkdtemp(), "dcp.pt")
-        dcp_to_torch_save(path, out)
-        obj = torch.load(out, weights_only=True)
+        with tempfile.TemporaryDirectory() as folder:
+            out = os.path.join(folder, "dcp.pt")
+            dcp_to_torch_save(path, out)
+            obj = torch.load(out, weights_only=True)
     elif how == "sharded":
         wm = json.load(open(path))["weight_map"]
         obj = {}

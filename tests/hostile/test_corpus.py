@@ -5,15 +5,12 @@
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import pathlib
 import resource
-import shutil
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import make_corpus  # noqa: E402
+
+from tests.helpers import session_temp_folder  # noqa: E402
 
 WALL_S = 30  # per file; the slowest takes well under a second
 MEMORY = 1536 << 20  # address space of the pttui process
@@ -63,8 +62,7 @@ def _built():
     """Generate the corpus once per run (collection needs the names too)."""
     cached = getattr(_built, "cache", None)
     if cached is None:
-        root = pathlib.Path(tempfile.mkdtemp(prefix="pttui-hostile-"))
-        atexit.register(shutil.rmtree, root, True)
+        root = pathlib.Path(session_temp_folder("pttui-hostile-"))
         cached = (root, make_corpus.build(str(root / "corpus")))
         _built.cache = cached  # type: ignore[attr-defined]
     return cached

@@ -13,7 +13,6 @@ import pickle
 import pickletools
 import struct
 import sys
-import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,12 +24,13 @@ from craft import P, Rec, storage, tensor, torch_zip, zip_bytes  # noqa: E402
 from tokens import OPS, encode, tokens  # noqa: E402
 
 from pttui.core import memoguard  # noqa: E402
+from tests.helpers import session_temp_folder  # noqa: E402
 from pttui.core.meta import ReadError  # noqa: E402
 from pttui.core.reader import open_checkpoint  # noqa: E402
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-_DIR = tempfile.mkdtemp(prefix="pttui-props-")
+_DIR = session_temp_folder("pttui-props-")
 
 
 def _read(data: bytes, name: str = "x.pt") -> None:
