@@ -70,13 +70,19 @@ def _command_help() -> dict[str, str]:
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; with ``only``, that command's subparser alone (the others
     are needed for ``pttui --help`` only, and each costs a parser's set-up)."""
-    parser = _Parser(prog="pttui", description=(
+    parser = _Parser(prog="pttui", usage=_USAGE, description=(
         "Inspect, diagnose and repair PyTorch checkpoints that will not load."),
         epilog="Run 'pttui COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"pttui {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback when something fails")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    if only is None:  # listed in `pttui --help`; parsed by _default, which runs the TUI
+        _add_tui_options(parser.add_argument_group(
+            "the terminal UI", "pttui [FOLDER | FILE] opens a folder of checkpoints (default: "
+            "the current one), or one checkpoint file, in the terminal UI; piped or scripted "
+            "it prints the folder listing instead. Its options:"))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
+                                prog="pttui")
     helps = _command_help()
     for name in COMMANDS if only is None else (only,):
         sub.add_parser(name, help=helps.get(name), description=helps.get(name))
@@ -137,6 +143,22 @@ def _default(argv: list[str]) -> int:
                      "in the terminal UI; prints the folder listing when not on a terminal.")
     parser.add_argument("path", nargs="?", default=".",
                         help="a folder, or a checkpoint file (opened, its folder listed)")
+    _add_tui_options(parser)
+    parser.add_argument("--debug", action="store_true")
+    args = parser.parse_args(argv)
+    if sys.stdout.isatty() and sys.stdin.isatty():
+        return _run(_tui, args, argv)
+    from pttui.clicmds import folder
+    # a folder is listed file by file under deadlines (folder.run); a file is inspected
+    return _run(folder.run, args, argv, guard=os.path.isfile(args.path))
+
+
+_USAGE = ("pttui [FOLDER | FILE] [--model SPEC [--model-arg K=V ...]] [--map-location WHERE] "
+          "[--no-mouse]\n       pttui COMMAND [options]   (pttui COMMAND --help for them)\n"
+          "       pttui --version")
+
+
+def _add_tui_options(parser) -> None:
     parser.add_argument("--model", metavar="SPEC", help="compare with this model at start: "
                         "torchvision:NAME, package.module:factory, path/to/file.py:Factory, "
                         "or ref:OTHER_CHECKPOINT")
@@ -146,13 +168,6 @@ def _default(argv: list[str]) -> int:
                         help="for load attempts: auto (default), cpu, cuda, cuda:N, meta, keep")
     parser.add_argument("--no-mouse", action="store_true",
                         help="keyboard only: leave the mouse to the terminal")
-    parser.add_argument("--debug", action="store_true")
-    args = parser.parse_args(argv)
-    if sys.stdout.isatty() and sys.stdin.isatty():
-        return _run(_tui, args, argv)
-    from pttui.clicmds import folder
-    # a folder is listed file by file under deadlines (folder.run); a file is inspected
-    return _run(folder.run, args, argv, guard=os.path.isfile(args.path))
 
 
 def _tui(args: argparse.Namespace) -> int:
