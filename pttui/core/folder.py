@@ -101,11 +101,11 @@ def _folder_entry(path: str, name: str, look=None) -> FileEntry:
         (look or _examine)(entry)
         return entry
     try:
-        indexes = [n for n in os.listdir(path) if n.endswith(".index.json")]
-    except OSError:
-        indexes = []
-    if len(indexes) == 1:
-        entry = FileEntry(os.path.join(path, indexes[0]), f"{name}/{indexes[0]}", _tree_size(path))
+        index = formats.checkpoint_in(path)
+    except ReadError:  # several sharded sets: a folder to go into
+        index = path
+    if index != path:
+        entry = FileEntry(index, f"{name}/{os.path.basename(index)}", _tree_size(path))
         (look or _examine)(entry)
         return entry
     return FileEntry(path, name + "/", 0, is_dir=True)

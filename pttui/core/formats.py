@@ -35,6 +35,23 @@ _OTHER_MAGIC = [  # (magic, what the file is, what to do with it)
 ]
 
 
+def checkpoint_in(path: str) -> str:
+    """What opening ``path`` opens: a folder holding one sharded set (and no DCP or
+    DeepSpeed marker) is that set's ``*.index.json``, as the folder listing shows it."""
+    if not os.path.isdir(path) or any(os.path.isfile(os.path.join(path, marker))
+                                      for marker in (".metadata", "latest")):
+        return path
+    try:
+        indexes = sorted(n for n in os.listdir(path) if n.endswith(".index.json"))
+    except OSError:
+        return path
+    if len(indexes) > 1:
+        raise ReadError(f"{path}: a folder with {len(indexes)} sharded sets "
+                        f"({', '.join(indexes[:3])}{', ...' if len(indexes) > 3 else ''}); "
+                        "open one of its *.index.json files")
+    return os.path.join(path, indexes[0]) if indexes else path
+
+
 def detect(path: str) -> str:
     """The format name of ``path`` (file or directory), or ReadError saying what it is."""
     if os.path.isdir(path):

@@ -63,7 +63,7 @@ class LoadAttempt:
         if not self.policy.weights_only and not consent:
             raise ValueError("weights_only=False runs the code pickled in the file; pass "
                              "consent=True only after the user explicitly agreed")
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = formats.checkpoint_in(os.path.abspath(os.fspath(path)))
         self.size = _check_readable(self.path)
         self.save_to = None if save_to is None else load_output.check_destination(
             save_to, self.path, self.policy.map_location, overwrite)

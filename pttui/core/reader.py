@@ -51,6 +51,7 @@ def _one_line(text: str) -> str:
 
 
 def _open(path: str, select: tuple[str, ...] | list[str] | None) -> Checkpoint:
+    path = formats.checkpoint_in(path)
     fmt = formats.detect(path)
     if fmt == formats.SHARDED:
         ckpt = _read_sharded(path)
