@@ -13,6 +13,7 @@ from pttui.core.meta import ReadError
 
 _MARK_TEXT = {"unsafe-globals": "DANGEROUS globals", "needs-allowlist": "weights_only refuses",
               "cuda-saved": "saved on CUDA", "unreadable": "unreadable", "damaged": "damaged"}
+_NAME_MAX = 64
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,14 +28,17 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{os.path.abspath(path)}\n")
     if not entries:
         sys.stdout.write("  no checkpoints here\n")
+    # one column width for every name (the longest, up to _NAME_MAX; longer ones elided)
+    width = min(max([40, *(len(e.name) for e in entries)]), _NAME_MAX)
     for e in entries:
         if e.is_dir:
-            sys.stdout.write(f"  {e.name}\n")
+            sys.stdout.write(f"  {hz.middle_elided(e.name, width)}\n")
             continue
         size = hz.nbytes(e.size) if e.size else ""
         what = hz.plural(e.tensors, "tensor") if e.format and "unreadable" not in e.marks else ""
         marks = "; ".join(_MARK_TEXT.get(m, m) for m in e.marks)
-        line = f"  {e.name:<40} {size:>10}  {e.badge:<12} {what:<13} {marks}"
+        name = hz.middle_elided(e.name, width)
+        line = f"  {name:<{width}} {size:>10}  {e.badge:<12} {what:<13} {marks}"
         if "unreadable" in e.marks:
             line += f": {e.message}"
         sys.stdout.write(line.rstrip()[:220] + "\n")

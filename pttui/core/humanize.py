@@ -32,3 +32,14 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 def plural(n: int, word: str) -> str:
     return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def middle_elided(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters by dropping its middle ("…" marks the cut):
+    the start and the end (a file's extension) stay."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return "…"[:max(width, 0)]
+    tail = (width - 1) // 2
+    return text[:width - 1 - tail] + "…" + (text[len(text) - tail:] if tail else "")
