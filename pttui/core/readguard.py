@@ -32,6 +32,7 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 READING = ("inspect", "check", "fix", "diff")  # the CLI commands that unpickle files
 PARENT_ENV = "PTTUI_PARENT"  # the pid a spawned child dies with (load_sandbox.spawn)
@@ -187,13 +188,30 @@ def _stop_on(pid: int) -> Callable[[int, object], None]:
     return handler
 
 
+_pending: list[int] = []  # the signal _interrupt_once is turning into KeyboardInterrupt
+
+
 def _interrupt_once(signum: int, _frame: object) -> None:
     """The child's SIGTERM/SIGHUP: stop as Ctrl-C stops it (an export discards its partial
     file); a second signal (the whole group, then the parent passing it on) is ignored so
     that the cleanup finishes."""
     for sig in _FORWARDED:
         signal.signal(sig, signal.SIG_IGN)
+    _pending[:] = [signum]
     raise KeyboardInterrupt
+
+
+def _redeliver(unraisable: Any) -> None:
+    """sys.unraisablehook in the child. A signal handled while Python runs a weakref
+    callback or a ``__del__`` (the import system's lock callbacks) raises where nothing
+    can catch it: Python prints "Exception ignored" and goes on, and the export would go
+    on to the end. Interrupt again a millisecond later instead, from ordinary code (a
+    signal sent now would be handled inside this hook and be swallowed the same way)."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _pending:
+        signal.signal(signal.SIGALRM, _interrupt_once)
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def die_with_parent(parent: int) -> None:
@@ -242,6 +260,7 @@ def _child(work: Callable[[], int], w: int, parent: int, lean: bool) -> None:
     _report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
     for sig in _FORWARDED:
         signal.signal(sig, _interrupt_once)
+    sys.unraisablehook = _redeliver
     die_with_parent(parent)
     if lean:
         _lean_malloc()

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -228,3 +229,32 @@ def test_a_load_started_by_a_thread_that_ends_still_finishes():
     t.join()
     result = started[0].wait(timeout=120)
     assert result is not None and result.ok, result
+
+
+def test_a_signal_swallowed_in_a_weakref_callback_still_stops_the_child():
+    """The flake behind "parent twice": SIGTERM handled while the import system ran a weakref
+    callback raised KeyboardInterrupt where Python only prints "Exception ignored" and goes
+    on, so the export ran to its end. The child's unraisable hook interrupts again."""
+    code = textwrap.dedent("""
+        import os, signal, sys, weakref
+        from pttui.core import readguard as rg
+        for sig in rg._FORWARDED:
+            signal.signal(sig, rg._interrupt_once)
+        sys.unraisablehook = rg._redeliver
+        class Obj: pass
+        obj = Obj()
+        def callback(_):
+            os.kill(os.getpid(), signal.SIGTERM)  # handled here, inside the callback
+            for _ in range(1000): pass
+        ref = weakref.ref(obj, callback)
+        try:
+            del obj
+            for _ in range(10 ** 8): pass
+            print("went on")
+        except KeyboardInterrupt:
+            print("stopped")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.stdout.strip() == "stopped", res.stderr
+    assert "Exception ignored" not in res.stderr and "Traceback" not in res.stderr
