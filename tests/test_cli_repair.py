@@ -228,8 +228,8 @@ def test_the_printed_replay_repeats_the_fix_as_pasted(tmp_path, capsys, monkeypa
 # -- check: what torch.load itself would refuse, though the keys fit ----------------------
 
 LOAD_NOTES = [
-    ("malicious.pt", ["the pickle calls builtins.exec", "never load it with weights_only=False",
-                      "`pttui fix` exports its tensors without running it"]),
+    ("malicious.pt", ["the pickle needs builtins.exec", "no allow-list makes it safe",
+                      "`pttui fix` exports its tensors without running anything"]),
     ("tiny_vit_training_state.pt", ["torch.load(weights_only=True) refuses this file",
                                     "argparse.Namespace", "`pttui load --allow"]),
     ("tiny_vit_cuda.pt", ["saved from cuda:0", "map_location='cpu'"]),

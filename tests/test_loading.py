@@ -153,11 +153,27 @@ def test_plain_checkpoint_loads_with_a_summary(files):
     assert LoadResult.from_json(r.to_json()).to_json() == r.to_json()
 
 
-def test_pickled_module_loads_once_its_class_is_allowed(files):
+def _no_code_advice(failure):
+    """No allow-list, no add_safe_globals or weights_only=False snippet; one way only:
+    the sandboxed, typed-consent load that says it runs the file's code."""
+    assert not any(f.changes.get("allow_globals") for f in failure.fixes)
+    assert not any(f.code and ("safe_globals" in f.code or "weights_only=False" in f.code)
+                   for f in failure.fixes)
+    unsafe = [f for f in failure.fixes if f.unsafe]
+    assert len(unsafe) == 1 and unsafe[0].changes == {"weights_only": False}
+    assert "RUNS its code" in unsafe[0].description
+    return unsafe[0]
+
+
+def test_pickled_module_loads_only_by_running_its_code_after_consent(files):
     r = attempt_load(files / "module.pt")
     assert r.kind == lf.WEIGHTS_ONLY
-    assert r.failure.details["globals"]["harmless"] == ["torch.nn.modules.linear.Linear"]
-    ok = attempt_load(files / "module.pt", LoadPolicy().apply(r.failure.fixes[0]))
+    assert r.failure.details["globals"]["dangerous"] == ["torch.nn.modules.linear.Linear"]
+    assert "torch.nn.modules.linear.Linear" in r.failure.explanation
+    run_it = _no_code_advice(r.failure)
+    with pytest.raises(ValueError, match="not on pttui's list"):
+        LoadPolicy(allow_globals=["torch.nn.modules.linear.Linear"])
+    ok = attempt_load(files / "module.pt", LoadPolicy().apply(run_it), consent=True)
     assert ok.summary["type"] == "torch.nn.modules.linear.Linear"
     assert [(t["key"], t["parameter"]) for t in ok.summary["tensors"]] == [
         ("weight", True), ("bias", True)]  # walked as its state_dict
@@ -364,7 +380,7 @@ def test_invalid_safetensors_header(files, name):
     assert "Error while deserializing header" in r.failure.message
 
 
-def test_missing_module_from_allow_list_and_from_a_full_load(tmp_path, monkeypatch):
+def test_missing_module_from_a_full_load(tmp_path, monkeypatch):
     mods = tmp_path / "project"
     mods.mkdir()
     (mods / "pttui_test_cfgmod.py").write_text("class Cfg:\n    def __init__(self):\n"
@@ -380,16 +396,14 @@ def test_missing_module_from_allow_list_and_from_a_full_load(tmp_path, monkeypat
     monkeypatch.delenv("PYTHONPATH", raising=False)
     r = attempt_load(tmp_path / "c.pt")
     assert r.kind == lf.WEIGHTS_ONLY
-    assert r.failure.details["globals"]["needs_trust"] == ["pttui_test_cfgmod.Cfg"]
-    allowed = LoadPolicy().apply(r.failure.fixes[0])
-    missing = attempt_load(tmp_path / "c.pt", allowed)
+    assert r.failure.details["globals"]["dangerous"] == ["pttui_test_cfgmod.Cfg"]
+    run_it = LoadPolicy().apply(_no_code_advice(r.failure))
+    missing = attempt_load(tmp_path / "c.pt", run_it, consent=True)
     assert missing.kind == lf.MISSING_MODULE
     assert missing.failure.details["module"] == "pttui_test_cfgmod"
     assert "PYTHONPATH" in missing.failure.fixes[0].description
-    full = attempt_load(tmp_path / "c.pt", LoadPolicy(weights_only=False), consent=True)
-    assert full.kind == lf.MISSING_MODULE
     monkeypatch.setenv("PYTHONPATH", str(mods))
-    ok = attempt_load(tmp_path / "c.pt", allowed)
+    ok = attempt_load(tmp_path / "c.pt", run_it, consent=True)
     assert ok.ok and ok.summary["other"] == {"cfg.depth": 18}
 
 
@@ -482,7 +496,8 @@ def test_repository_samples(name, kind):
     if name == "malicious.pt":  # torch prints builtins.exec as plain "exec"
         assert "builtins.exec" in r.failure.details["globals"]["dangerous"]
     if name == "tinynet_whole_model.pt":
-        assert "models.TinyNet" in r.failure.details["globals"]["needs_trust"]
+        assert "models.TinyNet" in r.failure.details["globals"]["dangerous"]
+        _no_code_advice(r.failure)
 
 
 # -- the unsafe path's sandbox ------------------------------------------------------------

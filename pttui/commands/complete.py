@@ -212,7 +212,10 @@ def _of_kind(ctx: Context, kind: str | None, partial: str,
         return [Candidate(container_name(c.path), f"{c.kind}, {len(c.tensors)} tensors")
                 for c in s.source.containers]
     if kind == "global" and s.source is not None:
-        return [Candidate(g, "blocked by weights_only") for g in s.source.globals.blocked]
+        from pttui.core.globalscan import classify  # TorchScript's own types are not offered
+
+        return [Candidate(g, "blocked by weights_only, safe to allow-list")
+                for g in s.source.globals.blocked if classify(g) == "blocked"]
     if kind == "missing" and s.report is not None:
         accepted = set(s.report.accepted_missing)
         return [Candidate(k, "missing") for k in s.report.missing if k not in accepted]

@@ -1,9 +1,17 @@
-"""Class every global a pickle references: allowed, blocked (harmless) or dangerous.
+"""Class every global a pickle references: allowed, blocked or dangerous.
 
-``allowed`` mirrors torch's weights-only unpickler (a test checks the installed
-torch agrees). Anything unknown is never allowed: an unknown *class* that is only
-instantiated is ``blocked`` (a full load would import its module), an unknown
-*function* the pickle calls is ``dangerous`` (a full load would run it).
+Allow-list semantics end to end (docs/security.md says why for each name):
+
+- ``allowed``: torch's weights-only unpickler accepts it (a test checks the installed
+  torch agrees);
+- ``blocked``: refused by weights_only=True, but on pttui's curated list of data classes
+  and reconstructors that only build data *whatever arguments torch calls them with*:
+  the only globals pttui ever offers for allow-listing;
+- ``dangerous``: everything else, under ``torch.*`` or not, called or only referenced,
+  including names pttui has never seen. Allow-listing one lets the file call it with
+  arguments of its choosing (and importing its module runs that module's code), so
+  pttui never suggests it; the only way to such a load is the sandboxed, typed-consent
+  load that says it will run that code.
 """
 
 from __future__ import annotations
@@ -44,65 +52,49 @@ def _allowed() -> frozenset[str]:
 
 ALLOWED: frozenset[str] = _allowed()
 
-# Refused by weights_only=True, but a full load would only build data from them.
-HARMLESS: frozenset[str] = frozenset({
+# Refused by weights_only=True, yet safe to allow-list: called with any arguments the
+# pickle gives (themselves allowed or on this list), each only builds a value. One line
+# each in docs/security.md; a property test feeds them hostile arguments under torch.load.
+SAFE_TO_ALLOW: frozenset[str] = frozenset({
     "argparse.Namespace", "builtins.slice", "builtins.range", "builtins.frozenset",
-    "builtins.list", "builtins.dict", "builtins.tuple", "builtins.int", "builtins.float",
-    "builtins.str", "builtins.bytes", "builtins.bool", "builtins.object",
-    "collections.defaultdict", "collections.deque", "copyreg._reconstructor",
+    "collections.defaultdict", "collections.deque",
     "datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta",
-    "datetime.timezone", "decimal.Decimal", "fractions.Fraction", "uuid.UUID",
-    "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePosixPath",
-    "pathlib.PureWindowsPath", "numpy.dtype", "numpy.ndarray",
+    "datetime.timezone", "decimal.Decimal", "uuid.UUID",
+    "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePath",
+    "pathlib.PurePosixPath", "pathlib.PureWindowsPath",
+    "numpy.dtype", "numpy.ndarray",
     "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
     "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "typing.Any", "enum.Enum",
-    # TorchScript archives rebuild their constants with these
-    "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_tensorlist",
-    "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
-    "torch.jit._pickle.build_tensor_from_id", "torch.jit._pickle.restore_type_tag",
+    # a torch.distributed.checkpoint folder's .metadata: dataclasses that store fields
+    "torch.distributed.checkpoint.metadata.Metadata",
+    "torch.distributed.checkpoint.metadata.StorageMeta",
+    "torch.distributed.checkpoint.metadata.MetadataIndex",
+    "torch.distributed.checkpoint.metadata.ChunkStorageMetadata",
+    "torch.distributed.checkpoint.metadata.TensorStorageMetadata",
+    "torch.distributed.checkpoint.metadata.BytesStorageMetadata",
+    "torch.distributed.checkpoint.metadata.TensorProperties",
+    "torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING",
+    "torch.distributed.checkpoint.filesystem._StorageInfo",
 })
-_HARMLESS_PREFIXES = ("numpy.dtypes.", "omegaconf.", "torch.nn.modules.", "torch.nn.parameter.",
-                      "__torch__.")
-
-# Module prefixes whose globals can run code, touch files or the network.
-_DANGEROUS_MODULES = (
-    "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib", "pickle",
-    "_pickle", "cPickle", "dill", "marshal", "ctypes", "runpy", "code", "codeop", "pty",
-    "webbrowser", "requests", "urllib", "urllib2", "urllib3", "httplib", "http", "ftplib",
-    "telnetlib", "smtplib", "multiprocessing", "asyncio", "pdb", "bdb", "timeit", "cProfile",
-    "profile", "trace", "doctest", "platform", "pip", "setuptools", "distutils", "pydoc",
-    "signal", "threading", "_thread", "shelve", "zipimport", "imp", "types", "functools",
-    "operator", "_operator", "io", "_io", "tempfile", "glob", "pathlib._local", "sqlite3",
-    "numpy.testing", "numpy.f2py", "numpy.distutils", "numpy.lib.npyio", "torch.hub",
-    "torch.jit", "torch._inductor", "torch.utils.cpp_extension", "torch.distributed.rpc",
-    "torch.serialization", "torch._dynamo", "torch.fx", "torch.package", "builtins",
-    "__builtin__", "__builtins__", "_codecs", "codecs", "posixpath", "ntpath", "logging",
-)
+_NUMPY_DTYPES = "numpy.dtypes."  # numpy's dtype classes (Float64DType, ...): classes only
 
 
-def _module_of(name: str) -> str:
-    return name.rsplit(".", 1)[0] if "." in name else ""
+def _numpy_dtype_class(name: str) -> bool:
+    rest = name[len(_NUMPY_DTYPES):]
+    return name.startswith(_NUMPY_DTYPES) and rest.endswith("DType") and rest.isidentifier()
 
 
-def _is_dangerous_module(module: str) -> bool:
-    return any(module == m or module.startswith(m + ".") for m in _DANGEROUS_MODULES)
+def classify(name: str, called: bool = True) -> str:
+    """``allowed`` | ``blocked`` | ``dangerous`` for one ``module.name`` global.
 
-
-def classify(name: str, called: bool) -> str:
-    """``allowed`` | ``blocked`` | ``dangerous`` for one ``module.name`` global."""
+    ``called`` (REDUCE, NEWOBJ, INST, OBJ or BUILD reached it) no longer changes the
+    answer: a name is safe to allow-list or it is not, whatever the pickle does with it.
+    """
     if name in ALLOWED:
         return "allowed"
-    if called and name.startswith(_HARMLESS_PREFIXES) and not name.startswith("numpy.dtypes.") \
-            and name not in HARMLESS:
-        return "dangerous"
-    if name in HARMLESS or name.startswith(_HARMLESS_PREFIXES):
+    if name in SAFE_TO_ALLOW or _numpy_dtype_class(name):
         return "blocked"
-    if _is_dangerous_module(_module_of(name)) or name == "torch.load":
-        return "dangerous"
-    if called and not name.startswith("torch."):
-        return "dangerous"
-    return "blocked"
+    return "dangerous"
 
 
 _NUMPY_DTYPE_CLASSES = {
@@ -136,10 +128,21 @@ def numpy_dtype_classes(codes: Iterable[str]) -> list[str]:
     return sorted(out)
 
 
-def scan(names: Iterable[str], called: set[str]) -> GlobalsScan:
+# In a TorchScript archive: the archive's own compiled classes and TorchScript's list
+# builders. torch.jit.load makes them from the archive's TorchScript code, which no Python
+# import or allow-list reaches; torch.load refuses the archive whatever is allowed.
+_TORCHSCRIPT_TYPES = ("__torch__.", "torch.jit._pickle.")
+
+
+def scan(names: Iterable[str], called: set[str], torchscript: bool = False) -> GlobalsScan:
+    """Each name classed; ``torchscript``: the pickle is a TorchScript archive's, whose own
+    types are refused by torch.load (``blocked``) rather than code a load would import."""
     out = GlobalsScan()
     for name in sorted(set(names)):
-        getattr(out, classify(name, name in called)).append(name)
+        cls = classify(name, name in called)
+        if torchscript and cls == "dangerous" and name.startswith(_TORCHSCRIPT_TYPES):
+            cls = "blocked"
+        getattr(out, cls).append(name)
     return out
 
 

@@ -149,7 +149,9 @@ def _globals(source, recipe, target, current, report) -> Step | None:
                     "exported file holds only tensors and loads with torch.load("
                     "weights_only=True). Nothing to apply: continue.", ident="globals")
     names = ", ".join((g.dangerous + g.blocked)[:8])
-    danger = " Some of them can run code." if g.dangerous else ""
+    danger = (" pttui cannot vouch for " + ", ".join(g.dangerous[:4])
+              + ("..." if len(g.dangerous) > 4 else "")
+              + ": a full load would run their code." if g.dangerous else "")
     return Step("globals", "the file references Python objects torch will not load",
                 f"globals: {names}.{danger} pttui read the weights without running any of "
                 "them; the exported file holds only tensors and loads with "

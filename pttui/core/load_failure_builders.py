@@ -24,6 +24,7 @@ from pttui.core.load_failure_model import (
     LoadFailure,
     _first_line,
     _unsafe_fix,
+    run_its_code_fix,
     strip_ansi,
 )
 
@@ -107,31 +108,29 @@ def _weights_only(msg: str, etype: str, extra: dict[str, Any], path: str,
     names += [n for n in scan.get("blocked", ()) if n.startswith("numpy.dtypes.")
               and n not in names and n not in allowed]
     classes = _class_globals(names, scan)
-    harmless, trust, dangerous = (classes[k] for k in ("harmless", "needs_trust", "dangerous"))
+    harmless, dangerous = classes["harmless"], classes["dangerous"]
+    # a file that needs any dangerous global loads only by running its code: no allow-list
+    dangerous += [n for n in scan.get("dangerous", ()) if n not in dangerous]
     fixes: list[Fix] = []
     if dangerous:
-        text = ("weights_only=True refused the file because it references "
-                f"{', '.join(dangerous)}: functions that can run commands or touch files. "
-                "That is how malicious pickles work. Do not load it unless you made it "
-                "yourself.")
+        text = ("weights_only=True refused the file because it needs "
+                f"{', '.join(dangerous[:8])}{', ...' if len(dangerous) > 8 else ''}: "
+                "globals pttui cannot vouch for (functions or classes whose code would run "
+                "with arguments the file chooses). That is how malicious pickles work. "
+                "Allow-listing them would run that code too: `pttui fix` exports the "
+                "tensors without running anything.")
+        fixes.append(run_its_code_fix(dangerous))
     elif names:
         text = ("weights_only=True (the default since PyTorch 2.6) only rebuilds tensors "
                 f"and plain containers; this file also pickles {', '.join(names)}. "
                 "Allow-listing those exact names lets it load without running other code.")
-        if harmless and not trust:
-            fixes.append(Fix(f"allow-list {', '.join(harmless)} (plain data classes)",
-                             {"allow_globals": harmless},
-                             code=_safe_globals_code(harmless, path)))
-        elif harmless or trust:
-            allow = harmless + trust
-            fixes.append(Fix(f"allow-list {', '.join(allow)}; this imports module(s) "
-                             f"{', '.join(sorted({n.rsplit('.', 1)[0] for n in trust}))}, "
-                             "which runs their top-level code: do it if you trust that code",
-                             {"allow_globals": allow}, code=_safe_globals_code(allow, path)))
+        fixes.append(Fix(f"allow-list {', '.join(harmless)} (plain data classes)",
+                         {"allow_globals": harmless}, code=_safe_globals_code(harmless, path)))
+        fixes.append(_unsafe_fix(path))
     else:
         text = ("weights_only=True could not rebuild something in this file (an opcode or "
                 "object torch's restricted unpickler does not support).")
-    fixes.append(_unsafe_fix(path))
+        fixes.append(_unsafe_fix(path))
     return LoadFailure(WEIGHTS_ONLY, msg, text, fixes, etype, {"globals": classes},
                        _wo_headline(msg))
 
@@ -152,27 +151,17 @@ def _full_name(name: str) -> str:
 
 
 def _class_globals(names: list[str], scan: dict[str, list[str]] | None) -> dict[str, list[str]]:
-    """Split blocked globals into harmless / needs_trust (imports user code) / dangerous.
-
-    pttui's own scan knows which globals the pickle *calls*; without it, treat every
-    name as called, which is the cautious reading.
-    """
-    out: dict[str, list[str]] = {"harmless": [], "needs_trust": [], "dangerous": []}
-    scan = scan or {}
+    """Split refused globals into harmless (on pttui's curated list: safe to allow-list
+    whatever arguments the file gives them) and dangerous (everything else, including
+    names nobody knows). The scan's own split is not trusted over the curated list: a
+    name is dangerous when either says so."""
+    out: dict[str, list[str]] = {"harmless": [], "dangerous": []}
+    dangerous_in_scan = set((scan or {}).get("dangerous", ()))
     for name in dict.fromkeys(names):
-        if name in scan.get("dangerous", ()):
-            cls = "dangerous"
-        elif name in scan.get("blocked", ()) or name in scan.get("allowed", ()):
-            cls = "blocked"
-        else:
-            cls = globalscan.classify(name, called=True)
-        if cls == "dangerous":
+        if name in dangerous_in_scan or globalscan.classify(name) == "dangerous":
             out["dangerous"].append(name)
-        elif name in globalscan.HARMLESS or name.startswith(("numpy.", "torch.", "argparse.",
-                                                              "collections.", "omegaconf.")):
-            out["harmless"].append(name)
         else:
-            out["needs_trust"].append(name)
+            out["harmless"].append(name)
     return out
 
 

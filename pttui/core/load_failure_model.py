@@ -100,6 +100,28 @@ def _first_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
+def run_its_code_fix(dangerous: list[str]) -> Fix:
+    """The one way to load a file that needs globals pttui cannot vouch for: the sandboxed
+    child with weights_only=False, after typed consent. No code to copy: pasted into a
+    script, that load would run the same code outside any sandbox."""
+    names = ", ".join(dangerous[:4]) + (", ..." if len(dangerous) > 4 else "")
+    return Fix(f"only if you made this file yourself: a load that RUNS its code ({names}) "
+               "in pttui's sandboxed child, after you type the file's name to agree",
+               {"weights_only": False}, unsafe=True)
+
+
+def without_code_advice(failure: LoadFailure, dangerous: list[str]) -> LoadFailure:
+    """For a file that needs a dangerous global: no allow-listing, no add_safe_globals,
+    no weights_only=False snippet; the sandboxed, typed-consent load is the only way."""
+    if not dangerous:
+        return failure
+    fixes = [f for f in failure.fixes if not f.unsafe and not f.changes.get("allow_globals")
+             and not (f.code and ("weights_only=False" in f.code or "safe_globals" in f.code))]
+    fixes.append(run_its_code_fix(dangerous))
+    failure.fixes = fixes
+    return failure
+
+
 def _unsafe_fix(path_hint: str = "PATH") -> Fix:
     return Fix(f"load with weights_only=False ({_UNSAFE_NOTE})", {"weights_only": False},
                unsafe=True, code=f"torch.load({path_hint!r}, weights_only=False)")

@@ -41,6 +41,7 @@ from pttui.core.load_failure_model import (
     _first_line,
     _unsafe_fix,
     strip_ansi,
+    without_code_advice,
 )
 from pttui.core.load_failure_model import CANCELLED, CRASHED, KINDS, TIMEOUT  # noqa: F401
 from pttui.core.load_failure_model import DEVICE_UNAVAILABLE, MISSING_MODULE  # noqa: F401
@@ -59,6 +60,18 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
              not_checkpoint: str | None = None, damage: str | None = None,
              extra: dict[str, Any] | None = None, policy: dict[str, Any] | None = None,
              compressed: int = 0) -> LoadFailure:
+    """:func:`_classify`, then no advice that would run code the file needs (see
+    ``without_code_advice``) when pttui's scan found a dangerous global in it."""
+    failure = _classify(error, fmt=fmt, path=path, not_checkpoint=not_checkpoint,
+                        damage=damage, extra=extra, policy=policy, compressed=compressed)
+    scan = (extra or {}).get("globals_scan") or {}
+    return without_code_advice(failure, list(scan.get("dangerous") or ()))
+
+
+def _classify(error: dict[str, Any], *, fmt: str, path: str,
+              not_checkpoint: str | None = None, damage: str | None = None,
+              extra: dict[str, Any] | None = None, policy: dict[str, Any] | None = None,
+              compressed: int = 0) -> LoadFailure:
     """Classify the child's ``error`` ({"type", "message", "stage"}) for a file of ``fmt``.
 
     ``not_checkpoint`` is pttui's own description when the file is no checkpoint at

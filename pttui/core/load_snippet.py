@@ -5,11 +5,11 @@ its format needs.
 The format comes from the checkpoint itself when its path exists (read by pttui,
 metadata only, nothing run), else from its name: a ``.safetensors`` file, a sharded
 set's ``*.index.json`` (safetensors or ``.bin`` shards), a DCP folder, a file whose
-pickle also holds plain-data classes (allow-listed by name for
-``torch.serialization.safe_globals``), a whole pickled model (``torch.save(model)``:
-only ``weights_only=False`` rebuilds it, so the snippet stops until the user says
-they trust the file), a TorchScript archive, and a file with code in its pickle
-(the snippet refuses it: export it with ``pttui fix`` and load that).
+pickle also holds plain-data classes on pttui's curated list (allow-listed by name for
+``torch.serialization.safe_globals``), a TorchScript archive, and a file whose pickle
+needs any other global: a whole pickled model (``torch.save(model)``) or code. Only
+``weights_only=False`` loads those, which runs that code, so the snippet refuses them:
+``pttui fix`` exports their weights without running anything, and the snippet loads that.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pttui.core import formats
 from pttui.core.meta import Checkpoint, ReadError
 
 _NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-_PLAIN_DATA = ("argparse.", "collections.", "numpy.", "omegaconf.", "torch.")
 _CPU = "map_location='cpu'"
 
 
@@ -76,7 +75,7 @@ def load_lines(path: str | None, container: tuple[str, ...] | None) -> Loading:
     where = tuple(container if container is not None else (ckpt.selected or ()))
     kind = chosen.kind if chosen is not None else "state_dict"
     if ckpt.globals.dangerous:
-        _refuse(out, ckpt.globals.dangerous)
+        _refuse(out, ckpt.globals.dangerous, whole_model=kind == "module")
     elif ckpt.format == formats.SAFETENSORS:
         out.need("safetensors.torch")
         out.lines.append("sd = safetensors.torch.load_file(PATH)")
@@ -88,8 +87,6 @@ def load_lines(path: str | None, container: tuple[str, ...] | None) -> Loading:
         out.lines.append(f"scripted = torch.jit.load(PATH, {_CPU})  # a TorchScript archive")
         out.lines += [f"scripted = getattr(scripted, {p!r})" for p in where]
         out.lines.append("sd = scripted.state_dict()")
-    elif kind == "module":
-        _whole_model(out, ckpt, where)
     else:
         _torch_load(out, ckpt.globals.blocked, where)
     return out
@@ -113,15 +110,10 @@ def _torch_load(out: Loading, blocked: Sequence[str], where: Sequence[str]) -> N
     if not names:
         out.lines.append(f"sd = {load}{_index(where)}")
         return
-    plain = [n for n in names if n.startswith(_PLAIN_DATA)]
-    other = [n for n in names if n not in plain]
     out.need("importlib")
-    out.lines.append(f"# the file also pickles {', '.join(names)}; torch.load(weights_only=True) "
-                     "rebuilds them once they are allow-listed by name")
-    if other:
-        mods = sorted({n.rsplit(".", 1)[0] for n in other})
-        out.lines.append(f"# importing {', '.join(mods)} runs that module's code: "
-                         "do it only if you trust it")
+    out.lines.append(f"# the file also pickles {', '.join(names)}: data classes that "
+                     "torch.load(weights_only=True)")
+    out.lines.append("# rebuilds once they are allow-listed by name")
     pairs = [tuple(n.rsplit(".", 1)) for n in names]
     out.lines += ["allowed = [getattr(importlib.import_module(module), name)",
                   f"           for module, name in {pairs!r}]"]
@@ -158,29 +150,14 @@ def _dcp(out: Loading) -> None:
                   "dcp.load(sd, storage_reader=reader, no_dist=True)"]
 
 
-def _whole_model(out: Loading, ckpt: Checkpoint, where: Sequence[str]) -> None:
-    classes = [n for n in ckpt.globals.blocked if not n.startswith("torch.")]
-    needs = f" (its classes: {_shown(classes)})" if classes else ""
-    out.lines += [f"# PATH is a whole pickled model{needs}, not a state_dict: only",
-                  "# torch.load(weights_only=False) rebuilds it, which imports the model's code",
-                  "# and runs whatever the file's pickle says. Do it only for a file you trust;",
-                  "# otherwise `pttui fix` writes its weights without running it: load that "
-                  "file instead.",
-                  "TRUST_PICKLE = False  # set to True to load this file with weights_only=False",
-                  "if not TRUST_PICKLE:",
-                  "    raise RuntimeError(f'{PATH} is a whole pickled model; set TRUST_PICKLE = "
-                  "True only if you trust it')",
-                  f"sd = torch.load(PATH, {_CPU}, weights_only=False){_index(where)}"
-                  ".state_dict()"]
-
-
-def _refuse(out: Loading, dangerous: Sequence[str]) -> None:
-    out.lines += [f"# PATH's pickle calls {_shown(dangerous, 3)}: code that runs on loading. "
-                  "torch.load",
-                  "# refuses it (weights_only=True) or runs it (weights_only=False). Export its "
-                  "weights",
-                  "# with `pttui fix PATH ... -o weights.safetensors` (nothing is run) and load "
-                  "that file.",
-                  "raise RuntimeError(f'{PATH} holds code in its pickle; export its weights "
-                  "with pttui fix and load the export')"]
-
+def _refuse(out: Loading, dangerous: Sequence[str], whole_model: bool = False) -> None:
+    what = ("is a whole pickled model: torch.load rebuilds it only with weights_only=False, "
+            "which runs the code of its classes" if whole_model else
+            "calls code that runs on loading: torch.load refuses it (weights_only=True) or "
+            "runs it (weights_only=False)")
+    out.lines += [f"# PATH {what} ({_shown(dangerous, 3)}).",
+                  "# Export its weights with `pttui fix PATH ... -o weights.safetensors` "
+                  "(nothing is run) and load that file.",
+                  "raise RuntimeError(f'{PATH} "
+                  + ("is a whole pickled model" if whole_model else "holds code in its pickle")
+                  + "; export its weights with pttui fix and load the export')"]

@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from pttui.core import globalscan
 from pttui.core import load_failures as lf
 from pttui.core.load_failures import Fix, LoadFailure
 
@@ -44,6 +45,13 @@ class LoadPolicy:
             if not _GLOBAL_RE.match(name):
                 raise ValueError(f"allowed global {name!r} must be a dotted 'module.Name' "
                                  "(for example argparse.Namespace)")
+            if globalscan.classify(name) == "dangerous":
+                raise ValueError(
+                    f"{name} is not on pttui's list of data classes safe to allow-list "
+                    "(docs/security.md): allow-listed, the file could call it with "
+                    "arguments of its choosing; a file you made yourself loads only by "
+                    "running its code, in pttui's sandboxed child after you agree "
+                    "(pttui load FILE --unsafe-weights-only-false)")
 
     def with_changes(self, changes: dict[str, Any]) -> LoadPolicy:
         """A copy with ``changes`` applied; ``allow_globals`` are added, not replaced."""

@@ -99,7 +99,7 @@ def _from_unpickled(path: str, un: Unpickled) -> Checkpoint:
     walker = ct.Walker(path)
     found = ct.find_containers(un.root, walker)
     chosen = ct.best(found)
-    scan = _globals_scan(un.unpickler)
+    scan = _globals_scan(un.unpickler, torchscript=un.format == "torchscript")
     notes = list(un.notes) + [f"problem: {p}" for p in _dedupe(un.problems)]
     if not found:
         notes.append("no tensors found: this file holds no weights")
@@ -110,11 +110,11 @@ def _from_unpickled(path: str, un: Unpickled) -> Checkpoint:
     return ckpt
 
 
-def _globals_scan(up: Any) -> GlobalsScan:
+def _globals_scan(up: Any, torchscript: bool = False) -> GlobalsScan:
     """Every global the pickle names, plus the ``numpy.dtypes`` classes of the NumPy dtypes
     it builds: torch's weights-only load needs those allow-listed too."""
     names = list(up.globals) + globalscan.numpy_dtype_classes(up.numpy_dtypes)
-    return globalscan.scan(names, called_globals(up))
+    return globalscan.scan(names, called_globals(up), torchscript)
 
 
 def _dedupe(items: list[str], limit: int = 20) -> list[str]:

@@ -83,13 +83,15 @@ def load_notes(ckpt) -> list[str]:
                      "state_dict")
     else:
         if g.dangerous:
-            notes.append(f"the pickle calls {_names(g.dangerous)}: torch.load(weights_only="
-                         "True) refuses it; never load it with weights_only=False; `pttui fix` "
-                         "exports its tensors without running it")
-        if g.blocked:
+            notes.append(f"the pickle needs {_names(g.dangerous)}: code a full load would "
+                         "import and run with arguments the file chooses; torch.load("
+                         "weights_only=True) refuses it and no allow-list makes it safe; "
+                         "`pttui fix` exports its tensors without running anything")
+        elif g.blocked:
             notes.append(f"torch.load(weights_only=True) refuses this file (blocked: "
-                         f"{_names(g.blocked)}): `pttui fix` exports plain weights, or "
-                         "`pttui load --allow MODULE.NAME` (imports that module) loads it")
+                         f"{_names(g.blocked)}, data classes pttui knows are safe to "
+                         "allow-list): `pttui fix` exports plain weights, or `pttui load "
+                         "--allow NAME` loads it")
     cuda = [d for d in ckpt.devices if str(d).startswith("cuda")]
     if cuda:
         torch = sys.modules.get("torch")  # never imported just for this

@@ -100,7 +100,7 @@ def pickle_entries() -> list[tuple[Entry, bytes]]:
                       dangerous=["pickle.loads"], **ok), _zip(p.setitems().bytes())))
     p = _weights(P(2)).str("model").value(lambda q: _module(q, [("w", W)], []))
     out.append((Entry("pickle_foreign_class.pt", "pickles: a class from an unknown module",
-                      0, format="torch-zip", keys=[*KEYS, "model.w"], blocked=[f"{MOD}.Net"]),
+                      0, format="torch-zip", keys=[*KEYS, "model.w"], dangerous=[f"{MOD}.Net"]),
                 _zip(p.setitems().bytes())))
     # memo-reference bomb: 30 levels x 40 references, a few KB; as a tree 40**29 nodes
     bomb = _bomb(30, 40, lambda q: q.raw(b"]"))

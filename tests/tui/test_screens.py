@@ -3,8 +3,11 @@ names that stay distinguishable, figures that are not cut, advice that fits the 
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
+from tests.helpers import SAMPLES
 from tests.tui.conftest import SQUEEZE, make_app, screen_text, settle
 
 pytestmark = pytest.mark.slow
@@ -213,6 +216,26 @@ async def test_a_load_after_allow_listing_names_the_globals_it_allowed(folder):
         await settle(app, pilot)
         report = str(main.query_one("#report-body").render())
         assert "allowed globals: " + ", ".join(allowed) in report
+
+
+@pytest.mark.parametrize("name", ["malicious.pt", "tinynet_whole_model.pt"])
+async def test_a_file_that_needs_code_gets_no_allow_list_and_no_preselected_unsafe_load(
+        folder, name):
+    shutil.copy(SAMPLES / name, folder / name)
+    app = make_app(folder / name, map_location="cpu")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("l")
+        await settle(app, pilot)
+        load = app.screen
+        assert not load.result.ok and load.result.kind == "weights_only_blocked"
+        fixes = load.result.failure.fixes
+        assert fixes and all(f.unsafe for f in fixes)  # only the consented load remains
+        assert not any(f.changes.get("allow_globals") for f in fixes)
+        assert load.query_one("#load-fixes").highlighted is None
+        await pilot.press("enter")  # Enter alone never starts a load that runs code
+        await settle(app, pilot)
+        assert app.screen is load
 
 
 async def test_statistics_on_a_missing_key_say_there_are_no_values(folder):

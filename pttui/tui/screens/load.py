@@ -135,8 +135,9 @@ class LoadScreen(ModalScreen[Any]):
                          style="bold red" if fix.unsafe else "")
             ol.add_option(Option(label, id=str(i)))
         ol.display = bool(fixes)
-        if fixes:
-            ol.highlighted = 0
+        if fixes:  # a load that runs the file's code is never the one Enter picks
+            safe = [i for i, f in enumerate(fixes) if not f.unsafe]
+            ol.highlighted = safe[0] if safe else None
             ol.focus()
         allowed = (r.policy or {}).get("allow_globals") or []
         word = "succeeded" if r.ok else "failed: " + r.kind
