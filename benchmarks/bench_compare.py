@@ -2,7 +2,7 @@
 
     python benchmarks/bench_compare.py [--runs 5]
 
-The target is a synthetic ``pttui.core.targets.Target`` of 100,000 keys; two
+The target is a synthetic ``pttui.core.target.targets.Target`` of 100,000 keys; two
 checkpoints against it:
 - ``prefix``: every key under a DDP ``module.`` prefix (one step fixes it);
 - ``mixed``: the prefix, plus 2,000 LayerNorm ``gamma``/``beta`` names, 500 keys
@@ -27,8 +27,8 @@ from common import base_args, fmt_s, header, median_time, table, verdict
 
 
 def build(kind: str):
-    from pttui.core.meta import TensorMeta
-    from pttui.core.targets import Target
+    from pttui.core.base.meta import TensorMeta
+    from pttui.core.target.targets import Target
 
     names = [f"blocks.{i // 100}.layer.{(i // 4) % 25}.{('attn', 'mlp', 'norm', 'proj')[i % 4]}"
              for i in range(100_000)]
@@ -84,11 +84,11 @@ def floor(tensors, target) -> int:
 
 def main() -> None:
     args = base_args(__doc__.split("\n")[0]).parse_args()
-    from pttui.core.analysis import analyse
-    from pttui.core.compare import compare
-    from pttui.core.diagnosis import diagnose
-    from pttui.core.recipe import Recipe
-    from pttui.core.suggest import suggest
+    from pttui.core.repair.analysis import analyse
+    from pttui.core.compare.compare import compare
+    from pttui.core.repair.diagnose.diagnosis import diagnose
+    from pttui.core.recipe.recipe import Recipe
+    from pttui.core.repair.suggest.pipeline import suggest
 
     header("compare + suggest, 100,000 keys (in-process)", args.runs)
     rows, verdicts = [], []
@@ -118,7 +118,7 @@ def main() -> None:
 
 def analyse_plain(analyse, recipe_cls, tensors, target):
     """``analysis.analyse`` on a stand-in source holding ``tensors`` as its only container."""
-    from pttui.core.meta import Checkpoint, Container
+    from pttui.core.base.meta import Checkpoint, Container
 
     ckpt = Checkpoint("synthetic.pt", "torch-zip", [Container((), tensors)], ())
     return analyse(ckpt, recipe_cls(), target)

@@ -39,7 +39,7 @@ def make_seeds(out: str) -> int:
             for name in files:
                 path = os.path.join(folder, name)
                 # hash-cost bombs hang any in-process read by design (the front ends
-                # bound them with pttui.core.readguard); as seeds they stop the run
+                # bound them with pttui.core.guard.readguard); as seeds they stop the run
                 if os.path.getsize(path) <= _MAX_SEED and name != "corpus.json" \
                         and "hash_bomb" not in name:
                     shutil.copy(path, os.path.join(out, f"corpus-{n}-{name}"))
@@ -67,8 +67,8 @@ def main() -> None:
     import atheris
 
     with atheris.instrument_imports():
-        from pttui.core.meta import ReadError
-        from pttui.core.reader import open_checkpoint
+        from pttui.core.base.meta import ReadError
+        from pttui.core.read.reader import open_checkpoint
 
     work = tempfile.mkdtemp(prefix="pttui-fuzz-")
     path = os.path.join(work, "input.pt")

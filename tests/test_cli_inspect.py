@@ -139,7 +139,7 @@ def test_piped_listing_keeps_its_columns_with_long_names(tmp_path):
 
 @pytest.mark.parametrize("width", [0, 1, 2, 5, 10, 11])
 def test_middle_elided_keeps_both_ends(width):
-    from pttui.core.humanize import middle_elided
+    from pttui.core.base.humanize import middle_elided
 
     text = "abcdefghijk.pt"
     cut = middle_elided(text, width)

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from pttui.commands import Context, run_line
 from pttui.commands import registry
-from pttui.core.targets import load_target
+from pttui.core.target.targets import load_target
 
 from .helpers import SAMPLES
 
@@ -265,7 +265,7 @@ def test_load_failure_names_the_fix(no_cuda):
 
 
 def test_load_success_is_summarised(monkeypatch):
-    import pttui.core.loading as loading
+    import pttui.core.load.attempt as loading
 
     def fake(path, policy, **kw):
         return loading.LoadResult(True, str(path), "torch-zip", policy.to_json(), summary={

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pttui.core import devices
-from pttui.core.devices import CpuInfo, DeviceSnapshot, GpuInfo, cuda_ordinals, fits
+from pttui.core.device import devices
+from pttui.core.device.devices import CpuInfo, DeviceSnapshot, GpuInfo, cuda_ordinals, fits
 
 GIB = 1 << 30
 

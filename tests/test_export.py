@@ -15,10 +15,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-import pttui.core.export as export_mod
-from pttui.core.export import ExportCancelled, export
-from pttui.core.meta import ReadError
-from pttui.core.reader import open_checkpoint
+import pttui.core.export.export as export_mod
+from pttui.core.export.export import ExportCancelled, export
+from pttui.core.base.meta import ReadError
+from pttui.core.read.reader import open_checkpoint
 
 from .helpers import ROOT, SAMPLES
 from .test_tensordata import _to_big_endian, same_bits
@@ -152,7 +152,7 @@ def test_verdict_says_what_was_compared(tmp_path):
 def test_cast_export_verification_catches_a_wrong_cast(tmp_path, monkeypatch):
     """The digest of a cast tensor is taken from the source cast to the dtype: written
     bytes that differ from that cast (one bit flipped after writing) fail the read-back."""
-    import pttui.core.streamexport as stream
+    import pttui.core.export.stream as stream
 
     real = stream._put
 
@@ -329,7 +329,7 @@ def test_interrupt_leaves_nothing(tmp_path):
 
 def test_disk_full_mid_pt_stream_leaves_nothing(tmp_path, monkeypatch):
     """.pt through torch (a cast): storages are written one by one; the disk fills."""
-    import pttui.core.streamexport as stream
+    import pttui.core.export.stream as stream
 
     real, calls = stream._put, []
 
@@ -494,7 +494,7 @@ def test_whole_torchvision_models_get_torchs_own_metadata(tmp_path, build):
 
 
 def test_module_version_table_matches_installed_torch_and_torchvision():
-    from pttui.core.modversions import VERSIONS
+    from pttui.core.read.modversions import VERSIONS
 
     torchvision = pytest.importorskip("torchvision")
     import importlib
@@ -539,8 +539,8 @@ def test_training_state_exports_without_unpickling(tmp_path, monkeypatch):
 MEMORY_SCRIPT = r"""
 import json, os, sys, threading, time
 import psutil, torch
-from pttui.core.reader import open_checkpoint
-from pttui.core.export import export
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.export.export import export
 
 src, folder = sys.argv[1], sys.argv[2]
 proc = psutil.Process()
@@ -587,9 +587,9 @@ def test_export_memory_stays_far_below_the_file_size(tmp_path):
 CAST_MEMORY_SCRIPT = r"""
 import json, os, sys, threading, time
 import torch
-from pttui.core.export import export
-from pttui.core.reader import open_checkpoint
-from pttui.core.recipe import Cast, Recipe
+from pttui.core.export.export import export
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.recipe.recipe import Cast, Recipe
 
 src, folder, ext = sys.argv[1], sys.argv[2], sys.argv[3]
 

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from pttui.clicmds.inspect import json_pieces
-from pttui.core.meta import Checkpoint, Container, TensorMeta
-from pttui.core.reader import open_checkpoint
+from pttui.core.base.meta import Checkpoint, Container, TensorMeta
+from pttui.core.read.reader import open_checkpoint
 
 from .helpers import SAMPLES
 

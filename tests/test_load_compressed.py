@@ -7,9 +7,9 @@ import zipfile
 
 import pytest
 
-from pttui.core import load_failures as lf
-from pttui.core.load_sniff import sniff
-from pttui.core.loading import LoadPolicy, attempt_load
+from pttui.core.load import failures as lf
+from pttui.core.load.sniff import sniff
+from pttui.core.load.attempt import LoadPolicy, attempt_load
 
 torch = pytest.importorskip("torch")
 

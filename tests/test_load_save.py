@@ -15,11 +15,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from pttui.core import load_failures as lf
-from pttui.core import load_sandbox
-from pttui.core.loading import LoadAttempt, LoadPolicy, attempt_load
-from pttui.core.meta import ReadError
-from pttui.core.reader import open_checkpoint
+from pttui.core.load import failures as lf
+from pttui.core.load import sandbox as load_sandbox
+from pttui.core.load.attempt import LoadAttempt, LoadPolicy, attempt_load
+from pttui.core.base.meta import ReadError
+from pttui.core.read.reader import open_checkpoint
 from tests.helpers import SAMPLES, run_cli
 from tests.test_loading import save_calling, state_dict
 

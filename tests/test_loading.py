@@ -24,10 +24,10 @@ import psutil
 import pytest
 import torch
 
-from pttui.core import load_failures as lf
-from pttui.core import load_sandbox
-from pttui.core.loading import LoadAttempt, LoadPolicy, LoadResult, attempt_load
-from pttui.core.meta import ReadError
+from pttui.core.load import failures as lf
+from pttui.core.load import sandbox as load_sandbox
+from pttui.core.load.attempt import LoadAttempt, LoadPolicy, LoadResult, attempt_load
+from pttui.core.base.meta import ReadError
 from tests.helpers import SAMPLES
 
 # -- builders ---------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import textwrap
 import pytest
 import torch
 
-from pttui.core import globalscan
-from pttui.core.reader import open_checkpoint
+from pttui.core.read.pickle import globalscan
+from pttui.core.read.reader import open_checkpoint
 
 from .helpers import run_cli
 
@@ -88,7 +88,7 @@ def test_old_protocol_payloads_are_inert(tmp_path, payload):
     """Protocol-0 gadgets, wrapped as a legacy torch stream, come back as inert stand-ins."""
     import pickle
 
-    from pttui.core.torchfile import LEGACY_MAGIC, LEGACY_PROTOCOL
+    from pttui.core.read.torchfile import LEGACY_MAGIC, LEGACY_PROTOCOL
 
     p = tmp_path / "legacy_evil.pt"
     with open(p, "wb") as f:

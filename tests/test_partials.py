@@ -15,12 +15,12 @@ import time
 
 import pytest
 
-from pttui.core import partials
-from pttui.core.folder import list_folder
+from pttui.core.base import partials
+from pttui.core.read.folder import list_folder
 
 HOLD = textwrap.dedent("""
     import os, sys
-    from pttui.core import partials
+    from pttui.core.base import partials
     fd, path = partials.create(sys.argv[1], sys.argv[2])
     os.write(fd, b"x" * int(sys.argv[3]))
     print(os.path.basename(path), flush=True)
@@ -136,7 +136,7 @@ def test_where_locks_do_not_work_nothing_is_removed(tmp_path, monkeypatch):
 
 RACE = textwrap.dedent("""
     import os, sys, time
-    from pttui.core import partials
+    from pttui.core.base import partials
     folder, until, lost = sys.argv[1], time.monotonic() + float(sys.argv[2]), 0
     made = 0
     while time.monotonic() < until:
@@ -203,8 +203,8 @@ def test_an_export_sweeps_its_folder_but_not_a_concurrent_export(tmp_path):
     out.mkdir()
     slow = textwrap.dedent(f"""
         import time
-        from pttui.core.export import export
-        from pttui.core.reader import open_checkpoint
+        from pttui.core.export.export import export
+        from pttui.core.read.reader import open_checkpoint
         ck = open_checkpoint({str(src)!r})
         r = export(ck, dict(ck.tensors), ck.tensors, {str(out / "a.pt")!r},
                    fmt="pt", progress=lambda d, t: time.sleep(0.25))
@@ -221,8 +221,8 @@ def test_an_export_sweeps_its_folder_but_not_a_concurrent_export(tmp_path):
     dead = Writer(out, "old.pt", size=4096, clean=False)  # after A's own sweep
     dead.kill()
 
-    from pttui.core.export import export
-    from pttui.core.reader import open_checkpoint
+    from pttui.core.export.export import export
+    from pttui.core.read.reader import open_checkpoint
 
     ck = open_checkpoint(str(src))
     b = export(ck, dict(ck.tensors), ck.tensors, str(out / "b.safetensors"))

@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import pttui.core.export as export_mod
-import pttui.core.rawexport as raw
-from pttui.core import torchzip_write as tz
-from pttui.core.export import export
-from pttui.core.meta import ReadError
-from pttui.core.reader import open_checkpoint
+import pttui.core.export.export as export_mod
+import pttui.core.export.raw as raw
+from pttui.core.export import torchzip_write as tz
+from pttui.core.export.export import export
+from pttui.core.base.meta import ReadError
+from pttui.core.read.reader import open_checkpoint
 
 from .helpers import ROOT, SAMPLES
 from .test_tensordata import same_bits
@@ -210,8 +210,8 @@ def test_no_kernel_copy_falls_back(tmp_path, monkeypatch):
 def test_copying_bytes_never_imports_torch(tmp_path):
     code = (
         "import sys\n"
-        "from pttui.core.reader import open_checkpoint\n"
-        "from pttui.core.export import export\n"
+        "from pttui.core.read.reader import open_checkpoint\n"
+        "from pttui.core.export.export import export\n"
         f"c = open_checkpoint({str(VIT)!r})\n"
         "m = {k.replace('blocks', 'layers'): t for k, t in c.tensors.items()}\n"
         f"for ext in ('pt', 'safetensors'):\n"

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from pttui.core.meta import ReadError
-from pttui.core.reader import open_checkpoint
+from pttui.core.base.meta import ReadError
+from pttui.core.read.reader import open_checkpoint
 
 from .helpers import run_cli
 
@@ -476,8 +476,8 @@ def test_legacy_tar_damage_is_one_clear_line(tmp_path):
 # -- safetensors written by pttui: tied names come back -----------------------------------
 
 def test_safetensors_export_of_tied_weights_reads_back_with_both_keys(tmp_path):
-    from pttui.core.export import export
-    from pttui.core.tensordata import TensorSource
+    from pttui.core.export.export import export
+    from pttui.core.read.tensordata import TensorSource
 
     emb = torch.randn(10, 4)
     torch.save({"emb.weight": emb, "head.weight": emb, "head.bias": torch.zeros(10)},

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pttui.core.meta import Checkpoint, Container, ReadError, TensorMeta
-from pttui.core.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
+from pttui.core.base.meta import Checkpoint, Container, ReadError, TensorMeta
+from pttui.core.recipe.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
                                RecipeConflict, RegexRename, SelectContainer, StripPrefix,
                                op_from_json)
 

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pttui.core.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
+from pttui.core.recipe.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
                                RecipeConflict, RegexRename, SelectContainer, StripPrefix)
-from pttui.core.autofix import auto_fix, reopen
-from pttui.core.reader import open_checkpoint
-from pttui.core.recipe_render import to_hf, to_mmengine, to_python
-from pttui.core.session_export import export_session
-from pttui.core.targets import load_target
+from pttui.core.repair.autofix import auto_fix, reopen
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.recipe.render import to_hf, to_mmengine, to_python
+from pttui.core.session.export import export_session
+from pttui.core.target.targets import load_target
 from tests.helpers import ROOT, SAMPLES
 from tests.test_recipe import metas, rename_ops, sd
 
@@ -330,7 +330,7 @@ def test_replay_command_runs_as_pasted_with_model_args_and_folders(tmp_path):
     stores; pasted in the folder pttui ran from, it repeats the export exactly."""
     import shlex
 
-    from pttui.core.recipe_render import replay_command
+    from pttui.core.recipe.render import replay_command
 
     (tmp_path / "ckpts").mkdir()
     (tmp_path / "fixed").mkdir()
@@ -360,7 +360,7 @@ def test_replay_command_runs_as_pasted_with_model_args_and_folders(tmp_path):
 def test_replay_command_quotes_what_a_shell_would_split():
     import shlex
 
-    from pttui.core.recipe_render import replay_command
+    from pttui.core.recipe.render import replay_command
 
     recipe = Recipe(source="/data/my ckpt.pt", target="path/to/net.py:Net",
                     model_args={"arch": "resnet", "depth": "50", "flag": "true", "n": 3,
@@ -368,7 +368,7 @@ def test_replay_command_quotes_what_a_shell_would_split():
     words = shlex.split(replay_command("/r dir/r.json", recipe, cwd="/elsewhere"))
     assert words[2] == "/data/my ckpt.pt" and words[words.index("--recipe") + 1] == "/r dir/r.json"
     args = [words[i + 1] for i, w in enumerate(words) if w == "--model-arg"]
-    from pttui.core.targets import parse_model_args
+    from pttui.core.target.targets import parse_model_args
 
     assert parse_model_args(args) == recipe.model_args  # each parses back to its value
     assert "arch=resnet" in args and words[-2:] == ["-o", "OUT.safetensors"]

@@ -17,14 +17,14 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pttui.core.compare import compare
-from pttui.core.export import export
-from pttui.core.reader import open_checkpoint
-from pttui.core.recipe import Recipe, RecipeConflict, SelectContainer
-from pttui.core.suggest import suggest
-from pttui.core.targets import load_target
+from pttui.core.compare.compare import compare
+from pttui.core.export.export import export
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.recipe.recipe import Recipe, RecipeConflict, SelectContainer
+from pttui.core.repair.suggest.pipeline import suggest
+from pttui.core.target.targets import load_target
 
-from pttui.core.meta import TensorMeta
+from pttui.core.base.meta import TensorMeta
 
 from .test_recipe import DTYPES, any_text, keys, metas, ops
 
@@ -117,8 +117,8 @@ def test_compare_and_suggest_scale(tmp_path):
     """100,000 keys with a wrapper prefix: compare + suggestions stay interactive."""
     import time
 
-    from pttui.core.meta import TensorMeta
-    from pttui.core.targets import Target
+    from pttui.core.base.meta import TensorMeta
+    from pttui.core.target.targets import Target
 
     expected = {f"layers.{i // 10}.mlp.{i % 10}.weight":
                 TensorMeta(f"layers.{i // 10}.mlp.{i % 10}.weight", (4, 4), "float32", "meta")
@@ -137,7 +137,7 @@ def test_compare_and_suggest_scale(tmp_path):
 # -- the fast path suggestions measure with equals Op.apply ------------------------------
 
 def _same_result(op, tensors):
-    from pttui.core.suggest import apply_op
+    from pttui.core.repair.suggest.pipeline import apply_op
 
     try:
         want = op.apply(tensors)
@@ -161,8 +161,8 @@ def test_fast_apply_equals_apply(tensors, op):
 def test_inferred_rules_apply_like_re_sub_per_key(tensors, data):
     """The rules structural pairing infers, run over the joined names, rename each key as
     re.sub on that key alone does (keys with dots, digits, odd characters)."""
-    from pttui.core.recipe import RegexRename
-    from pttui.core.suggest import _explains, _rule_for
+    from pttui.core.recipe.recipe import RegexRename
+    from pttui.core.repair.suggest.pipeline import _explains, _rule_for
 
     names = list(tensors)
     u = data.draw(st.sampled_from(names))
@@ -236,7 +236,7 @@ def test_safe_steps_never_mispair(resnet_target, seed):  # BN into the stem's, m
 def test_renames_raise_coverage_and_cleanups_remove_a_problem(resnet_target, seed):
     """A rename (prefix, known, structural) is offered only if it raises coverage; any
     other step keeps coverage and leaves fewer problems (issue 3: no junk steps)."""
-    from pttui.core.suggest import _problems
+    from pttui.core.repair.suggest.pipeline import _problems
 
     rng = random.Random(seed)
     tensors = _perturbed(resnet_target.tensors, rng)

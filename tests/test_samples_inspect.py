@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from pttui.core.meta import ReadError
-from pttui.core.reader import open_checkpoint
+from pttui.core.base.meta import ReadError
+from pttui.core.read.reader import open_checkpoint
 
 from .helpers import SAMPLES, inspect_json, reader_facts
 
@@ -141,7 +141,7 @@ def test_malicious_weights_are_still_listed():
 
 
 def test_every_file_in_the_folder_is_read_or_refused_clearly():
-    from pttui.core.folder import list_folder
+    from pttui.core.read.folder import list_folder
 
     entries = {e.name: e for e in list_folder(str(SAMPLES))}
     assert entries["truncated.pt"].marks == ["unreadable"]
@@ -158,7 +158,7 @@ def test_every_file_in_the_folder_is_read_or_refused_clearly():
 
 def test_quick_folder_listing_names_the_same_files_at_once():
     """The TUI shows this first (formats by magic bytes), then the full reading."""
-    from pttui.core.folder import list_folder
+    from pttui.core.read.folder import list_folder
 
     quick = {e.name: e for e in list_folder(str(SAMPLES), examine=False)}
     full = {e.name: e for e in list_folder(str(SAMPLES))}
@@ -173,7 +173,7 @@ def test_a_listing_past_its_deadline_gives_up():
     """The TUI's first frame lists a folder only when that is quick (``deadline``)."""
     import time
 
-    from pttui.core.folder import list_folder
+    from pttui.core.read.folder import list_folder
 
     with pytest.raises(TimeoutError):
         list_folder(str(SAMPLES), examine=False, deadline=time.monotonic() - 1)

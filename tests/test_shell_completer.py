@@ -137,7 +137,7 @@ def test_a_slow_or_failing_model_list_never_blocks_the_prompt():
 
 
 def test_suggestions_steps_and_missing_keys():
-    from pttui.core.targets import load_target
+    from pttui.core.target.targets import load_target
 
     ctx = opened(SAMPLES / "squeezenet1_1_finetuned_10cls.pt")
     ctx.session.set_target(load_target("torchvision:squeezenet1_1"))
@@ -226,7 +226,7 @@ def test_keywords_of_a_factory_in_a_file(factory_file):
 
 
 def test_torchvision_keywords_come_from_the_builder_in_the_background():
-    from pttui.core.targets import torchvision_keywords, torchvision_models
+    from pttui.core.target.targets import torchvision_keywords, torchvision_models
 
     c = ShellCompleter(Context(), torchvision_models, torchvision_keywords)
     assert c.ready.wait(60)

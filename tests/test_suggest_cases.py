@@ -19,14 +19,14 @@ import pytest
 import torch
 import torchvision
 
-from pttui.core.analysis import analyse
-from pttui.core.compare import compare
-from pttui.core.diagnosis import diagnose
-from pttui.core.meta import TensorMeta
-from pttui.core.reader import open_checkpoint
-from pttui.core.recipe import AcceptMissing, Drop, Recipe
-from pttui.core.suggest import suggest
-from pttui.core.targets import Target, load_target
+from pttui.core.repair.analysis import analyse
+from pttui.core.compare.compare import compare
+from pttui.core.repair.diagnose.diagnosis import diagnose
+from pttui.core.base.meta import TensorMeta
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.recipe.recipe import AcceptMissing, Drop, Recipe
+from pttui.core.repair.suggest.pipeline import suggest
+from pttui.core.target.targets import Target, load_target
 
 from .helpers import SAMPLES, run_main
 
@@ -465,9 +465,9 @@ def test_head_mismatch_plus_5000_benign_keys_at_100k_is_fast():
 
 
 def test_the_wizard_and_the_verdict_do_not_call_a_tied_alias_uninitialised(models, tmp_path):
-    from pttui.core import report_text
-    from pttui.core.guide import next_step
-    from pttui.core.recipe import Recipe
+    from pttui.core.repair import report_text
+    from pttui.core.repair.guide import next_step
+    from pttui.core.recipe.recipe import Recipe
 
     spec = _spec(models, "Tied")
     sd = {k: v for k, v in models[1].Tied().state_dict().items() if k != "head.weight"}
@@ -563,7 +563,7 @@ def test_a_wrong_file_without_renames_still_says_check_the_model(models, tmp_pat
 
 def test_a_reference_target_is_not_told_to_rebuild_with_num_classes(tmp_path):
     """`ref:` is a file, not a model to build: only drop-and-accept applies to it."""
-    from pttui.core.diagnosis import diagnose
+    from pttui.core.repair.diagnose.diagnosis import diagnose
 
     target = load_target(f"ref:{SAMPLES / 'squeezenet1_1.pt'}")
     tensors = open_checkpoint(str(SAMPLES / "squeezenet1_1_finetuned_10cls.pt")).tensors

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pttui.core.meta import ReadError
-from pttui.core.reader import open_checkpoint
-from pttui.core.tensordata import BIG_ENDIAN_NOTE, TensorSource, as_bytes, checksum
+from pttui.core.base.meta import ReadError
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.read.tensordata import BIG_ENDIAN_NOTE, TensorSource, as_bytes, checksum
 
 from .helpers import SAMPLES
 
@@ -137,7 +137,7 @@ import json, sys, torch
 sys.path.insert(0, sys.argv[2])
 obj = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
 from tests.test_tensordata import flatten
-from pttui.core.tensordata import checksum
+from pttui.core.read.tensordata import checksum
 print(json.dumps({k: [checksum(t), str(t.dtype), list(t.shape)] for k, t in flatten(obj)}))
 """
 

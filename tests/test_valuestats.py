@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from pttui.commands import Context, run_line
-from pttui.core import valuestats
-from pttui.core.reader import open_checkpoint
-from pttui.core.valuestats import Cancelled, tensor_stats
+from pttui.core.read import valuestats
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.read.valuestats import Cancelled, tensor_stats
 
 
 @pytest.fixture(scope="module")

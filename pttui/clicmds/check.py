@@ -7,11 +7,11 @@ import json
 import sys
 
 from pttui.clicmds._common import add_target_arguments, open_source_and_target
-from pttui.core import report_text as rt
-from pttui.core.autofix import choose_container
-from pttui.core.compare import compare
-from pttui.core.diagnosis import diagnose
-from pttui.core.suggest import suggest
+from pttui.core.repair import report_text as rt
+from pttui.core.repair.autofix import choose_container
+from pttui.core.compare.compare import compare
+from pttui.core.repair.diagnose.diagnosis import diagnose
+from pttui.core.repair.suggest.pipeline import suggest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

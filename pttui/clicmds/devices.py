@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pttui.core import devices
+    from pttui.core.device import devices
 
     snap = devices.snapshot()
     versions = devices.torch_versions()
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(snap, versions) -> str:  # noqa: ANN001 - DeviceSnapshot, TorchVersions
-    from pttui.core.devices import format_bytes as fb
+    from pttui.core.device.devices import format_bytes as fb
 
     def na(v: object, suffix: str = "") -> str:
         return "N/A" if v is None else f"{v}{suffix}"

@@ -10,9 +10,9 @@ import argparse
 import json
 import sys
 
-from pttui.core.compare import group_keys
-from pttui.core.diff import DiffReport, diff
-from pttui.core.reader import open_checkpoint
+from pttui.core.compare.compare import group_keys
+from pttui.core.compare.diff import DiffReport, diff
+from pttui.core.read.reader import open_checkpoint
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

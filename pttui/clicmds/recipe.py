@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pttui.core.recipe import Recipe
+from pttui.core.recipe.recipe import Recipe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pttui.core import recipe_render
+    from pttui.core.recipe import render as recipe_render
 
     recipe = Recipe.load(args.recipe)
     if args.style == "json":

@@ -10,10 +10,10 @@ import difflib
 import os
 from typing import Any
 
-from pttui.core.compare import UNKNOWN, Report, compare
-from pttui.core.meta import Checkpoint, ReadError, TensorMeta
-from pttui.core.recipe import Recipe, quote
-from pttui.core.session import Session
+from pttui.core.compare.compare import UNKNOWN, Report, compare
+from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
+from pttui.core.recipe.recipe import Recipe, quote
+from pttui.core.session.session import Session
 
 _CLOSE_LIMIT = 5000  # keys difflib may scan for "did you mean" (it is quadratic-ish)
 
@@ -40,7 +40,7 @@ def state_metadata(src: Checkpoint, recipe: Recipe) -> Any:
     md = src.state_metadata
     if not isinstance(md, dict):
         return md
-    from pttui.core.autofix import carry_metadata  # autofix pulls in the reader and suggest
+    from pttui.core.repair.autofix import carry_metadata  # autofix pulls in the reader and suggest
 
     return carry_metadata(md, recipe)
 
@@ -213,7 +213,7 @@ def readable_path(path: str, command: str, what: str = "a checkpoint") -> str:
     """``path`` with ``~`` expanded, or a one-line ReadError when there is nothing to read
     there: no path at all (``open ''``), or a device, FIFO or socket (``/dev/zero``),
     which a reader would take for an empty or endless file."""
-    from pttui.core.targets import special_file
+    from pttui.core.target.targets import special_file
 
     if not path.strip():
         raise ReadError(f"{command}: needs a path to {what} ({command} PATH; Tab completes "
@@ -227,7 +227,7 @@ def readable_path(path: str, command: str, what: str = "a checkpoint") -> str:
 
 def checkpoint_format(path: str) -> str | None:
     """The checkpoint format ``path`` has by its content (``torch-zip``, ...), else None."""
-    from pttui.core import formats
+    from pttui.core.read import formats
 
     try:
         return formats.detect(path)

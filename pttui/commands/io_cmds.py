@@ -14,9 +14,9 @@ from pttui.commands.parser import Arg, Opt, Spec, seconds
 from pttui.commands.recipe_cmds import for_file
 from pttui.commands.registry import Call, command
 from pttui.commands.result import ERROR, CommandResult
-from pttui.core import humanize as hz
-from pttui.core import report_text as rt
-from pttui.core.meta import ReadError
+from pttui.core.base import humanize as hz
+from pttui.core.repair import report_text as rt
+from pttui.core.base.meta import ReadError
 
 MAP_LOCATIONS = ("auto", "cpu", "cuda", "meta", "keep")
 _SHOW_TENSORS = 20
@@ -35,7 +35,7 @@ _SHOW_TENSORS = 20
                    "`pttui load PATH --unsafe-weights-only-false`, outside the shell.",
               slow=True, examples=("load --map-location cpu", "load --allow argparse.Namespace")))
 def load(call: Call) -> CommandResult:
-    from pttui.core.loading import LoadPolicy, attempt_load
+    from pttui.core.load.attempt import LoadPolicy, attempt_load
 
     src = call.ctx.source()
     _not_an_index(src)
@@ -77,7 +77,7 @@ def load(call: Call) -> CommandResult:
 def _not_an_index(src) -> None:  # noqa: ANN001 - a Checkpoint
     """`load` runs torch.load on one file; a sharded set's index is not one. Say what to
     do here, in the shell, rather than let the load fail."""
-    from pttui.core import formats
+    from pttui.core.read import formats
 
     if src.format != formats.SHARDED:
         return
@@ -137,7 +137,7 @@ def _fix_line(call: Call, policy, fx) -> str | None:  # noqa: ANN001 - LoadPolic
                    "nothing behind.", slow=True,
               examples=("export fixed.safetensors", "export out.pt --force")))
 def export(call: Call) -> CommandResult:
-    from pttui.core.session_export import export_session
+    from pttui.core.session.export import export_session
 
     src = call.ctx.source()
     if not call.args["path"].strip():
@@ -166,7 +166,7 @@ def export(call: Call) -> CommandResult:
         res.add(rd.note(f"{rd.plural(len(result.aliases), 'tied name')} stored once "
                         "(.safetensors cannot share memory)"))
     if recipe_out:
-        from pttui.core.recipe_render import replay_command
+        from pttui.core.recipe.render import replay_command
 
         res.add(rd.note(f"recipe: {recipe_out}"))
         if call.session.target is not None and not call.ctx.report().ok_with_accepted:
@@ -183,8 +183,8 @@ def _check_suffix(out: str, fmt: str | None) -> None:
     the bytes would mislead every tool that goes by the suffix."""
     if fmt is None:
         return
-    from pttui.core.export import EXTENSIONS, SAFETENSORS
-    from pttui.core.session_export import with_format
+    from pttui.core.export.export import EXTENSIONS, SAFETENSORS
+    from pttui.core.session.export import with_format
 
     ext = os.path.splitext(out)[1].lower()
     named = EXTENSIONS.get(ext)
@@ -199,7 +199,7 @@ def _check_suffix(out: str, fmt: str | None) -> None:
 @command(Spec("devices", "CPU RAM, GPUs (NVML), torch/CUDA versions; whether the open "
               "checkpoint fits each", slow=True))
 def devices(call: Call) -> CommandResult:
-    from pttui.core import devices as dv
+    from pttui.core.device import devices as dv
 
     snap = dv.snapshot()
     versions = dv.torch_versions()

@@ -11,10 +11,10 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from pttui.core import humanize as hz
-from pttui.core import report_text as rt
-from pttui.core.compare import Report
-from pttui.core.meta import TensorMeta
+from pttui.core.base import humanize as hz
+from pttui.core.repair import report_text as rt
+from pttui.core.compare.compare import Report
+from pttui.core.base.meta import TensorMeta
 
 GOOD, WARN, BAD, DIM = "green", "yellow", "red", "dim"
 

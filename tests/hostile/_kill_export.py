@@ -34,7 +34,7 @@ POLL_S = 0.0005
 
 
 def _export_in_child(ckpt, out: str) -> int:
-    from pttui.core.export import export
+    from pttui.core.export.export import export
 
     pid = os.fork()
     if pid == 0:  # the child: export, then leave without running any cleanup of ours
@@ -84,11 +84,11 @@ def main() -> None:
     import torch  # noqa: F401 - imported once, before forking
 
     if sys.argv[5:] == ["pile"]:
-        from pttui.core import partials
+        from pttui.core.base import partials
 
         partials.sweep_note = lambda folder: []
 
-    from pttui.core.reader import open_checkpoint
+    from pttui.core.read.reader import open_checkpoint
 
     ckpt = open_checkpoint(src)
     times, sizes = [], {}

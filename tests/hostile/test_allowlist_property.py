@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from craft import P, torch_zip, zip_bytes  # noqa: E402
 
-from pttui.core import globalscan  # noqa: E402
+from pttui.core.read.pickle import globalscan  # noqa: E402
 
 CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_allowlist_child.py")
 NAMES = sorted(globalscan.SAFE_TO_ALLOW) + ["numpy.dtypes.Float64DType",

@@ -218,8 +218,8 @@ def test_corpus_is_deterministic(tmp_path):
 
 def test_deepspeed_symlinks_out_of_the_folder_are_refused(tmp_path):
     """`latest` may name a folder inside; neither it nor the model file may lead outside."""
-    from pttui.core.meta import ReadError
-    from pttui.core.reader import open_checkpoint
+    from pttui.core.base.meta import ReadError
+    from pttui.core.read.reader import open_checkpoint
 
     outside = tmp_path / "outside"
     (outside / "global_step1").mkdir(parents=True)

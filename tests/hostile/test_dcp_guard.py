@@ -1,7 +1,7 @@
 """DCP folders whose ``.metadata`` is hostile, through every path that reads DCP tensors.
 
 The reader lists a DCP folder from ``.metadata`` (RestrictedUnpickler, memoguard);
-tensor values are read again by pttui/core/dcpdata.py, which unpickles the same file
+tensor values are read again by pttui/core/read/dcpdata.py, which unpickles the same file
 a second time, later, with torch's DCP classes. Both must refuse a memo bomb before
 the C unpickler allocates, and neither may run anything. Each CLI case runs in a child
 whose peak memory is measured (wait4), under a clock.
@@ -156,10 +156,10 @@ def test_cli_paths_answer_in_bounded_time_and_memory(folder_for, tmp_path, bomb,
 
 SWAP = textwrap.dedent("""
     import json, os, resource, sys, time
-    from pttui.core.export import export
-    from pttui.core.meta import ReadError
-    from pttui.core.reader import open_checkpoint
-    from pttui.core.tensordata import TensorSource
+    from pttui.core.export.export import export
+    from pttui.core.base.meta import ReadError
+    from pttui.core.read.reader import open_checkpoint
+    from pttui.core.read.tensordata import TensorSource
 
     folder, bomb, how = sys.argv[1:4]
     ckpt = open_checkpoint(folder)  # the folder as it was when pttui opened it
@@ -203,8 +203,8 @@ def test_tensor_reads_check_the_metadata_they_unpickle(tmp_path, how):
 def test_dcp_saved_by_this_torch_reads_its_values(tmp_path):
     """torch records storage_meta.checkpoint_id as a pathlib path; the allow-list reads
     it as a plain string instead of refusing the whole folder."""
-    from pttui.core.reader import open_checkpoint
-    from pttui.core.tensordata import TensorSource
+    from pttui.core.read.reader import open_checkpoint
+    from pttui.core.read.tensordata import TensorSource
 
     folder = tmp_path / "dcp"
     _save(folder)
@@ -217,8 +217,8 @@ def test_dcp_saved_by_this_torch_reads_its_values(tmp_path):
 
 def test_path_entries_are_strings_or_refused(tmp_path):
     """A path global called with anything but strings is refused, not built."""
-    from pttui.core.dcpdata import reader
-    from pttui.core.meta import ReadError
+    from pttui.core.read.dcpdata import reader
+    from pttui.core.base.meta import ReadError
 
     folder = tmp_path / "dcp"
     _save(folder)

@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 HERE = os.path.dirname(os.path.abspath(__file__))
 TRIALS = 60
 PARTIAL = re.compile(r"^\.out\d+\.(pt|safetensors)\.pttui-partial-[0-9a-f]{8}-\d+-[a-z0-9_]{8}$")
-HOLD = ("import os, sys\nfrom pttui.core import partials\n"
+HOLD = ("import os, sys\nfrom pttui.core.base import partials\n"
         "fd, path = partials.create(sys.argv[1], 'live.pt')\n"
         "print(os.path.basename(path), flush=True)\nsys.stdin.read()\nos.unlink(path)\n")
 
@@ -212,7 +212,7 @@ PAYLOAD = textwrap.dedent("""
 
 def test_cancel_kills_the_load_and_its_children_and_frees_memory(tmp_path):
     """A (consented) unsafe load that takes 300 MB and starts a grandchild: cancel ends both."""
-    from pttui.core.loading import LoadAttempt, LoadPolicy
+    from pttui.core.load.attempt import LoadAttempt, LoadPolicy
 
     (tmp_path / "hogmod.py").write_text(PAYLOAD)
     path = tmp_path / "hog.pt"

@@ -23,10 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from craft import P, Rec, storage, tensor, torch_zip, zip_bytes  # noqa: E402
 from tokens import OPS, encode, tokens  # noqa: E402
 
-from pttui.core import memoguard  # noqa: E402
+from pttui.core.read.pickle import memoguard  # noqa: E402
 from tests.helpers import session_temp_folder  # noqa: E402
-from pttui.core.meta import ReadError  # noqa: E402
-from pttui.core.reader import open_checkpoint  # noqa: E402
+from pttui.core.base.meta import ReadError  # noqa: E402
+from pttui.core.read.reader import open_checkpoint  # noqa: E402
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -18,9 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from craft import P, storage, tensor, torch_zip, zip_bytes  # noqa: E402
 
-from pttui.core import globalscan  # noqa: E402
-from pttui.core.meta import ReadError  # noqa: E402
-from pttui.core.reader import open_checkpoint  # noqa: E402
+from pttui.core.read.pickle import globalscan  # noqa: E402
+from pttui.core.base.meta import ReadError  # noqa: E402
+from pttui.core.read.reader import open_checkpoint  # noqa: E402
 from tests.helpers import session_temp_folder  # noqa: E402
 
 EXAMPLES = int(os.environ.get("PTTUI_FUZZ_EXAMPLES", "300"))

@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from craft import P, storage, tensor, torch_zip, zip_bytes  # noqa: E402
 
-from pttui.core.folder import list_folder  # noqa: E402
-from pttui.core.reader import open_checkpoint  # noqa: E402
+from pttui.core.read.folder import list_folder  # noqa: E402
+from pttui.core.read.reader import open_checkpoint  # noqa: E402
 from tests.helpers import run_cli  # noqa: E402
 
 RUN = ("torch.utils.collect_env", "run")

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from pttui.commands import Context, run_line
-from pttui.core import readguard
-from pttui.core.meta import ReadError
+from pttui.core.guard import readguard
+from pttui.core.base.meta import ReadError
 from tests.helpers import SAMPLES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -180,8 +180,8 @@ def test_sigterm_stops_an_export_and_leaves_nothing(tmp_path, whom):
 
 
 _FRONT_ENDS = {
-    "reading child": "from pttui.core import readguard\nreadguard.preflight(sys.argv[1])\n",
-    "load child": ("from pttui.core.loading import LoadAttempt\n"
+    "reading child": "from pttui.core.guard import readguard\nreadguard.preflight(sys.argv[1])\n",
+    "load child": ("from pttui.core.load.attempt import LoadAttempt\n"
                    "LoadAttempt(sys.argv[1], force=True).start()\n"
                    "import time\ntime.sleep(120)\n"),
 }
@@ -216,7 +216,7 @@ def test_a_load_started_by_a_thread_that_ends_still_finishes():
     from a short-lived worker thread must still run to the end."""
     import threading
 
-    from pttui.core.loading import LoadAttempt
+    from pttui.core.load.attempt import LoadAttempt
 
     started = []
 
@@ -237,7 +237,7 @@ def test_a_signal_swallowed_in_a_weakref_callback_still_stops_the_child():
     on, so the export ran to its end. The child's unraisable hook interrupts again."""
     code = textwrap.dedent("""
         import os, signal, sys, weakref
-        from pttui.core import readguard as rg
+        from pttui.core.guard import readguard as rg
         for sig in rg._FORWARDED:
             signal.signal(sig, rg._interrupt_once)
         sys.unraisablehook = rg._redeliver

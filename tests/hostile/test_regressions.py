@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from craft import (P, Rec, legacy_header, state_dict, storage, tensor, torch_zip,  # noqa: E402
                    zip_bytes)
 
-from pttui.core.meta import ReadError  # noqa: E402
-from pttui.core.reader import open_checkpoint  # noqa: E402
+from pttui.core.base.meta import ReadError  # noqa: E402
+from pttui.core.read.reader import open_checkpoint  # noqa: E402
 
 W = tensor(storage("0", 2), 0, (2,), (1,))
 DATA = {"0": bytes(8)}

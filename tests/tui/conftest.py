@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pttui.core.devices import CpuInfo, DeviceSnapshot, GpuInfo, TorchVersions
+from pttui.core.device.devices import CpuInfo, DeviceSnapshot, GpuInfo, TorchVersions
 from pttui.tui.app import LaunchOptions, PttuiApp
 
 ROOT = Path(__file__).resolve().parents[2]

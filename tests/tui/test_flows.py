@@ -53,7 +53,7 @@ async def test_a_slow_folder_is_listed_by_the_worker(folder, monkeypatch):
     """Past QUICK_LIST_S the first frame says it is reading; the worker lists it."""
     import threading
 
-    from pttui.core import folder as folder_mod
+    from pttui.core.read import folder as folder_mod
     from pttui.tui.screens import main as main_screen
 
     monkeypatch.setattr(main_screen, "QUICK_LIST_S", -1.0)  # every folder is "slow"
@@ -446,7 +446,7 @@ async def test_ctrl_q_during_an_export_asks_and_quitting_leaves_nothing(folder, 
     and nothing is left behind."""
     import threading
 
-    import pttui.core.session_export as session_export
+    import pttui.core.session.export as session_export
 
     real, running, finished = session_export.export_session, threading.Event(), \
         threading.Event()
@@ -523,7 +523,7 @@ async def test_export_dialog_after_a_run_shows_the_result_and_focuses_close(fold
         names = [e.name for e in main.query_one("#files").entries]
         other = 1 + names.index("squeezenet1_1.pt")
         # a recipe changed since its export would be lost: that asks
-        from pttui.core.recipe import Drop
+        from pttui.core.recipe.recipe import Drop
 
         main.session.apply(Drop(r"^features\.0\.bias$", kind="regex"))
         await settle(app, pilot)
@@ -558,7 +558,7 @@ async def test_a_running_load_can_be_cancelled(folder):
 
 
 async def test_a_failing_worker_is_reported_not_silent(folder, monkeypatch):
-    import pttui.core.analysis as analysis
+    import pttui.core.repair.analysis as analysis
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated bug")

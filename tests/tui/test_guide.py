@@ -1,18 +1,18 @@
-"""The guided fix-up's order of steps (pttui.core.guide), without the UI."""
+"""The guided fix-up's order of steps (pttui.core.repair.guide), without the UI."""
 
 from __future__ import annotations
 
 import pytest
 
-from pttui.core.guide import as_regex, next_step, preview_op
-from pttui.core.reader import open_checkpoint
-from pttui.core.recipe import AcceptMissing, Drop, Recipe, StripPrefix
+from pttui.core.repair.guide import as_regex, next_step, preview_op
+from pttui.core.read.reader import open_checkpoint
+from pttui.core.recipe.recipe import AcceptMissing, Drop, Recipe, StripPrefix
 from tests.tui.conftest import SAMPLES, SQUEEZE
 
 
 @pytest.fixture(scope="module")
 def squeeze():
-    from pttui.core.targets import load_target
+    from pttui.core.target.targets import load_target
 
     return load_target(SQUEEZE)
 
@@ -60,8 +60,8 @@ def test_head_mismatch_drops_then_acknowledges_in_a_step_of_its_own(squeeze):
 
 
 def test_head_mismatch_first_offers_the_model_with_the_files_class_count(squeeze):
-    from pttui.core.compare import compare
-    from pttui.core.guide import head_classes
+    from pttui.core.compare.compare import compare
+    from pttui.core.repair.guide import head_classes
 
     ckpt = open_checkpoint(str(SAMPLES / "squeezenet1_1_finetuned_10cls.pt"))
     assert head_classes(compare(ckpt.tensors, squeeze)) == (10, 1000)
@@ -80,8 +80,8 @@ def test_head_mismatch_first_offers_the_model_with_the_files_class_count(squeeze
 def test_rename_seed_consumes_the_dot_so_an_empty_replacement_removes_the_prefix():
     import re
 
-    from pttui.core.guide import rename_seed
-    from pttui.core.keyfilter import build_index, rows
+    from pttui.core.repair.guide import rename_seed
+    from pttui.core.read.keyfilter import build_index, rows
 
     ckpt = open_checkpoint(str(SAMPLES / "squeezenet1_1_compiled.pt"))
     idx = build_index(ckpt.tensors)
@@ -97,7 +97,7 @@ def test_rename_seed_consumes_the_dot_so_an_empty_replacement_removes_the_prefix
 
 
 def test_torchscript_and_dcp_get_their_loader_not_allow_listing(squeeze):
-    from pttui.core.guide import format_advice
+    from pttui.core.repair.guide import format_advice
 
     ts = open_checkpoint(str(SAMPLES / "tiny_vit_torchscript.pt"))
     dcp = open_checkpoint(str(SAMPLES / "tiny_vit_dcp"))
@@ -124,7 +124,7 @@ def test_leftover_missing_keys_end_in_an_acknowledgement(squeeze):
 def test_skipping_everything_ends_stuck_and_info_steps_change_nothing(squeeze):
     steps, recipe = _walk(SAMPLES / "squeezenet1_1_dataparallel.pt", squeeze, answer="skip")
     assert steps[-1].stage == "stuck" and not recipe.ops
-    from pttui.core.targets import load_target
+    from pttui.core.target.targets import load_target
 
     vit = load_target(str(SAMPLES / "targets.py") + ":tiny_vit")
     steps, _ = _walk(SAMPLES / "tiny_vit_cuda.pt", vit)
@@ -132,8 +132,8 @@ def test_skipping_everything_ends_stuck_and_info_steps_change_nothing(squeeze):
 
 
 def test_preview_op_reports_changes_and_conflicts(squeeze):
-    from pttui.core.meta import ReadError
-    from pttui.core.recipe import RegexRename
+    from pttui.core.base.meta import ReadError
+    from pttui.core.recipe.recipe import RegexRename
 
     ckpt = open_checkpoint(str(SAMPLES / "squeezenet1_1_dataparallel.pt"))
     changed, before, after = preview_op(ckpt, Recipe(), squeeze, RegexRename(r"^module\.", ""))

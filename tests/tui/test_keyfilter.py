@@ -1,4 +1,4 @@
-"""The key tree's paging, filter and status marks (pttui.core.keyfilter), no Textual."""
+"""The key tree's paging, filter and status marks (pttui.core.read.keyfilter), no Textual."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import struct
 
 import pytest
 
-from pttui.core import keyfilter as kf
-from pttui.core.compare import compare
-from pttui.core.meta import TensorMeta
-from pttui.core.reader import open_checkpoint
+from pttui.core.read import keyfilter as kf
+from pttui.core.compare.compare import compare
+from pttui.core.base.meta import TensorMeta
+from pttui.core.read.reader import open_checkpoint
 
 
 def _t(key, shape=(4,)):

@@ -1,8 +1,8 @@
 """The main screen's actions: each opens a flow's dialog or applies one op to the Session.
 
 A mixin for MainScreen (kept apart so each file stays small). Decisions live in
-core: the ops come from ``pttui.core.recipe``, the keys a row stands for from
-``pttui.core.keyfilter``.
+core: the ops come from ``pttui.core.recipe.recipe``, the keys a row stands for from
+``pttui.core.read.keyfilter``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 from rich.text import Text
 
-from pttui.core import keyfilter as kf
-from pttui.core.meta import ReadError
-from pttui.core.recipe import AcceptMissing, Drop, Op, SelectContainer
+from pttui.core.read import keyfilter as kf
+from pttui.core.base.meta import ReadError
+from pttui.core.recipe.recipe import AcceptMissing, Drop, Op, SelectContainer
 from pttui.tui.screens.confirm import ConfirmScreen
 
 _NOT_IN_FILE = ("missing", "accepted", "auto")
@@ -157,7 +157,7 @@ class Actions:
 
         best = None
         if self.session.target is not None:
-            from pttui.core.diagnosis import best_container
+            from pttui.core.repair.diagnose.diagnosis import best_container
 
             best = tuple(best_container(src, self.session.target)[0])
         current = tuple(self.session.recipe.container or src.selected or ())
@@ -181,7 +181,7 @@ class Actions:
         row = self._row()
         pattern = repl = ""
         if row is not None and row.status not in _NOT_IN_FILE:
-            from pttui.core.guide import rename_seed
+            from pttui.core.repair.guide import rename_seed
 
             pattern, repl = rename_seed(row)
         self._pattern("rename", pattern, repl)

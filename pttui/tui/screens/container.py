@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from pttui.core import humanize as hz
+from pttui.core.base import humanize as hz
 
 
 class ContainerScreen(ModalScreen[tuple[str, ...] | None]):

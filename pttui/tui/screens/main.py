@@ -24,9 +24,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import Worker
 
-from pttui.core import humanize as hz
-from pttui.core.meta import ReadError
-from pttui.core.session import Session
+from pttui.core.base import humanize as hz
+from pttui.core.base.meta import ReadError
+from pttui.core.session.session import Session
 from pttui.tui import errors, keys
 from pttui.tui.messages import (Analysed, DevicesPolled, FileOpened, FolderRead, TargetBuilt,
                                 VersionsRead)
@@ -57,7 +57,7 @@ def _names_at_once(folder: str) -> list | None:
     the first frame. A listing thread would need ~100 ms for the same 2 ms of work, as it
     waits for the GIL at each file while the first frame is drawn. None when it is slow
     (many files, a network disk) or fails: the worker lists it and reports the error."""
-    from pttui.core.folder import list_folder
+    from pttui.core.read.folder import list_folder
 
     try:
         return list_folder(folder, examine=False, deadline=time.monotonic() + QUICK_LIST_S)
@@ -76,7 +76,7 @@ class MainScreen(CommandLine, Actions, Screen):
     def __init__(self, options: Any) -> None:
         super().__init__()
         from pttui.commands import Context
-        from pttui.core.load_types import LoadPolicy
+        from pttui.core.load.policy import LoadPolicy
 
         self.options = options
         self.session = Session(policy=LoadPolicy(map_location=options.map_location))
@@ -154,8 +154,8 @@ class MainScreen(CommandLine, Actions, Screen):
         """List ``folder``; ``select`` is highlighted, and opened unless ``open_it`` is False
         (a file opened elsewhere, by `:open`, only needs the list to follow it). ``listed``:
         the names are shown already, only the full reading is left to do."""
-        from pttui.core.folder import list_folder
-        from pttui.core.readguard import list_guarded
+        from pttui.core.read.folder import list_folder
+        from pttui.core.guard.readguard import list_guarded
 
         try:
             # names and formats at once, then the full reading (marks, tensor counts),
@@ -184,7 +184,7 @@ class MainScreen(CommandLine, Actions, Screen):
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_file(self, path: str) -> None:
-        from pttui.core.readguard import open_guarded
+        from pttui.core.guard.readguard import open_guarded
 
         try:
             # first in a child with a deadline: a crafted pickle must not freeze the app
@@ -259,7 +259,7 @@ class MainScreen(CommandLine, Actions, Screen):
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
     def analyse(self, gen: int, source: Any, recipe: Any, target: Any) -> None:
         from pttui.commands.context import state_metadata
-        from pttui.core.analysis import analyse
+        from pttui.core.repair.analysis import analyse
 
         meta = state_metadata(source, recipe)  # as the shell compares: BatchNorm counters
         self.post_message(Analysed(gen, analyse(source, recipe, target, ckpt_metadata=meta)))
@@ -294,7 +294,7 @@ class MainScreen(CommandLine, Actions, Screen):
 
     @work(thread=True, exclusive=True, group="target", exit_on_error=False)
     def build_target(self, spec: str, args: dict) -> None:
-        from pttui.core.targets import load_target
+        from pttui.core.target.targets import load_target
 
         try:
             self.post_message(TargetBuilt(load_target(spec, args), None))
@@ -349,7 +349,7 @@ class MainScreen(CommandLine, Actions, Screen):
         names for the picker and the palette."""
         self.post_message(VersionsRead(self.app.versions_source()))  # type: ignore[attr-defined]
         if getattr(self.app, "torchvision_names", None) is None:
-            from pttui.core.targets import torchvision_models
+            from pttui.core.target.targets import torchvision_models
 
             self.app.torchvision_names = torchvision_models()  # type: ignore[attr-defined]
 

@@ -1,6 +1,6 @@
 """The guided fix-up (f): one proposed step at a time, with its preview and effect.
 
-``pttui.core.guide.next_step`` decides what comes next (in a worker); this screen
+``pttui.core.repair.guide.next_step`` decides what comes next (in a worker); this screen
 shows it and applies the user's answer to the Session: accept, edit (as a regex,
 live preview), skip, or undo. A step may also rebuild the model with other arguments
 (``num_classes``); that goes through the main screen's ``set_target``. Leftover
@@ -22,7 +22,7 @@ from textual.screen import ModalScreen
 from textual.worker import Worker
 from textual.widgets import Button, Static
 
-from pttui.core.meta import ReadError
+from pttui.core.base.meta import ReadError
 from pttui.tui import errors
 from pttui.tui.render import append_changes, coverage_change
 from pttui.tui.screens.pattern import SHOW, PatternScreen
@@ -85,7 +85,7 @@ class WizardScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, group="wizard", exit_on_error=False)
     def _compute(self, gen: int, source: Any, recipe: Any, target: Any, seen: set) -> None:
-        from pttui.core.guide import diagnosis, next_step
+        from pttui.core.repair.guide import diagnosis, next_step
 
         try:
             step = next_step(source, recipe, target, seen)
@@ -171,7 +171,7 @@ class WizardScreen(ModalScreen[str | None]):
         step = self.step
         if step is None or step.editable is None:
             return
-        from pttui.core.guide import as_regex
+        from pttui.core.repair.guide import as_regex
 
         pattern, repl = as_regex(step.ops[0])
         s = self.session
@@ -219,7 +219,7 @@ def step_text(step: Any, notes: list[str] | None = None) -> Text:
     and every key it leaves uninitialised. ``notes`` (the diagnosis) come first. The
     strict=False acknowledgement lists its keys right under its title, so they show
     on 80x24 without scrolling."""
-    from pttui.core import report_text as rt
+    from pttui.core.repair import report_text as rt
 
     t = Text()
     for note in notes or []:

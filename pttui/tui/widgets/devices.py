@@ -7,8 +7,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from pttui.core import devices
-from pttui.core.devices import format_bytes as fb
+from pttui.core.device import devices
+from pttui.core.device.devices import format_bytes as fb
 
 
 class DevicesPane(Static):

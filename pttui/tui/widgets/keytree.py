@@ -1,7 +1,7 @@
 """The key tree pane: groups fill in when expanded, a chunk at a time; ``/`` filters.
 
 All the work (which rows, which counts, which keys match) is done by
-``pttui.core.keyfilter``; this widget only turns rows into tree nodes.
+``pttui.core.read.keyfilter``; this widget only turns rows into tree nodes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from textual.message import Message
 from textual.widgets import Input, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from pttui.core import keyfilter as kf
+from pttui.core.read import keyfilter as kf
 from pttui.tui.render import STATUS_STYLE, key_row
 
 CHUNK = 200  # nodes added per expansion; the rest behind a "more" line

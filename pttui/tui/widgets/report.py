@@ -10,9 +10,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from pttui.core import humanize as hz
-from pttui.core import report_text as rt
-from pttui.core.guide import format_advice
+from pttui.core.base import humanize as hz
+from pttui.core.repair import report_text as rt
+from pttui.core.repair.guide import format_advice
 from pttui.tui.render import heading, lines
 
 

@@ -1,0 +1,1 @@
+"""The ground floor: the data model, dtypes, numbers for people, partial files."""

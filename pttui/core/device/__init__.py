@@ -1,0 +1,1 @@
+"""CPU RAM and GPUs, as pttui reports them."""

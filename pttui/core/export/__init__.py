@@ -1,0 +1,1 @@
+"""Writing the corrected state_dict: streamed, verified, never partial."""

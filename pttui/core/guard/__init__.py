@@ -1,0 +1,1 @@
+"""Running the reader in a guarded child: deadlines, memory, signals."""

@@ -1,0 +1,1 @@
+"""Real torch.load attempts in a child process: policy, failures, the child."""

@@ -1,0 +1,1 @@
+"""Reading checkpoints without running them: formats, zips, tensors, folders."""

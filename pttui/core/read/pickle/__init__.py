@@ -1,0 +1,1 @@
+"""The restricted unpickler: inert stand-ins, tensor builders, the memo guard, the globals classifier."""

@@ -1,0 +1,1 @@
+"""Recipes: the repair ops, their arguments, and their renderings as code."""

@@ -1,0 +1,1 @@
+"""From a comparison to advice: diagnosis, suggestions, the guided fix, autofix."""

@@ -1,0 +1,1 @@
+"""Diagnosis: what went wrong between a file and its model, in words."""

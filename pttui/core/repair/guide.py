@@ -1,0 +1,355 @@
+"""The guided fix-up: the next step to propose, in the order problems are best fixed.
+
+Order: container, unsafe globals, device mapping, a different model variant, the
+model built with the checkpoint's class count, then the ranked suggestions
+(prefixes, renames, shape mismatches, leftovers), and last an explicit strict=False
+acknowledgement of the model keys that stay uninitialised: a step of its own, never
+folded into the step that drops keys.
+Each step carries its ops and its measured effect (reports before and after), so a
+front only shows it and applies ``ops`` to the Session. Pure: no Session, no UI.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pttui.core.compare.compare import Report, compare
+from pttui.core.base.meta import Checkpoint, TensorMeta
+from pttui.core.recipe.recipe import (AcceptMissing, Drop, Op, Recipe, RecipeConflict, RegexRename,
+                               SelectContainer, StripPrefix)
+
+STAGES = ("container", "globals", "device", "variant", "classes", "prefix", "rename",
+          "shape", "leftover", "accept", "stuck", "done")
+_KIND_STAGE = {"prefix": "prefix", "rename": "rename", "structural": "rename", "head": "shape",
+               "drop": "leftover", "benign": "leftover", "accept": "accept", "tied": "leftover"}
+
+
+@dataclass
+class Step:
+    """One proposal. ``ops`` empty: a step to read and acknowledge (nothing changes)."""
+
+    stage: str
+    title: str
+    why: str
+    ops: list[Op] = field(default_factory=list)
+    before: Report | None = None
+    after: Report | None = None
+    affected: list[tuple[str, str]] = field(default_factory=list)  # (old, new or "")
+    uninitialised: list[str] = field(default_factory=list)  # keys left at the model's init
+    ident: str = ""  # what "skip" remembers
+    target: Any = None  # the model to switch to (a step that rebuilds it with other args)
+    leaves_missing: list[str] = field(default_factory=list)  # model keys this step empties
+
+    @property
+    def editable(self) -> str | None:
+        """``rename`` or ``drop`` when the step is one op a user can edit as a regex."""
+        if len(self.ops) == 1 and isinstance(self.ops[0], (RegexRename, StripPrefix)):
+            return "rename"
+        if len(self.ops) == 1 and isinstance(self.ops[0], Drop):
+            return "drop"
+        return None
+
+    @property
+    def number(self) -> int:
+        return STAGES.index(self.stage) + 1
+
+
+def as_regex(op: Op) -> tuple[str, str]:
+    """A rename op as (pattern, replacement), for editing."""
+    if isinstance(op, StripPrefix):
+        return "^" + re.escape(op.prefix), ""
+    if isinstance(op, RegexRename):
+        return op.pattern, op.replacement
+    if isinstance(op, Drop):
+        return (op.pattern if op.kind == "regex" else _glob_regex(op.pattern)), ""
+    raise TypeError(f"{type(op).__name__} is not a rename")
+
+
+def rename_seed(row: Any) -> tuple[str, str]:
+    """A rename regex and replacement to start editing from, for a key or a group (a
+    ``keyfilter.Row``): the pattern takes the group's dot with it, so an empty
+    replacement removes the prefix (``^_orig_mod\\.`` -> ``features.0.weight``), and
+    the replacement puts it back as it was (``_orig_mod.``), ready to be edited."""
+    path = row.paths[0] if row.paths else row.key
+    if row.is_leaf:
+        return "^" + re.escape(path) + "$", path
+    return "^" + re.escape(path) + r"\.", path + "."
+
+
+def format_advice(ckpt: Checkpoint) -> str | None:
+    """What applies to a file that is not a pickled checkpoint (TorchScript, DCP): its
+    classes are not globals to allow-list, and torch.load is not the loader."""
+    if ckpt.format == "torchscript":
+        return ("a TorchScript archive (torch.jit.save): torch.load refuses it and "
+                "allow-listing does not apply (its `__torch__` classes are compiled code); "
+                "torch.jit.load(path, map_location='cpu') loads it, and .state_dict() gives "
+                "the weights")
+    if ckpt.format == "dcp":
+        return ("a torch.distributed.checkpoint folder: torch.load does not read it and "
+                "allow-listing does not apply (its classes are DCP's own metadata); load it "
+                "with torch.distributed.checkpoint.load into a model's state_dict, or "
+                "convert it with torch.distributed.checkpoint.format_utils.dcp_to_torch_save")
+    return None
+
+
+def _glob_regex(glob: str) -> str:
+    import fnmatch
+
+    return fnmatch.translate(glob)
+
+
+def next_step(source: Checkpoint, recipe: Recipe, target: Any, seen: set[str]) -> Step:
+    """The first step not yet accepted or skipped (``seen`` holds their idents)."""
+    current = recipe.apply_to(source)
+    accepted = recipe.accepted_missing
+    report = compare(current, target, accepted_missing=accepted)
+    for make in (_container, _globals, _device, _variant, _classes):
+        step = make(source, recipe, target, current, report)
+        if step is not None and step.ident not in seen:
+            return step
+    step = _suggested(current, target, accepted, report, seen, source.containers)
+    if step is not None:
+        return step
+    return _finish(current, target, report, seen)
+
+
+def _container(source, recipe, target, current, report) -> Step | None:
+    if len(source.containers) < 2 or recipe.container is not None:
+        return None
+    from pttui.core.repair.diagnose.diagnosis import best_container
+
+    path, _ = best_container(source, target)
+    chosen = tuple(path)
+    if chosen == tuple(source.selected or ()):
+        return None
+    op = SelectContainer(chosen)
+    try:
+        after_map = recipe.with_op(op).apply_to(source)
+    except RecipeConflict:
+        return None
+    after = compare(after_map, target, accepted_missing=recipe.accepted_missing)
+    name = ".".join(chosen) or "(root)"
+    kinds = ", ".join(f"{'.'.join(c.path) or '(root)'} ({len(c.tensors)} tensors, {c.kind})"
+                      for c in source.containers)
+    return Step("container", f"use container `{name}`",
+                f"the file holds several candidate state_dicts: {kinds}; `{name}` fits the "
+                "model best", [op], report, after, ident="container")
+
+
+def _globals(source, recipe, target, current, report) -> Step | None:
+    g = source.globals
+    if not g.dangerous and not g.blocked:
+        return None
+    advice = format_advice(source)
+    if advice is not None and not g.dangerous:
+        return Step("globals", f"the file is {advice.split(':')[0]}",
+                    f"{advice}. pttui read the weights without running anything; the "
+                    "exported file holds only tensors and loads with torch.load("
+                    "weights_only=True). Nothing to apply: continue.", ident="globals")
+    names = ", ".join((g.dangerous + g.blocked)[:8])
+    danger = (" pttui cannot vouch for " + ", ".join(g.dangerous[:4])
+              + ("..." if len(g.dangerous) > 4 else "")
+              + ": a full load would run their code." if g.dangerous else "")
+    return Step("globals", "the file references Python objects torch will not load",
+                f"globals: {names}.{danger} pttui read the weights without running any of "
+                "them; the exported file holds only tensors and loads with "
+                "weights_only=True. Nothing to apply: continue.", ident="globals")
+
+
+def _device(source, recipe, target, current, report) -> Step | None:
+    devs = sorted({t.device for t in current.values() if t.device.startswith("cuda")})
+    if not devs:
+        return None
+    return Step("device", f"tensors were saved on {', '.join(devs)}",
+                "loading this file on a machine without that GPU needs map_location; the "
+                "exported file stores CPU tensors, which load anywhere. Nothing to apply: "
+                "continue.", ident="device")
+
+
+def _variant(source, recipe, target, current, report) -> Step | None:
+    from pttui.core.repair.diagnose.diagnosis import diagnose, variant_mismatch
+
+    if report.strict_ok or not variant_mismatch(report, current, target):
+        return None
+    why = next((d for d in diagnose(current, target, report) if "variant" in d),
+               "layer shapes or block counts differ")
+    return Step("variant", "this looks like a different variant of the model",
+                f"{why}. Renaming or dropping keys will not make it fit: choose the matching "
+                "model (m). Continue only if you know better.", before=report, after=report,
+                ident="variant")
+
+
+def head_classes(report: Report) -> tuple[int, int] | None:
+    """(checkpoint, model) class counts when only the classifier's output size differs:
+    every shape mismatch sits in at most two of the model's last modules and differs in
+    its first dimension only, by one and the same count. Read from the report, the same
+    rule the diagnosis words as "only the classifier differs: 10 vs 1000 classes"."""
+    mism = report.shape_mismatch
+    if not mism:
+        return None
+    modules = {m.key.rpartition(".")[0] for m in mism}
+    order = list(dict.fromkeys(k.rpartition(".")[0] for k in report.matched + report.missing
+                               + [m.key for m in mism]))
+    if len(modules) > 2 or not modules <= set(order[-max(2, len(modules)):]):
+        return None
+    outs = {(m.checkpoint_shape[0], m.model_shape[0]) for m in mism
+            if m.checkpoint_shape and m.model_shape}
+    same_rest = all(len(m.checkpoint_shape) == len(m.model_shape) and
+                    m.checkpoint_shape[1:] == m.model_shape[1:] for m in mism)
+    if len(outs) != 1 or not same_rest:
+        return None
+    return outs.pop()
+
+
+_REBUILT: dict[str, Any] = {}  # spec + args -> Target (or None: it did not build)
+
+
+def _rebuild(spec: str, args: dict[str, Any]) -> Any:
+    """The model built with other arguments (on meta), or None when it does not build."""
+    from pttui.core.target.targets import load_target
+
+    key = spec + "\0" + repr(sorted(args.items(), key=lambda kv: kv[0]))
+    if key not in _REBUILT:
+        if len(_REBUILT) >= 8:
+            _REBUILT.pop(next(iter(_REBUILT)))
+        try:
+            _REBUILT[key] = load_target(spec, args)
+        except Exception:  # noqa: BLE001 - a model without that argument: no such step
+            _REBUILT[key] = None
+    return _REBUILT[key]
+
+
+def _classes(source, recipe, target, current, report) -> Step | None:
+    """The checkpoint was trained for another class count: build the model with it."""
+    classes = head_classes(report)
+    if classes is None or getattr(target, "kind", "model") != "model" or not target.spec:
+        return None
+    have, want = classes
+    args = {**dict(target.args or {}), "num_classes": have}
+    rebuilt = _rebuild(target.spec, args)
+    if rebuilt is None:
+        return None
+    after = compare(current, rebuilt, accepted_missing=recipe.accepted_missing)
+    if after.shape_mismatch or after.coverage_keys[0] <= report.coverage_keys[0]:
+        return None  # it builds, but fits no better
+    where = ", ".join(m.key for m in report.shape_mismatch[:4])
+    shown = " ".join(f"{k}={v!r}" for k, v in args.items())
+    fit = ("every key of the file then matches: nothing is dropped or left uninitialised"
+           if after.strict_ok else "the classifier then matches too")
+    return Step("classes", f"build the model with num_classes={have}",
+                f"only the classifier differs: the checkpoint has {have} classes, the model "
+                f"{want} ({where}). Built with {shown}, {target.spec} takes the trained "
+                f"head as it is; {fit}. Skip this to keep the {want}-class model and "
+                "replace the head instead.",
+                before=report, after=after, target=rebuilt, ident=f"classes:{have}")
+
+
+def _suggested(current: dict[str, TensorMeta], target, accepted, report: Report,
+               seen: set[str], containers: Any = None) -> Step | None:
+    from pttui.core.repair.suggest.pipeline import suggest
+
+    for s in suggest(current, target, accepted, containers=containers):
+        ident = "s:" + s.title
+        if ident in seen:
+            continue
+        stage = _KIND_STAGE.get(s.kind, "rename")
+        uninit = [] if s.kind == "tied" else [  # a tied alias loads through its twin
+            k for op in s.ops if isinstance(op, AcceptMissing) for k in op.keys]
+        why = s.why + (f" [{s.confidence} confidence]" if s.confidence != "high" else "")
+        ops = [op for op in s.ops if not isinstance(op, AcceptMissing)]
+        if ops and uninit:
+            # Dropping keys and accepting the model keys it empties are two answers: this
+            # step drops; the strict=False acknowledgement comes next, as its own step.
+            after_map = current
+            for op in ops:
+                after_map = op.apply(after_map)
+            after = compare(after_map, target, accepted_missing=accepted)
+            why += (f". Afterwards {len(uninit)} model key{'s are' if len(uninit) != 1 else ' is'}"
+                    " missing; the next step asks you to accept "
+                    f"{'them' if len(uninit) != 1 else 'it'} (strict=False)")
+            return Step(stage, s.title, why, ops, s.before, after, s.affected, [], ident,
+                        leaves_missing=uninit)
+        title = s.title
+        if not ops and s.kind != "tied":  # only an acceptance: the strict=False ack
+            stage, title, why = "accept", _ack_title(len(uninit)), _ACK_WHY
+            # two suggestions (the missing head; all missing keys) can ask the same thing:
+            # once skipped, the acknowledgement of these keys is not asked again
+            ident = "ack:" + ",".join(sorted(uninit))
+            if ident in seen:
+                continue
+        return Step(stage, title, why, list(s.ops), s.before, s.after, s.affected, uninit,
+                    ident)
+    return None
+
+
+def _ack_title(n: int) -> str:
+    return f"strict=False: leave {n} model key{'s' if n != 1 else ''} uninitialised"
+
+
+_ACK_WHY = ("No step can fill them from this file. Loading with "
+            "model.load_state_dict(state_dict, strict=False) leaves exactly these keys at "
+            "the model's initialisation (train them, or fill them yourself); acknowledge "
+            "that to finish.")
+
+
+def _finish(current, target, report: Report, seen: set[str]) -> Step:
+    if report.ok_with_accepted:
+        tied = set(report.tied_missing)  # they load through their twin: not left behind
+        left = [k for k in report.accepted_missing if k not in tied]
+        if not left and tied:
+            return Step("done", "ready: the checkpoint loads with strict=False",
+                        "load_state_dict(strict=False) succeeds; the missing tied "
+                        "alias(es) take their twin's weights, so nothing stays at the "
+                        "model's initialisation.", before=report, after=report, ident="done")
+        if not left:
+            return Step("done", "the checkpoint fits the model",
+                        "load_state_dict(strict=True) will succeed.", before=report,
+                        after=report, ident="done")
+        return Step("done", "ready: the checkpoint loads with strict=False",
+                    f"load_state_dict(strict=False) succeeds; the {len(left)} model "
+                    f"key{'s' if len(left) != 1 else ''} you accepted stay at the model's "
+                    "initialisation.", before=report, after=report, uninitialised=left,
+                    ident="done")
+    leftover = [k for k in report.missing if k not in set(report.accepted_missing)]
+    ack = "ack:" + ",".join(sorted(leftover))  # the same question as a suggested ack
+    if leftover and not report.unexpected and not report.shape_mismatch \
+            and ack not in seen:
+        op = AcceptMissing(tuple(leftover))
+        after = compare(current, target, accepted_missing=(*report.accepted_missing,
+                                                           *leftover))
+        return Step("accept", _ack_title(len(leftover)), _ACK_WHY, [op], report, after,
+                    uninitialised=leftover, ident=ack)
+    parts = [f"{len(report.missing)} missing" if report.missing else "",
+             f"{len(report.unexpected)} unexpected" if report.unexpected else "",
+             f"{len(report.shape_mismatch)} shape mismatches" if report.shape_mismatch else ""]
+    return Step("stuck", "no automatic step left",
+                f"still {', '.join(p for p in parts if p)}. Rename (r), drop (d) or accept "
+                "missing keys (a) by hand, or choose another model (m).", before=report,
+                after=report, ident="stuck")
+
+
+def diagnosis(source: Checkpoint, recipe: Recipe, target: Any) -> list[str]:
+    """Why the file does not fit yet, in words (the wizard shows it before the first step)."""
+    from pttui.core.repair.diagnose.diagnosis import diagnose
+
+    current = recipe.apply_to(source)
+    report = compare(current, target, accepted_missing=recipe.accepted_missing)
+    return [] if report.strict_ok else diagnose(current, target, report, source.containers)
+
+
+def preview_op(source: Checkpoint, recipe: Recipe, target: Any, op: Op
+               ) -> tuple[list[tuple[str, str]], Report | None, Report | None]:
+    """What ``op`` would do now: (old, new) keys it changes, reports before and after.
+    Raises ReadError (RecipeConflict) when it cannot apply."""
+    before_map = recipe.apply_to(source)
+    after_map = op.apply(before_map)
+    new_by_source = {m.key: k for k, m in after_map.items()}
+    changed = [(old, new_by_source.get(m.key, "")) for old, m in before_map.items()
+               if new_by_source.get(m.key, "") != old]
+    if target is None:
+        return changed, None, None
+    acc = recipe.accepted_missing + (op.keys if isinstance(op, AcceptMissing) else ())
+    return (changed, compare(before_map, target, accepted_missing=recipe.accepted_missing),
+            compare(after_map, target, accepted_missing=acc))

@@ -1,0 +1,1 @@
+"""Suggestions: candidate recipe steps, each measured on the metadata."""

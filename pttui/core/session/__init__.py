@@ -1,0 +1,1 @@
+"""A user's working state (source, target, recipe, undo) and its export."""
