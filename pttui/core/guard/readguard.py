@@ -29,41 +29,16 @@ import signal
 import sys
 import time
 
+from pttui.core.base import deadline
+from pttui.core.load.sandbox import die_with_parent
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
 READING = ("inspect", "check", "fix", "diff")  # the CLI commands that unpickle files
-PARENT_ENV = "PTTUI_PARENT"  # the pid a spawned child dies with (load_sandbox.spawn)
-PER_MB = 1.0
 _POLL_S = 0.02
-# Set in a guarded child: sends one report line to the watching parent. The lines:
-# ``P BYTES`` a pickle is about to be unpickled (the clock starts), ``D`` it is done
-# (the clock stops), ``F PATH`` a file is about to be read, ``E JSON`` a listing entry.
-_report: Callable[[str], None] | None = None
-
-
-def base_deadline() -> float:
-    try:
-        return max(1.0, float(os.environ.get("PTTUI_READ_DEADLINE", "30")))
-    except ValueError:
-        return 30.0
-
-
-def pickle_measured(nbytes: int) -> None:
-    """The unpickler calls this once the memo scan measured a pickle, before unpickling
-    it: in a guarded child, the parent's clock starts."""
-    if _report is not None:
-        _report(f"P {nbytes}")
-
-
-def pickle_done() -> None:
-    """The unpickler calls this when a pickle is unpickled (or failed): the clock stops."""
-    if _report is not None:
-        _report("D")
-
-
 class _Clock:
     """The deadline of the pickle being unpickled now; none between pickles."""
 
@@ -72,7 +47,7 @@ class _Clock:
         self.allowed = 0.0
 
     def start(self, nbytes: int) -> None:
-        self.since, self.allowed = time.monotonic(), base_deadline() + nbytes / 1e6 * PER_MB
+        self.since, self.allowed = time.monotonic(), deadline.base_deadline() + nbytes / 1e6 * deadline.PER_MB
 
     def stop(self) -> None:
         self.since = None
@@ -127,7 +102,7 @@ def run_guarded(work: Callable[[], int], label: str, lean: bool = False) -> int:
     or output does not go to the process's own stdout and stderr (``main()`` called
     in-process with captured output), run it here, unguarded. ``lean``: a command that
     only reads (``inspect``) gives freed memory back at once (:func:`_lean_malloc`)."""
-    if _report is not None or not hasattr(os, "fork") or sys.stdout is not sys.__stdout__ \
+    if deadline.report is not None or not hasattr(os, "fork") or sys.stdout is not sys.__stdout__ \
             or sys.stderr is not sys.__stderr__:  # already guarded, or cannot be
         return work()
     sys.stdout.flush()
@@ -214,32 +189,6 @@ def _redeliver(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def die_with_parent(parent: int) -> None:
-    """Linux: killed when the waiting parent dies (killed outright itself), so no orphan
-    goes on computing or writing for nobody: SIGKILL, since a child stuck in C code (the
-    pickles this guard exists for) cannot act on anything milder; a partial export it
-    leaves is locked and swept by the next export."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def die_with_spawner() -> None:
-    """In a child started by :func:`pttui.core.load.sandbox.spawn`: die with the pttui
-    process that started it. Such a child runs in a session of its own, so a killed TUI
-    or shell (a dropped SSH session) would leave it reading, loading, or hashing a
-    crafted pickle for ever, for nobody."""
-    parent = os.environ.pop(PARENT_ENV, "")
-    if parent.isdigit():
-        die_with_parent(int(parent))
-
-
 def _lean_malloc() -> None:
     """glibc raises its mmap threshold as big blocks are freed (up to 32 MiB), so the
     blocks the unpickler grows and frees (its memo, doubling to 12 MB at 100,000 keys,
@@ -256,8 +205,7 @@ def _lean_malloc() -> None:
 
 
 def _child(work: Callable[[], int], w: int, parent: int, lean: bool) -> None:
-    global _report
-    _report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
+    deadline.report = lambda line: os.write(w, line.encode("utf-8") + b"\n")  # noqa: E731
     for sig in _FORWARDED:
         signal.signal(sig, _interrupt_once)
     sys.unraisablehook = _redeliver
@@ -319,7 +267,7 @@ def preflight(path: str, cancel: object = None) -> None:
     guarded child already (``pttui check --model ref:X``), the parent's clock covers
     the read: no second child, no second reading.
     """
-    if _report is None and not _pickle_free(path):
+    if deadline.report is None and not _pickle_free(path):
         _Child(["open", path], cancel).run()  # raises ReadError at the deadline
 
 
@@ -366,7 +314,7 @@ def list_guarded(folder: str, cancel: object = None) -> list:
 
 
 class _Child:
-    """``python -m pttui.core.guard.readguard ...``, followed by :func:`_watch`."""
+    """``python -m pttui.core.guard._child ...``, followed by :func:`_watch`."""
 
     def __init__(self, args: list[str], cancel: object) -> None:
         self.args, self.cancel = args, cancel
@@ -378,7 +326,7 @@ class _Child:
         from pttui.core.load.sandbox import child_command, child_env, spawn
         from pttui.core.base.meta import ReadError
 
-        proc = spawn([*child_command("pttui.core.guard.readguard"), *self.args],
+        proc = spawn([*child_command("pttui.core.guard._child"), *self.args],
                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                      stderr=subprocess.DEVNULL, env=child_env(unsafe=False),
                      close_fds=True, start_new_session=True)
@@ -393,43 +341,3 @@ class _Child:
                 proc.kill()
             proc.wait()
             proc.stdout.close()
-
-
-def _child_main(argv: list[str]) -> None:
-    """The child: ``open PATH`` or ``list FOLDER HUNG_JSON``; reports on stdout, one line
-    each: ``F PATH`` before reading a file, ``P BYTES`` per pickle, ``E JSON`` per entry."""
-    import dataclasses
-    import json
-
-    from pttui.core.guard import readguard  # this file runs as __main__: set the imported copy
-    from pttui.core.read.folder import list_folder
-    from pttui.core.base.meta import ReadError
-    from pttui.core.read.reader import open_checkpoint
-
-    die_with_spawner()
-    out = sys.stdout
-
-    def say(line: str) -> None:
-        out.write(line + "\n")
-        out.flush()
-
-    readguard._report = say
-    if argv[0] == "open":
-        from pttui.core.read import reader
-
-        reader.UNPICKLE_ONLY = True  # only the unpickling can hang: skip the rest
-        say(f"F {argv[1]}")
-        try:
-            open_checkpoint(argv[1])
-        except ReadError:
-            pass
-    else:
-        entries = list_folder(argv[1], progress=lambda p: say(f"F {p}"),
-                              hung=json.loads(argv[2]))
-        for e in entries:
-            say("E " + json.dumps(dataclasses.asdict(e)))
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    _child_main(sys.argv[1:])

@@ -27,7 +27,6 @@ from concurrent.futures import Future
 from typing import Any
 
 import pttui
-from pttui.core.guard.readguard import PARENT_ENV
 
 # Variables a torch load may need; everything else is dropped for an unsafe load.
 _KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM",
@@ -45,6 +44,32 @@ SENSITIVE = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "*TOKEN*", "*SE
              "MLFLOW_*", "OPENAI_*", "ANTHROPIC_*", "GITHUB_*", "GH_*", "GITLAB_*",
              "DOCKER_*", "KUBECONFIG", "NETRC", "KRB5CCNAME", "DATABASE_URL", "*_DSN",
              "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "*_PROXY")
+
+PARENT_ENV = "PTTUI_PARENT"  # the pid a spawned child dies with (spawn)
+
+
+def die_with_parent(parent: int) -> None:
+    """Linux: killed when the waiting parent dies (killed outright itself), so no orphan
+    goes on computing or writing for nobody: SIGKILL, since a child stuck in C code (the
+    pickles this guard exists for) cannot act on anything milder; a partial export it
+    leaves is locked and swept by the next export."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def die_with_spawner() -> None:
+    """In a child started by :func:`pttui.core.load.sandbox.spawn`: die with the pttui
+    process that started it. Such a child runs in a session of its own, so a killed TUI
+    or shell (a dropped SSH session) would leave it reading, loading, or hashing a
+    crafted pickle for ever, for nobody."""
+    parent = os.environ.pop(PARENT_ENV, "")
+    if parent.isdigit():
+        die_with_parent(int(parent))
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -73,7 +98,7 @@ def child_env(unsafe: bool, base: Mapping[str, str] | None = None) -> dict[str, 
     env["PYTHONPATH"] = os.pathsep.join([root, *parts])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
-    env[PARENT_ENV] = str(os.getpid())  # readguard.die_with_spawner
+    env[PARENT_ENV] = str(os.getpid())  # die_with_spawner
     env.pop("PYTHONSTARTUP", None)
     env.pop("PYTHONINSPECT", None)
     return env
@@ -86,7 +111,7 @@ _spawner_lock = threading.Lock()
 
 def spawn(cmd: list[str], **popen: Any) -> subprocess.Popen:
     """``subprocess.Popen(cmd, **popen)``, started from one thread that lives as long as
-    pttui. The child dies with pttui through PR_SET_PDEATHSIG (readguard.die_with_spawner),
+    pttui. The child dies with pttui through PR_SET_PDEATHSIG (die_with_spawner),
     and Linux sends that signal when the *thread* that forked it ends: forked from a
     worker thread, a load would be killed as soon as that worker returned."""
     global _spawner

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Any
 
 from pttui.core.read.pickle import memoguard
-from pttui.core.guard import readguard
+from pttui.core.base import deadline
 from pttui.core.base.meta import ReadError, TensorMeta
 
 _DCP_CLASSES = {
@@ -72,11 +72,11 @@ def reader(folder: str) -> tuple[Any, Any, Any]:
             raise ReadError(f"{meta_path}: over {_MAX_METADATA >> 20} MiB; a DCP metadata "
                             "file is far smaller, refusing")
         # the bytes checked are the bytes unpickled; a guarded reader's deadline grows
-        readguard.pickle_measured(memoguard.check(data, 0, meta_path))
+        deadline.pickle_measured(memoguard.check(data, 0, meta_path))
         try:
             md = _Unpickler(io.BytesIO(data)).load()
         finally:
-            readguard.pickle_done()
+            deadline.pickle_done()
     except ReadError:
         raise
     except OSError as err:

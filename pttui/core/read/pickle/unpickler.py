@@ -20,7 +20,7 @@ import pickle
 
 from pttui.core.base import dtypes
 from pttui.core.read.pickle import memoguard
-from pttui.core.guard import readguard
+from pttui.core.base import deadline
 from pttui.core.base.meta import ReadError
 from pttui.core.read.pickle.stubs import (Device, DType, Opaque, OpaqueMeta, OrderedDict, StorageType,
                               StorageView)
@@ -127,11 +127,11 @@ class RestrictedUnpickler(pickle.Unpickler):
             size = memoguard.check(src, 0, self.label)
         else:
             size = _check_stream(src, self.label)
-        readguard.pickle_measured(size)  # a guarded reader's clock runs while unpickling
+        deadline.pickle_measured(size)  # a guarded reader's clock runs while unpickling
         try:
             return super().load()
         finally:
-            readguard.pickle_done()
+            deadline.pickle_done()
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 names (protocol < 3 streams), mapped as pickle's fix_imports would.
