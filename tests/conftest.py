@@ -15,7 +15,9 @@ _TEMP = tempfile.gettempdir()
 
 def _temp_entries() -> set[str]:
     try:
-        return {n for n in os.listdir(_TEMP) if not n.startswith("pytest-of-")}
+        # pytest's own base folders, and other runs' private folders (scripts/test makes
+        # one per run and removes it itself): a run beside this one is not a leftover
+        return {n for n in os.listdir(_TEMP) if not n.startswith(("pytest-of-", "pttui-tests."))}
     except OSError:
         return set()
 
