@@ -25,7 +25,6 @@ from pttui.core.load.failure_model import (
     LoadFailure,
     _first_line,
     _unsafe_fix,
-    run_its_code_fix,
     strip_ansi,
 )
 
@@ -109,10 +108,10 @@ def _weights_only(msg: str, etype: str, extra: dict[str, Any], path: str,
     names += [n for n in scan.get("blocked", ()) if n.startswith("numpy.dtypes.")
               and n not in names and n not in allowed]
     classes = _class_globals(names, scan)
-    harmless, dangerous = classes["harmless"], classes["dangerous"]
     # a file that needs any dangerous global loads only by running its code: no allow-list
-    dangerous += [n for n in scan.get("dangerous", ()) if n not in dangerous]
-    fixes: list[Fix] = []
+    classes["dangerous"] += [n for n in scan.get("dangerous", ()) if n not in classes["dangerous"]]
+    harmless, dangerous = classes["harmless"], classes["dangerous"]
+    fixes: list[Fix] = []  # for a dangerous file, classify() adds the one way to load it
     if dangerous:
         text = ("weights_only=True refused the file because it needs "
                 f"{', '.join(dangerous[:8])}{', ...' if len(dangerous) > 8 else ''}: "
@@ -120,7 +119,6 @@ def _weights_only(msg: str, etype: str, extra: dict[str, Any], path: str,
                 "with arguments the file chooses). That is how malicious pickles work. "
                 "Allow-listing them would run that code too: `pttui fix` exports the "
                 "tensors without running anything.")
-        fixes.append(run_its_code_fix(dangerous))
     elif names:
         text = ("weights_only=True (the default since PyTorch 2.6) only rebuilds tensors "
                 f"and plain containers; this file also pickles {', '.join(names)}. "

@@ -61,11 +61,13 @@ def classify(error: dict[str, Any], *, fmt: str, path: str,
              extra: dict[str, Any] | None = None, policy: dict[str, Any] | None = None,
              compressed: int = 0) -> LoadFailure:
     """:func:`_classify`, then no advice that would run code the file needs (see
-    ``without_code_advice``) when pttui's scan found a dangerous global in it."""
+    ``without_code_advice``) when pttui's scan, or torch's refusal, names a dangerous
+    global: one rule for every kind of failure such a file can have."""
     failure = _classify(error, fmt=fmt, path=path, not_checkpoint=not_checkpoint,
                         damage=damage, extra=extra, policy=policy, compressed=compressed)
     scan = (extra or {}).get("globals_scan") or {}
-    return without_code_advice(failure, list(scan.get("dangerous") or ()))
+    named = (failure.details.get("globals") or {}).get("dangerous") or []
+    return without_code_advice(failure, list(dict.fromkeys([*named, *scan.get("dangerous", ())])))
 
 
 def _classify(error: dict[str, Any], *, fmt: str, path: str,
