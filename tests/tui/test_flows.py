@@ -543,20 +543,6 @@ async def test_export_dialog_after_a_run_shows_the_result_and_focuses_close(fold
         assert app.screen is main and main.session.source.path.endswith("squeezenet1_1.pt")
 
 
-async def test_a_running_load_can_be_cancelled(folder):
-    app = make_app(folder / "squeezenet1_1.pt", map_location="cpu")
-    async with app.run_test(size=(100, 30)) as pilot:
-        await settle(app, pilot)
-        await pilot.press("l")
-        await pilot.pause(0.3)  # the child is starting (importing torch takes a second)
-        load = app.screen
-        assert load.running and "load" in app.busy
-        await pilot.press("escape")
-        await settle(app, pilot)
-        assert not load.running and "load" not in app.busy
-        assert load.result.kind == "cancelled"
-
-
 async def test_a_failing_worker_is_reported_not_silent(folder, monkeypatch):
     import pttui.core.repair.analysis as analysis
 

@@ -32,3 +32,26 @@ async def test_a_file_that_hangs_the_reader_is_marked_and_the_app_goes_on(tmp_pa
         if type(app.screen).__name__ == "OutputScreen":
             await pilot.press("escape")
         assert main.session.source.path == str(tmp_path / "good.pt")
+
+
+async def test_a_load_that_never_ends_is_cancelled_by_escape(tmp_path, monkeypatch):
+    """torch.load of the hash bomb never returns by itself, so the cancel is what ends
+    it, on a fast machine or a slow one."""
+    monkeypatch.setenv("PTTUI_READ_DEADLINE", "1")
+    (tmp_path / "bomb.pt").write_bytes(hash_bomb())
+    app = make_app(tmp_path / "bomb.pt", map_location="cpu")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("l")  # the reader gave up; torch.load is still worth a try
+        await pilot.pause(1.5)
+        load = app.screen
+        assert type(load).__name__ == "LoadScreen"
+        assert load.running and "load" in app.busy
+        assert "loading" in str(load.query_one("#load-elapsed").render())
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert not load.running and "load" not in app.busy
+        assert load.result.kind == "cancelled"
+        await pilot.press("escape")  # the second escape closes the dialog
+        await settle(app, pilot)
+        assert app.screen is app.screen_stack[-1] and type(app.screen).__name__ == "MainScreen"
