@@ -2,6 +2,7 @@
 the check that a test session leaves the temp folder as it found it."""
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -36,6 +37,15 @@ def _size(path: str) -> int:
             except OSError:
                 pass
     return total
+
+
+def pytest_configure(config):
+    # A run started in the background of a non-interactive shell (`cmd &`, nohup, some CI
+    # runners) inherits SIGINT ignored, and so would every child it starts: the Ctrl-C
+    # tests would test nothing. Handling it here also gives the children the default back
+    # (exec resets handled signals; ignored ones stay ignored).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionstart(session):
