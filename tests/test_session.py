@@ -88,25 +88,49 @@ def test_conflicting_op_raises_and_leaves_state_alone():
     assert s.recipe.ops == [] and not s.can_undo and spy.calls == []
 
 
-def test_listeners_and_recompute_follow_every_change():
+def test_listeners_follow_every_change_and_see_its_analysis():
+    from pttui.core.load.policy import LoadPolicy
+
     seen: list[int] = []
-    s = Session(ckpt(), recompute=lambda sess: len(sess.current()))
+    s = Session(ckpt())
     spy = Spy()
     s.listeners.append(spy)
-    s.listeners.append(lambda sess: seen.append(sess.report))
+    s.listeners.append(lambda sess: seen.append(len(sess.analysis().current)))
     s.apply(Drop("*.bn.*"))
-    assert s.report == 2
     s.undo()
-    assert s.report == 3
     s.redo()
-    s.set_target("torchvision:resnet18")
-    s.set_policy({"weights_only": True})
+    s.set_target(None)
+    s.set_policy(LoadPolicy(map_location="cpu"))
     s.refresh()
     assert spy.calls == [1, 0, 1, 1, 1, 1]
     assert seen == [2, 3, 2, 2, 2, 2]
     s.undo()
     s.undo()  # nothing left: no change, no call
     assert spy.calls[-1] == 0 and len(spy.calls) == 7
+
+
+def test_the_analysis_is_computed_once_per_state_and_shared():
+    import threading
+
+    s = Session(ckpt())
+    assert s.analysed() is None
+    first = s.analysis()
+    assert s.analysis() is first and s.analysed() is first
+    assert s.analysis(with_suggestions=False) is first  # the fuller one serves both
+    s.apply(Drop("*.bn.*"))
+    assert s.analysed() is None  # a new state: nothing cached for it yet
+    dropped = s.analysis()
+    assert dropped is not first and len(dropped.current) == 2
+    s.undo()
+    assert len(s.analysis().current) == 3
+    got: list = []
+    s.apply(Drop("*.fc.b"))
+    threads = [threading.Thread(target=lambda: got.append(s.analysis())) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 4 and all(a is got[0] for a in got)  # one computation, shared
 
 
 def test_set_source_resets_recipe_only_for_another_file():

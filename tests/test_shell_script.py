@@ -14,6 +14,7 @@ import torchvision
 
 from pttui.commands import Context, run_line
 from pttui.commands import registry
+from pttui.core.load.policy import LoadPolicy
 from pttui.commands.parser import Spec
 from pttui.commands.result import CommandResult
 from pttui.shell import main
@@ -101,7 +102,7 @@ def slow_command(monkeypatch):
         else:
             time.sleep(0.4)
         call.check_cancel()  # before changing anything
-        call.session.policy = {"changed": True}
+        call.session.policy = LoadPolicy(map_location="cpu")
         done.set()
         return CommandResult("slow", title="finished")
 
@@ -124,7 +125,7 @@ def test_ctrl_c_cancels_a_running_command(slow_command):
     start = time.monotonic()
     r = run_interruptible(ctx, "slow", lambda *p: seen.append(p))
     assert r.status == "cancelled" and time.monotonic() - start < 1.5
-    assert seen and ctx.session.policy == {}
+    assert seen and ctx.session.policy == LoadPolicy()
     assert run_line(ctx, "status").ok  # the session goes on
 
 
@@ -134,7 +135,7 @@ def test_a_command_deaf_to_cancel_is_left_behind_and_changes_nothing(slow_comman
     r = run_interruptible(ctx, "slow yes", grace=0.05)
     assert r.status == "cancelled" and "stops in the background" in r.title
     time.sleep(0.6)
-    assert not slow_command.is_set() and ctx.session.policy == {}
+    assert not slow_command.is_set() and ctx.session.policy == LoadPolicy()
 
 
 def test_an_uninterrupted_command_returns_its_result(slow_command):

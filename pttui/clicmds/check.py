@@ -7,11 +7,10 @@ import json
 import sys
 
 from pttui.clicmds._common import add_target_arguments, open_source_and_target
+from pttui.core.recipe.recipe import Recipe
 from pttui.core.repair import report_text as rt
+from pttui.core.repair.analysis import analyse
 from pttui.core.repair.autofix import choose_container
-from pttui.core.compare.compare import compare
-from pttui.core.repair.diagnose.diagnosis import diagnose
-from pttui.core.repair.suggest.pipeline import suggest
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,10 +23,8 @@ def run(args: argparse.Namespace) -> int:
     ckpt, target, chosen = open_source_and_target(args)
     if not chosen:
         ckpt = choose_container(ckpt, target)
-    tensors = ckpt.tensors
-    report = compare(tensors, target, ckpt_metadata=ckpt.state_metadata)
-    notes = diagnose(tensors, target, report, ckpt.containers)
-    steps = suggest(tensors, target, metadata=ckpt.state_metadata)
+    a = analyse(ckpt, Recipe(), target)  # what the shell's `check` and the TUI show
+    report, notes, steps = a.report, a.diagnosis, a.suggestions
     load_notes = rt.load_notes(ckpt)  # what torch.load itself would refuse
     if args.json:
         doc = report.to_json()

@@ -10,39 +10,12 @@ import difflib
 import os
 from typing import Any
 
-from pttui.core.compare.compare import UNKNOWN, Report, compare
+from pttui.core.compare.compare import Report
 from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
-from pttui.core.recipe.recipe import Recipe, quote
+from pttui.core.recipe.recipe import quote
 from pttui.core.session.session import Session
 
 _CLOSE_LIMIT = 5000  # keys difflib may scan for "did you mean" (it is quadratic-ish)
-
-
-def recompute(session: Session) -> Report | None:
-    """The Session hook: what a strict load of the current key map would report."""
-    src, target = session.source, session.target
-    if src is None or target is None:
-        return None
-    recipe = session.recipe
-    try:
-        current = session.current()
-    except ReadError:
-        return None
-    return compare(current, target, accepted_missing=recipe.accepted_missing,
-                   ckpt_metadata=state_metadata(src, recipe))
-
-
-def state_metadata(src: Checkpoint, recipe: Recipe) -> Any:
-    """The ``_metadata`` the export will carry, renamed like the keys; UNKNOWN when the
-    recipe picks a container other than the one the reader read it for."""
-    if recipe.container is not None and tuple(recipe.container) != src.selected:
-        return UNKNOWN
-    md = src.state_metadata
-    if not isinstance(md, dict):
-        return md
-    from pttui.core.repair.autofix import carry_metadata  # autofix pulls in the reader and suggest
-
-    return carry_metadata(md, recipe)
 
 
 class Context:
@@ -50,9 +23,6 @@ class Context:
 
     def __init__(self, session: Session | None = None) -> None:
         self.session = session if session is not None else Session()
-        if self.session.recompute is None:
-            self.session.recompute = recompute
-            self.session.report = recompute(self.session)
         self.suggestions: list[Any] = []
         self._suggested_for: tuple = ()
         self._keys: tuple[tuple, list[str]] | None = None
@@ -73,11 +43,15 @@ class Context:
     def report(self) -> Report:
         self.source()
         self.target()
-        if self.session.report is None:
-            self.session.report = recompute(self.session)
-        if self.session.report is None:
+        report = self.session.analysis(with_suggestions=False).report
+        if report is None:
             raise ReadError("the recipe does not apply to this file; `recipe show` and `undo`")
-        return self.session.report
+        return report
+
+    def analysis(self) -> Any:
+        """The whole analysis (verdict, diagnosis, suggestions) of the open file and model."""
+        self.report()
+        return self.session.analysis()
 
     def current(self) -> dict[str, TensorMeta]:
         """The selected container's tensors after the recipe, keyed by their new names."""

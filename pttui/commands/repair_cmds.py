@@ -14,11 +14,10 @@ from pttui.commands.context import container_name, find_container
 from pttui.commands.parser import Arg, Opt, Spec
 from pttui.commands.registry import Call, command
 from pttui.commands.result import ERROR, CommandResult
-from pttui.core.repair.diagnose.diagnosis import best_container, diagnose
+from pttui.core.repair.diagnose.diagnosis import best_container
 from pttui.core.base.meta import ReadError, TensorMeta
 from pttui.core.recipe.recipe import (AcceptMissing, Cast, Drop, KeyMap, Op, RegexRename,
                                SelectContainer, quote)
-from pttui.core.repair.suggest.pipeline import suggest as suggest_steps
 from pttui.core.target.targets import SPEC_FORMS, load_target, parse_model_args
 
 
@@ -89,11 +88,8 @@ def select(call: Call) -> CommandResult:
                         "would load"),), slow=True))
 def check(call: Call) -> CommandResult:
     ctx = call.ctx
-    report, target, src = ctx.report(), ctx.target(), ctx.source()
-    current = ctx.current()
-    notes = diagnose(current, target, report, src.containers)
-    steps = [] if report.strict_ok else suggest_steps(current, target,
-                                                      call.session.recipe.accepted_missing)
+    a, target, src = ctx.analysis(), ctx.target(), ctx.source()
+    report, notes, steps = a.report, a.diagnosis, a.suggestions
     call.check_cancel()
     ctx.remember(steps)
     res = call.result(f"{src.path}  ->  {target.label}", rd.verdict(report),
@@ -112,8 +108,8 @@ def check(call: Call) -> CommandResult:
               slow=True))
 def suggest(call: Call) -> CommandResult:
     ctx = call.ctx
-    report, target = ctx.report(), ctx.target()
-    steps = suggest_steps(ctx.current(), target, call.session.recipe.accepted_missing)
+    a, target = ctx.analysis(), ctx.target()
+    report, steps = a.report, a.suggestions
     call.check_cancel()
     ctx.remember(steps)
     data = [s.to_json() for s in steps]

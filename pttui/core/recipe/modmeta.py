@@ -29,3 +29,14 @@ def carry_metadata(state_metadata: Any, recipe: Recipe) -> Any:
     # a renamed entry wins over one left in place: after stripping `module.`, the
     # model's own root entry replaces the DataParallel wrapper's
     return {**kept, **moved}
+
+
+def metadata_for(source: Any, recipe: Recipe) -> Any:
+    """The ``_metadata`` the recipe's output carries (renamed like the keys): what a load
+    of it would see. UNKNOWN when the recipe picks a container other than the one the
+    reader read the metadata for."""
+    from pttui.core.compare.compare import UNKNOWN
+
+    if recipe.container is not None and tuple(recipe.container) != source.selected:
+        return UNKNOWN
+    return carry_metadata(source.state_metadata, recipe)

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.compare.compare import Report, _benign, compare
-from pttui.core.repair.diagnose.diagnosis import OPTIMIZER_NOTE, best_container, diagnose, variant_mismatch
-from pttui.core.recipe.modmeta import carry_metadata
+from pttui.core.compare.compare import Report, _benign
+from pttui.core.repair.analysis import analyse
+from pttui.core.repair.diagnose.diagnosis import OPTIMIZER_NOTE, best_container, variant_mismatch
 from pttui.core.base.meta import Checkpoint, TensorMeta
 from pttui.core.recipe.recipe import Recipe, SelectContainer
 from pttui.core.read.reader import open_checkpoint
-from pttui.core.repair.suggest.pipeline import Suggestion, suggest
+from pttui.core.repair.suggest.pipeline import Suggestion
 
 MAX_UNINITIALISED = 0.10  # of the model's elements, beyond a replaced head
 MAX_DROPPED = 0.10  # of the checkpoint's elements, beyond a replaced head and benign keys
@@ -54,14 +54,13 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
                     target=getattr(target, "spec", None),
                     model_args=dict(getattr(target, "args", {}) or {}))
     tensors = ckpt.tensors
-    report = compare(tensors, target, ckpt_metadata=ckpt.state_metadata)
-    result = AutoResult(ckpt, recipe, report, diagnosis=diagnose(tensors, target, report,
-                                                                ckpt.containers))
+    first = analyse(ckpt, recipe, target, with_suggestions=False)
+    result = AutoResult(ckpt, recipe, first.report, diagnosis=first.diagnosis)
     if result.diagnosis and result.diagnosis[0].startswith(OPTIMIZER_NOTE):
         result.refused = (result.diagnosis[0] + "; loading it would leave the whole model "
                           "uninitialised")
         return result
-    if variant_mismatch(report, tensors, target):
+    if variant_mismatch(first.report, tensors, target):
         result.refused = ("the checkpoint is a different variant of the model (layer shapes "
                           "or block counts differ); renaming or dropping keys will not fix "
                           "it — use the matching model")
@@ -69,9 +68,7 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
     head_keys: set[str] = set()
     review: list[Suggestion] = []  # the renames left for a person to check, at the end
     for _ in range(max_steps):
-        current = recipe.apply(tensors)
-        meta = carry_metadata(ckpt.state_metadata, recipe)
-        offered = suggest(current, target, recipe.accepted_missing, meta)
+        offered = analyse(ckpt, recipe, target).suggestions or []  # as `check` offers them
         found = [s for s in offered if s.safe]
         if not found:
             review = [s for s in offered if s.kind in REVIEW_KINDS]
@@ -80,9 +77,8 @@ def auto_fix(ckpt: Checkpoint, target: Any, max_steps: int = 25, choose: bool = 
         recipe.ops.extend(step.ops)
         result.steps.append(step)
         head_keys.update(step.head_keys)  # a replaced or missing output layer
-    final = recipe.apply(tensors)
-    result.report = compare(final, target, accepted_missing=recipe.accepted_missing,
-                            ckpt_metadata=carry_metadata(ckpt.state_metadata, recipe))
+    last = analyse(ckpt, recipe, target, with_suggestions=False)
+    final, result.report = last.current, last.report
     result.refused = _refusal(tensors, final, target, result.report, head_keys, review)
     return result
 

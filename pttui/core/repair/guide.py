@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.compare.compare import Report, compare
-from pttui.core.base.meta import Checkpoint, TensorMeta
+from pttui.core.base.meta import Checkpoint, ReadError
+from pttui.core.compare.compare import Report
+from pttui.core.repair.analysis import analyse, report_for
 from pttui.core.recipe.recipe import (AcceptMissing, Drop, Op, Recipe, RecipeConflict, RegexRename,
                                SelectContainer, StripPrefix)
 
@@ -101,18 +102,20 @@ def _glob_regex(glob: str) -> str:
 
 
 def next_step(source: Checkpoint, recipe: Recipe, target: Any, seen: set[str]) -> Step:
-    """The first step not yet accepted or skipped (``seen`` holds their idents)."""
-    current = recipe.apply_to(source)
-    accepted = recipe.accepted_missing
-    report = compare(current, target, accepted_missing=accepted)
+    """The first step not yet accepted or skipped (``seen`` holds their idents). The
+    state is read by ``analyse``, as every other front reads it."""
+    a = analyse(source, recipe, target)
+    if a.error is not None:
+        raise ReadError(a.error)
+    current, report = a.current, a.report
     for make in (_container, _globals, _device, _variant, _classes):
         step = make(source, recipe, target, current, report)
         if step is not None and step.ident not in seen:
             return step
-    step = _suggested(current, target, accepted, report, seen, source.containers)
+    step = _suggested(source, recipe, target, a.suggestions or [], seen)
     if step is not None:
         return step
-    return _finish(current, target, report, seen)
+    return _finish(source, recipe, target, report, seen)
 
 
 def _container(source, recipe, target, current, report) -> Step | None:
@@ -126,10 +129,9 @@ def _container(source, recipe, target, current, report) -> Step | None:
         return None
     op = SelectContainer(chosen)
     try:
-        after_map = recipe.with_op(op).apply_to(source)
+        after = report_for(source, recipe.with_op(op), target)
     except RecipeConflict:
         return None
-    after = compare(after_map, target, accepted_missing=recipe.accepted_missing)
     name = ".".join(chosen) or "(root)"
     kinds = ", ".join(f"{'.'.join(c.path) or '(root)'} ({len(c.tensors)} tensors, {c.kind})"
                       for c in source.containers)
@@ -231,7 +233,7 @@ def _classes(source, recipe, target, current, report) -> Step | None:
     rebuilt = _rebuild(target.spec, args)
     if rebuilt is None:
         return None
-    after = compare(current, rebuilt, accepted_missing=recipe.accepted_missing)
+    after = report_for(source, recipe, rebuilt)
     if after.shape_mismatch or after.coverage_keys[0] <= report.coverage_keys[0]:
         return None  # it builds, but fits no better
     where = ", ".join(m.key for m in report.shape_mismatch[:4])
@@ -246,11 +248,9 @@ def _classes(source, recipe, target, current, report) -> Step | None:
                 before=report, after=after, target=rebuilt, ident=f"classes:{have}")
 
 
-def _suggested(current: dict[str, TensorMeta], target, accepted, report: Report,
-               seen: set[str], containers: Any = None) -> Step | None:
-    from pttui.core.repair.suggest.pipeline import suggest
-
-    for s in suggest(current, target, accepted, containers=containers):
+def _suggested(source: Checkpoint, recipe: Recipe, target, suggestions: list,
+               seen: set[str]) -> Step | None:
+    for s in suggestions:
         ident = "s:" + s.title
         if ident in seen:
             continue
@@ -262,10 +262,7 @@ def _suggested(current: dict[str, TensorMeta], target, accepted, report: Report,
         if ops and uninit:
             # Dropping keys and accepting the model keys it empties are two answers: this
             # step drops; the strict=False acknowledgement comes next, as its own step.
-            after_map = current
-            for op in ops:
-                after_map = op.apply(after_map)
-            after = compare(after_map, target, accepted_missing=accepted)
+            after = report_for(source, recipe.copy(ops=[*recipe.ops, *ops]), target)
             why += (f". Afterwards {len(uninit)} model key{'s are' if len(uninit) != 1 else ' is'}"
                     " missing; the next step asks you to accept "
                     f"{'them' if len(uninit) != 1 else 'it'} (strict=False)")
@@ -294,7 +291,7 @@ _ACK_WHY = ("No step can fill them from this file. Loading with "
             "that to finish.")
 
 
-def _finish(current, target, report: Report, seen: set[str]) -> Step:
+def _finish(source, recipe, target, report: Report, seen: set[str]) -> Step:
     if report.ok_with_accepted:
         tied = set(report.tied_missing)  # they load through their twin: not left behind
         left = [k for k in report.accepted_missing if k not in tied]
@@ -317,8 +314,7 @@ def _finish(current, target, report: Report, seen: set[str]) -> Step:
     if leftover and not report.unexpected and not report.shape_mismatch \
             and ack not in seen:
         op = AcceptMissing(tuple(leftover))
-        after = compare(current, target, accepted_missing=(*report.accepted_missing,
-                                                           *leftover))
+        after = report_for(source, recipe.with_op(op), target)
         return Step("accept", _ack_title(len(leftover)), _ACK_WHY, [op], report, after,
                     uninitialised=leftover, ident=ack)
     parts = [f"{len(report.missing)} missing" if report.missing else "",
@@ -332,11 +328,8 @@ def _finish(current, target, report: Report, seen: set[str]) -> Step:
 
 def diagnosis(source: Checkpoint, recipe: Recipe, target: Any) -> list[str]:
     """Why the file does not fit yet, in words (the wizard shows it before the first step)."""
-    from pttui.core.repair.diagnose.diagnosis import diagnose
-
-    current = recipe.apply_to(source)
-    report = compare(current, target, accepted_missing=recipe.accepted_missing)
-    return [] if report.strict_ok else diagnose(current, target, report, source.containers)
+    a = analyse(source, recipe, target, with_suggestions=False)
+    return [] if a.report is None or a.report.strict_ok else a.diagnosis
 
 
 def preview_op(source: Checkpoint, recipe: Recipe, target: Any, op: Op
@@ -350,6 +343,5 @@ def preview_op(source: Checkpoint, recipe: Recipe, target: Any, op: Op
                if new_by_source.get(m.key, "") != old]
     if target is None:
         return changed, None, None
-    acc = recipe.accepted_missing + (op.keys if isinstance(op, AcceptMissing) else ())
-    return (changed, compare(before_map, target, accepted_missing=recipe.accepted_missing),
-            compare(after_map, target, accepted_missing=acc))
+    return (changed, report_for(source, recipe, target),
+            report_for(source, recipe.with_op(op), target))

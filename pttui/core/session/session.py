@@ -1,38 +1,76 @@
 """The state the TUI and the shell both show: one source, one target, one recipe.
 
-A Session only stores what it is given and keeps undo/redo of recipe states; comparing
-lives elsewhere and plugs in through ``recompute``. Every change calls ``recompute``
-(to refresh ``report``) and then each listener, so every front redraws from the same
-state.
+A Session stores what it is given and keeps undo/redo of recipe states. What that state
+means (the verdict, the diagnosis, the suggestions) is ``analysis()``: a value computed
+from the state by ``repair.analysis.analyse`` and cached by state, here and nowhere else,
+so every front shows the same numbers. Every change calls each listener, so every front
+redraws from the same state.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pttui.core.base.meta import Checkpoint, TensorMeta
+from pttui.core.load.policy import LoadPolicy
 from pttui.core.recipe.recipe import Op, Recipe
+
+if TYPE_CHECKING:
+    from pttui.core.compare.compare import Report
+    from pttui.core.repair.analysis import Analysis
 
 Listener = Callable[["Session"], object]
 
 
 class Session:
-    """Source + target + policy + recipe + last report, with undo/redo of the recipe."""
+    """Source + target + load policy + recipe, with undo/redo of the recipe."""
 
     def __init__(self, source: Checkpoint | None = None, target: Any = None,
-                 recipe: Recipe | None = None, policy: Any = None,
-                 recompute: Callable[[Session], object] | None = None) -> None:
+                 recipe: Recipe | None = None, policy: LoadPolicy | None = None) -> None:
         self.source = source
         self.target = target
         self.recipe = recipe if recipe is not None else self._fresh_recipe(source)
-        self.policy: Any = {} if policy is None else policy
-        self.report: Any = None
-        self.recompute = recompute
+        self.policy: LoadPolicy = LoadPolicy() if policy is None else policy
         self.listeners: list[Listener] = []
         self._undo: list[Recipe] = []
         self._redo: list[Recipe] = []
         self._cache: tuple[tuple, dict[str, TensorMeta]] | None = None
+        self._analysed: tuple[tuple, Analysis] | None = None
+        self._analysing = threading.Lock()  # a worker and the `:` line ask at once
+
+    # -- what the state means --------------------------------------------------------
+
+    def analysis(self, with_suggestions: bool = True) -> Analysis:
+        """The analysis of the state as it is now, computed once per state (the first
+        caller computes, a concurrent one waits and shares it). Slow: call it from a
+        worker; ``analysed()`` is the non-blocking look."""
+        from pttui.core.repair.analysis import analyse
+
+        with self._analysing:
+            state = (*self._state(), self.target)
+            done = self._analysed
+            if done is not None and _same_state(done[0], state) and done[0][3] is state[3] \
+                    and (done[1].suggestions is not None or not with_suggestions):
+                return done[1]
+            result = analyse(state[0], self.recipe, state[3], with_suggestions)
+            self._analysed = (state, result)
+            return result
+
+    def analysed(self) -> Analysis | None:
+        """The analysis of the current state if it was computed already, else None."""
+        done = self._analysed
+        if done is None:
+            return None
+        state = (*self._state(), self.target)
+        return done[1] if _same_state(done[0], state) and done[0][3] is state[3] else None
+
+    @property
+    def report(self) -> Report | None:
+        """What a strict load of the current key map reports (None without a target or
+        when the recipe cannot run); computed if not cached, so not from the UI thread."""
+        return self.analysis(with_suggestions=False).report
 
     # -- reading -------------------------------------------------------------------
 
@@ -111,12 +149,12 @@ class Session:
             recipe.model_args = dict(getattr(self.target, "args", {}) or {})
         return recipe
 
-    def set_policy(self, policy: Any) -> None:
+    def set_policy(self, policy: LoadPolicy) -> None:
         self.policy = policy
         self._changed()
 
     def refresh(self) -> None:
-        """Recompute and notify after a change made in place (a policy field, say)."""
+        """Notify the listeners again (the same state, shown afresh)."""
         self._changed()
 
     # -- internals -----------------------------------------------------------------
@@ -124,9 +162,7 @@ class Session:
     def _forget_allow_list(self) -> None:
         """Globals allowed for one file's load belong to that file, not to the next one
         (the map_location and the other choices stay)."""
-        if isinstance(self.policy, dict):
-            self.policy.pop("allow_globals", None)
-        elif getattr(self.policy, "allow_globals", None):
+        if self.policy.allow_globals:
             import dataclasses
 
             self.policy = dataclasses.replace(self.policy, allow_globals=())
@@ -153,8 +189,6 @@ class Session:
         return True
 
     def _changed(self) -> None:
-        if self.recompute is not None:
-            self.report = self.recompute(self)
         for listener in list(self.listeners):
             listener(self)
 

@@ -21,7 +21,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.widgets import Footer
 from textual.worker import Worker
 
 from pttui.core.base import humanize as hz
@@ -81,7 +81,6 @@ class MainScreen(CommandLine, Actions, Screen):
         self.options = options
         self.session = Session(policy=LoadPolicy(map_location=options.map_location))
         self.ctx = Context(self.session)  # the `:` line's view of the same Session
-        self.session.recompute = None  # the analysis worker computes the report instead
         self.session.listeners.append(self._listener)
         self.command_cancel = threading.Event()
         self.names_shown = threading.Event()  # the first listing is on the screen
@@ -238,10 +237,9 @@ class MainScreen(CommandLine, Actions, Screen):
                 self._follow_folder(session.source.path)
             self._state = state
             self.gen += 1
-            session.report = None  # stale until the analysis arrives
             if session.source is not None:
                 self.query_one(KeyTreePane).message = "analysing…"
-                self.analyse(self.gen, session.source, session.recipe, session.target)
+                self.analyse(self.gen)
         self._show_report()
         self._keys_title()  # a `:open` changes the file without passing on_file_opened
         self.refresh_bindings()
@@ -257,19 +255,15 @@ class MainScreen(CommandLine, Actions, Screen):
             self.read_folder(folder, path, open_it=False)
 
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
-    def analyse(self, gen: int, source: Any, recipe: Any, target: Any) -> None:
-        from pttui.commands.context import state_metadata
-        from pttui.core.repair.analysis import analyse
-
-        meta = state_metadata(source, recipe)  # as the shell compares: BatchNorm counters
-        self.post_message(Analysed(gen, analyse(source, recipe, target, ckpt_metadata=meta)))
+    def analyse(self, gen: int) -> None:
+        """The session's analysis of its state (the one the shell and the CLI give)."""
+        self.post_message(Analysed(gen, self.session.analysis()))
 
     def on_analysed(self, message: Analysed) -> None:
         if message.gen != self.gen:
             return
         a = self.analysis = message.analysis
         _spare_the_gc(len(a.index.keys))
-        self.session.report = a.report
         self.ctx.remember(a.suggestions)  # `:apply N` takes step N as the Report numbers it
         cur = a.current
         summary = Text(f"{len(cur):,} keys · {hz.count(sum(t.numel for t in cur.values()))} · "
