@@ -125,7 +125,7 @@ def _main(argv: list[str], cmd: str | None) -> int:
         only = None  # `pttui --help inspect` (even `--he`): the top-level help lists them all
     parser = build_parser(only)
     if cmd in COMMANDS:
-        module = importlib.import_module(f"pttui.clicmds.{COMMANDS[cmd]}")
+        module = importlib.import_module(COMMANDS[cmd])
         module.add_arguments(parser._subparsers._group_actions[0].choices[cmd])  # type: ignore[union-attr]
     if cmd is not None and cmd not in COMMANDS:
         return _default(argv)

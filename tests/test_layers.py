@@ -1,44 +1,49 @@
-"""pttui/core's stage folders import only the folders below them (lazy imports too):
-the order docs/architecture.md draws."""
+"""The house's layering (pyproject.toml's import-linter contracts, lazy imports too):
+core's stage folders import only the stages below them, the three fronts never import
+each other, core imports no UI toolkit; and every module of core lives in a stage
+folder that the contract lists."""
 
-import ast
 import os
+import tomllib
 
 import pttui.core
 
-ORDER = ["base", "read", "device", "load", "guard", "target", "compare", "recipe", "repair",
-         "export", "session"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYPROJECT = os.path.join(ROOT, "pyproject.toml")
 CORE = os.path.dirname(pttui.core.__file__)
 
 
-def _imports(path: str):
-    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            yield node.lineno, node.module
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
+def _contracts() -> dict:
+    with open(PYPROJECT, "rb") as f:
+        config = tomllib.load(f)["tool"]["importlinter"]
+    return {c["id"]: c for c in config["contracts"]}
 
 
-def test_every_stage_imports_only_the_stages_below_it():
-    rank = {stage: i for i, stage in enumerate(ORDER)}
+def test_the_import_contracts_are_kept(capsys):
+    from importlinter.cli import lint_imports
+
+    rc = lint_imports(config_filename=PYPROJECT, no_cache=True, no_logo=True)
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "3 kept, 0 broken" in out
+
+
+def test_every_module_of_core_lives_in_a_listed_stage():
+    stages = _contracts()["core-stages"]["layers"]
     folders = sorted(d for d in os.listdir(CORE) if os.path.isdir(os.path.join(CORE, d))
                      and not d.startswith("__"))
-    assert folders == sorted(ORDER)  # a new folder takes its place in the order
+    assert folders == sorted(stages)  # a new folder takes its place in the contract
     loose = [f for f in os.listdir(CORE) if f.endswith(".py") and f != "__init__.py"]
-    assert loose == []  # every module lives in a stage folder
-    upward = []
-    for folder, _dirs, files in os.walk(CORE):
-        for name in files:
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(folder, name)
-            mine = os.path.relpath(path, CORE).split(os.sep)[0]
-            if mine not in rank:
-                continue
-            for line, module in _imports(path):
-                parts = module.split(".")
-                if parts[:2] == ["pttui", "core"] and len(parts) > 2 and \
-                        rank.get(parts[2], -1) > rank[mine]:
-                    upward.append(f"{os.path.relpath(path, CORE)}:{line} imports {module}")
-    assert upward == []
+    assert loose == []
+
+
+def test_no_import_cycle_in_pttui():
+    """No module reaches back to one that imports it (lazy imports count): a cycle is
+    what made `import pttui.core.reader` fail once a lazy import moved to the top."""
+    import grimp
+
+    graph = grimp.build_graph("pttui", cache_dir=None)
+    cycles = sorted({tuple(sorted((m, n))) for m in graph.modules
+                     for n in graph.find_modules_directly_imported_by(m)
+                     if graph.chain_exists(importer=n, imported=m)})
+    assert len(graph.modules) > 100 and cycles == []

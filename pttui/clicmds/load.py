@@ -200,23 +200,18 @@ def _render_failure(result, args, how: str, width: int) -> str:  # noqa: ANN001
 
 def _fix_command(args: argparse.Namespace, fix) -> str | None:  # noqa: ANN001 - Fix
     """The ``pttui load`` command line that applies ``fix``; None if no option does."""
+    from pttui.core.load.policy import LoadPolicy
+
     if not fix.changes and not fix.force:
         return None
-    want = {"map_location": args.map_location, "allow_globals": list(args.allow),
-            "mmap": args.mmap, "weights_only": not args.unsafe}
-    for key, value in fix.changes.items():
-        if key == "allow_globals":
-            want[key] += [g for g in value if g not in want[key]]
-        else:
-            want[key] = value
-    argv = ["pttui", "load", args.path]
-    if want["map_location"] != "auto":
-        argv += ["--map-location", want["map_location"]]
-    for g in want["allow_globals"]:
-        argv += ["--allow", g]
-    if want["mmap"] is not None:
-        argv.append("--mmap" if want["mmap"] else "--no-mmap")
-    if not want["weights_only"]:
+    try:
+        want = LoadPolicy(weights_only=not args.unsafe, allow_globals=tuple(args.allow),
+                          map_location=args.map_location, mmap=args.mmap
+                          ).with_changes(fix.changes)
+    except ValueError:  # a change no option can ask for (LoadPolicy refuses it)
+        return None
+    argv = ["pttui", "load", args.path, *want.load_options()]
+    if not want.weights_only:
         argv.append(UNSAFE_FLAG)
     if args.timeout:
         argv += ["--timeout", f"{args.timeout:g}"]

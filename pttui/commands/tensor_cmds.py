@@ -58,7 +58,7 @@ def stats(call: Call) -> object:
               help="The current view is the selected container after the recipe's renames "
                    "and drops, with dtypes as stored (casts apply on export).", slow=True))
 def diff(call: Call) -> object:
-    from pttui.clicmds.diff import render
+    from pttui.core.compare.diff_text import render
     from pttui.core.compare.diff import diff as compare_files
 
     src = call.ctx.source()
