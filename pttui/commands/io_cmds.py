@@ -28,6 +28,8 @@ _SHOW_TENSORS = 20
                         "keep", kind="map-location", default="auto"),
                     Opt("--allow", "MODULE.NAME", "allow one global for weights_only=True "
                         "(imports its module)", kind="global", many=True),
+                    Opt("--mmap", help="memory-map the file (the default for torch zip "
+                        "files)"),
                     Opt("--no-mmap", help="read the whole file instead of mapping it"),
                     Opt("--timeout", "S", "stop after S seconds", convert=seconds),
                     Opt("--force", help="skip the check that the file fits in memory")),
@@ -39,10 +41,13 @@ def load(call: Call) -> CommandResult:
 
     src = call.ctx.source()
     _not_an_index(src)
+    if call.args["mmap"] and call.args["no_mmap"]:
+        raise ReadError("load: --mmap and --no-mmap ask for opposite things; give one")
     try:
         policy = LoadPolicy(allow_globals=tuple(call.args["allow"]),
                             map_location=call.args["map_location"],
-                            mmap=False if call.args["no_mmap"] else None)
+                            mmap=True if call.args["mmap"] else False if call.args["no_mmap"]
+                            else None)
     except ValueError as err:
         raise ReadError(f"load: {err}") from None
     result = attempt_load(src.path, policy, force=call.args["force"], cancel=call.cancel,
@@ -113,13 +118,7 @@ def _fix_line(call: Call, policy, fx) -> str | None:  # noqa: ANN001 - LoadPolic
     if not fx.changes and not fx.force:
         return None
     want = policy.with_changes({k: v for k, v in fx.changes.items() if k != "weights_only"})
-    words = ["load"]
-    if want.map_location != "auto":
-        words += ["--map-location", want.map_location]
-    for g in want.allow_globals:
-        words += ["--allow", g]
-    if want.mmap is False:
-        words.append("--no-mmap")
+    words = ["load", *want.load_options()]
     if fx.force or call.args["force"]:
         words.append("--force")
     return shlex.join(words)

@@ -64,6 +64,19 @@ class LoadPolicy:
     def apply(self, fix: Fix) -> LoadPolicy:
         return self.with_changes(fix.changes)
 
+    def load_options(self) -> list[str]:
+        """The ``load`` options that ask for this policy, the same words on pttui's
+        command line and in the shell (``weights_only=False`` has its own flag, which
+        only the command line takes)."""
+        words: list[str] = []
+        if self.map_location != "auto":
+            words += ["--map-location", self.map_location]
+        for name in self.allow_globals:
+            words += ["--allow", name]
+        if self.mmap is not None:
+            words.append("--mmap" if self.mmap else "--no-mmap")
+        return words
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["allow_globals"] = list(self.allow_globals)
