@@ -30,12 +30,9 @@ def main(argv: list[str]) -> None:
 
     deadline.report = say
     if argv[0] == "open":
-        from pttui.core.read import reader
-
-        reader.UNPICKLE_ONLY = True  # only the unpickling can hang: skip the rest
         say(f"F {argv[1]}")
         try:
-            open_checkpoint(argv[1])
+            open_checkpoint(argv[1], unpickle_only=True)  # only unpickling can hang
         except ReadError:
             pass
     else:
