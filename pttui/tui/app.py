@@ -104,8 +104,12 @@ class PttuiApp(App[None]):
         self.push_screen(screen, answer)
 
     def _stop_all(self) -> None:
+        from pttui.tui.widgets.commandbar import CommandBar
+
         for screen in self.screen_stack:
             event = getattr(screen, "cancel_event", None)
             if event is not None:
                 event.set()
+            for bar in screen.query(CommandBar):  # a `:` command's own cancel event
+                bar.cancel()
         self.workers.cancel_all()

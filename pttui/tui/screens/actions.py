@@ -302,7 +302,6 @@ class Actions:
         self.read_folder(files.folder, path)
 
     def action_command(self) -> None:
-        box = self.query_one("#command-line")
-        box.display = True
-        self.command_box_opened()
-        box.focus()
+        from pttui.tui.widgets.commandbar import CommandBar
+
+        self.query_one(CommandBar).open()

@@ -31,7 +31,7 @@ from pttui.tui import errors, keys
 from pttui.tui.messages import (Analysed, DevicesPolled, FileOpened, FolderRead, TargetBuilt,
                                 VersionsRead)
 from pttui.tui.screens.actions import Actions
-from pttui.tui.screens.command import CommandInput, CommandLine
+from pttui.tui.widgets.commandbar import CommandBar
 from pttui.tui.widgets.devices import DevicesPane
 from pttui.tui.widgets.files import FilesPane
 from pttui.tui.widgets.keytree import KeyTree, KeyTreePane
@@ -70,7 +70,7 @@ def _titled(widget: Any, title: str) -> Any:
     return widget
 
 
-class MainScreen(CommandLine, Actions, Screen):
+class MainScreen(Actions, Screen):
     BINDINGS = keys.bindings()
 
     def __init__(self, options: Any) -> None:
@@ -82,7 +82,6 @@ class MainScreen(CommandLine, Actions, Screen):
         self.session = Session(policy=LoadPolicy(map_location=options.map_location))
         self.ctx = Context(self.session)  # the `:` line's view of the same Session
         self.session.listeners.append(self._listener)
-        self.command_cancel = threading.Event()
         self.names_shown = threading.Event()  # the first listing is on the screen
         self.analysis: Any = None
         self.last_load: Any = None
@@ -102,12 +101,10 @@ class MainScreen(CommandLine, Actions, Screen):
                 yield _titled(DevicesPane(id="devices"), "Devices")
             yield _titled(KeyTreePane(id="keys"), "Keys")
             yield _titled(ReportPane(id="report"), "Report")
-        yield CommandInput(id="command-line",
-                           placeholder="pttui command (Tab completes; help lists them)")
+        yield CommandBar(self.ctx, id="command-bar")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#command-line").display = False
         self.query_one(DevicesPane).show(map_location=self.session.policy.map_location)
         opts = self.options
         self.query_one(FilesPane).loading_folder(opts.folder)
@@ -221,6 +218,29 @@ class MainScreen(CommandLine, Actions, Screen):
             self.query_one(KeyTree).focus()
 
     # -- analysis -------------------------------------------------------------------------
+
+    # -- the `:` line --------------------------------------------------------------------
+
+    def on_command_bar_asked(self, message: CommandBar.Asked) -> None:
+        self.query_one("#key-tree").focus()
+        line, bar = message.line, self.query_one(CommandBar)
+        if not line:
+            return
+        if line.split(maxsplit=1)[0] == "open" and self.session.recipe.ops \
+                and self.session.recipe is not self.exported_recipe:
+            self.confirm_discard(lambda: bar.run(line))  # as the Files pane asks
+            return
+        bar.run(line)
+
+    def key_escape(self) -> None:
+        bar = self.query_one(CommandBar)
+        if bar.is_open:
+            bar.close()
+            self.query_one("#key-tree").focus()
+        elif self.maximized is not None:
+            self.minimize()
+        else:
+            bar.cancel()
 
     def _listener(self, session: Session) -> None:
         """Session changes may come from a `:` command's worker thread."""
