@@ -315,7 +315,7 @@ def test_an_unexpected_exception_is_one_line(monkeypatch):
     def boom(call):
         raise KeyError("oops")
 
-    monkeypatch.setitem(registry._HANDLERS, "status", boom)
+    monkeypatch.setitem(registry.HANDLERS, "status", boom)
     r = fails(Context(), "status", "status: internal error: KeyError", "please report it")
     assert "Traceback" in r.data["traceback"]
 

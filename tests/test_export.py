@@ -154,7 +154,7 @@ def test_cast_export_verification_catches_a_wrong_cast(tmp_path, monkeypatch):
     bytes that differ from that cast (one bit flipped after writing) fail the read-back."""
     import pttui.core.export.stream as stream
 
-    real = stream._put
+    real = stream.write_at
 
     def corrupt(fd, offset, data, job):
         crc = real(fd, offset, data, job)
@@ -163,7 +163,7 @@ def test_cast_export_verification_catches_a_wrong_cast(tmp_path, monkeypatch):
             os.pwrite(fd, bytes([byte[0] ^ 1]), offset)
         return crc
 
-    monkeypatch.setattr(stream, "_put", corrupt)
+    monkeypatch.setattr(stream, "write_at", corrupt)
     ckpt = open_checkpoint(str(VIT))
     mapping = {k: m._replace(dtype="float16") for k, m in ckpt.tensors.items()}
     out = tmp_path / "bad.pt"
@@ -295,7 +295,7 @@ def test_bad_destinations(tmp_path, out, msg):
                                       (errno.EROFS, "read-only filesystem"),
                                       (errno.EACCES, "permission denied")])
 def test_os_errors_are_one_line(code, msg):
-    err = export_mod._os_error(OSError(code, os.strerror(code)), "/x/out.pt")
+    err = export_mod.os_error(OSError(code, os.strerror(code)), "/x/out.pt")
     assert msg in str(err) and "\n" not in str(err)
 
 
@@ -331,7 +331,7 @@ def test_disk_full_mid_pt_stream_leaves_nothing(tmp_path, monkeypatch):
     """.pt through torch (a cast): storages are written one by one; the disk fills."""
     import pttui.core.export.stream as stream
 
-    real, calls = stream._put, []
+    real, calls = stream.write_at, []
 
     def flaky(fd, offset, data, job):
         calls.append(1)
@@ -340,7 +340,7 @@ def test_disk_full_mid_pt_stream_leaves_nothing(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, offset, data, job)
 
-    monkeypatch.setattr(stream, "_put", flaky)
+    monkeypatch.setattr(stream, "write_at", flaky)
     ckpt = open_checkpoint(str(VIT))
     mapping = {k: m._replace(dtype="float16") for k, m in ckpt.tensors.items()}
     out = tmp_path / "out.pt"

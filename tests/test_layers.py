@@ -47,3 +47,46 @@ def test_no_import_cycle_in_pttui():
                      for n in graph.find_modules_directly_imported_by(m)
                      if graph.chain_exists(importer=n, imported=m)})
     assert len(graph.modules) > 100 and cycles == []
+
+
+def _private_names_used_across_folders() -> list[str]:
+    """`from pttui.a.b import _x` or `b._x` where b lives in another folder than the
+    importer: a private name is its folder's business."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(ROOT)
+    found = []
+    for path in sorted((root / "pttui").rglob("*.py")):
+        rel = path.relative_to(root)
+        here = ".".join(rel.parts[:-1])
+        tree = ast.parse(path.read_text())
+        modules = {}  # local name -> module it stands for
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pttui"):
+                is_pkg = (root / node.module.replace(".", "/")).is_dir()
+                owner = node.module if is_pkg else node.module.rsplit(".", 1)[0]
+                for alias in node.names:
+                    if is_pkg:
+                        modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                    if _private(alias.name) and owner != here:
+                        found.append(f"{rel}:{node.lineno} {node.module}.{alias.name}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("pttui"):
+                        modules[alias.asname or alias.name] = alias.name
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and _private(node.attr)
+                    and isinstance(node.value, ast.Name) and node.value.id in modules):
+                module = modules[node.value.id]
+                if module.rsplit(".", 1)[0] != here:
+                    found.append(f"{rel}:{node.lineno} {module}.{node.attr}")
+    return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def test_no_module_uses_the_private_names_of_another_folder():
+    assert _private_names_used_across_folders() == []

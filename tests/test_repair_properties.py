@@ -162,18 +162,18 @@ def test_inferred_rules_apply_like_re_sub_per_key(tensors, data):
     """The rules structural pairing infers, run over the joined names, rename each key as
     re.sub on that key alone does (keys with dots, digits, odd characters)."""
     from pttui.core.recipe.recipe import RegexRename
-    from pttui.core.repair.suggest.pipeline import _explains, _rule_for
+    from pttui.core.repair.suggest.rules import explains, rule_for
 
     names = list(tensors)
     u = data.draw(st.sampled_from(names))
     m = data.draw(keys | any_text)
-    rule = _rule_for(u, m)
+    rule = rule_for(u, m)
     if rule is None:
         return
     op = RegexRename(*rule)
     _same_result(op, tensors)
     pairs = [(k, re.sub(rule[0], rule[1], k)) for k in names]
-    assert _explains(rule[0], rule[1], pairs) == list(range(len(pairs)))
+    assert explains(rule[0], rule[1], pairs) == list(range(len(pairs)))
 
 
 # -- a safe step never pairs a key with a model key it does not hold ----------------------
@@ -236,7 +236,7 @@ def test_safe_steps_never_mispair(resnet_target, seed):  # BN into the stem's, m
 def test_renames_raise_coverage_and_cleanups_remove_a_problem(resnet_target, seed):
     """A rename (prefix, known, structural) is offered only if it raises coverage; any
     other step keeps coverage and leaves fewer problems (issue 3: no junk steps)."""
-    from pttui.core.repair.suggest.pipeline import _problems
+    from pttui.core.repair.suggest.measure import problems
 
     rng = random.Random(seed)
     tensors = _perturbed(resnet_target.tensors, rng)
@@ -247,4 +247,4 @@ def test_renames_raise_coverage_and_cleanups_remove_a_problem(resnet_target, see
         if s.kind in ("prefix", "rename", "structural"):
             assert gained > (0, 0) or (gained[0] == 0 and gained[1] > 0), s.title
         else:
-            assert gained == (0, 0) and _problems(s.after) < _problems(before), s.title
+            assert gained == (0, 0) and problems(s.after) < problems(before), s.title

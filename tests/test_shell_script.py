@@ -109,8 +109,8 @@ def slow_command(monkeypatch):
     from pttui.commands.parser import Arg
 
     spec = Spec("slow", "a test command", (Arg("DEAF", optional=True),), slow=True)
-    monkeypatch.setitem(registry._SPECS, "slow", spec)
-    monkeypatch.setitem(registry._HANDLERS, "slow", handler)
+    monkeypatch.setitem(registry.SPECS, "slow", spec)
+    monkeypatch.setitem(registry.HANDLERS, "slow", handler)
     return done
 
 

@@ -18,7 +18,7 @@ def big(tmp_path_factory):
     """3 chunks and a bit; a large mean with a small spread (sum-of-squares loses it)."""
     path = tmp_path_factory.mktemp("stats") / "big.pt"
     g = torch.Generator().manual_seed(0)
-    w = (1e6 + torch.randn(3 * valuestats._CHUNK + 1000, generator=g, dtype=torch.float64))
+    w = (1e6 + torch.randn(3 * valuestats.CHUNK + 1000, generator=g, dtype=torch.float64))
     torch.save({"w": w}, path)
     return path, w
 
@@ -32,7 +32,7 @@ def test_multi_chunk_moments_match_torch(big):
     assert st.mean == pytest.approx(w.mean().item(), rel=1e-12)
     assert st.std == pytest.approx(w.std().item(), rel=1e-9)
     assert (st.min, st.max) == (w.min().item(), w.max().item())
-    assert [d for d, _ in seen] == [valuestats._CHUNK * i for i in (1, 2, 3)] + [w.numel()]
+    assert [d for d, _ in seen] == [valuestats.CHUNK * i for i in (1, 2, 3)] + [w.numel()]
 
 
 def test_cancel_stops_between_chunks(big):
@@ -47,7 +47,7 @@ def test_cancel_stops_between_chunks(big):
 
     with pytest.raises(Cancelled):
         tensor_stats(ckpt, ckpt.tensors["w"], cancel=stop, progress=progress)
-    assert calls == [valuestats._CHUNK]
+    assert calls == [valuestats.CHUNK]
 
 
 def test_stats_command_reports_progress_and_honours_cancel(big):

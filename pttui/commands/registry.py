@@ -30,8 +30,8 @@ _MODULES = ("inspect_cmds", "repair_cmds", "recipe_cmds", "io_cmds", "tensor_cmd
 ORDER = ("open", "status", "ls", "tree", "find", "info", "stats", "containers", "select",
          "model", "check", "suggest", "apply", "rename", "drop", "cast", "accept-missing",
          "undo", "redo", "recipe", "load", "export", "diff", "devices", "help", "quit")
-_SPECS: dict[str, Spec] = {}
-_HANDLERS: dict[str, Handler] = {}
+SPECS: dict[str, Spec] = {}
+HANDLERS: dict[str, Handler] = {}
 _ALIASES: dict[str, str] = {}
 _loaded = False
 
@@ -39,8 +39,8 @@ _loaded = False
 def command(spec: Spec) -> Callable[[Handler], Handler]:
     """Register ``fn`` as the handler of ``spec`` (a decorator)."""
     def register(fn: Handler) -> Handler:
-        _SPECS[spec.name] = spec
-        _HANDLERS[spec.name] = fn
+        SPECS[spec.name] = spec
+        HANDLERS[spec.name] = fn
         for alias in spec.aliases:
             _ALIASES[alias] = spec.name
         return fn
@@ -59,12 +59,12 @@ def specs() -> list[Spec]:
     """Every command in help order."""
     _load()
     rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(_SPECS.values(), key=lambda s: rank.get(s.name, len(rank)))
+    return sorted(SPECS.values(), key=lambda s: rank.get(s.name, len(rank)))
 
 
 def lookup(name: str) -> Spec | None:
     _load()
-    return _SPECS.get(_ALIASES.get(name, name))
+    return SPECS.get(_ALIASES.get(name, name))
 
 
 def names() -> list[str]:
@@ -127,7 +127,7 @@ def run_line(ctx: Any, line: str, *, cancel: threading.Event | None = None,
     spec, args = parsed
     call = Call(ctx, spec, args, cancel or threading.Event(), progress)
     try:
-        return _HANDLERS[spec.name](call)
+        return HANDLERS[spec.name](call)
     except CommandCancelled:
         return cancelled(spec.name)
     except ReadError as err:

@@ -96,8 +96,8 @@ def test_a_safetensors_file_needs_no_reading_child(monkeypatch, tmp_path):
     """No pickle, nothing that can hang: the TUI and the shell read it at once. A pickle
     behind a .safetensors name is still read in the child first."""
     started = []
-    real = readguard._Child.run
-    monkeypatch.setattr(readguard._Child, "run", lambda self: started.append(self) or real(self))
+    real = readguard.ReadingChild.run
+    monkeypatch.setattr(readguard.ReadingChild, "run", lambda self: started.append(self) or real(self))
     ckpt = readguard.open_guarded(str(SAMPLES / "tiny_vit.safetensors"))
     assert ckpt.format == "safetensors" and len(ckpt.tensors) > 0 and started == []
     monkeypatch.setenv("PTTUI_READ_DEADLINE", "1")

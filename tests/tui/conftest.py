@@ -53,6 +53,16 @@ async def settle(app, pilot, rounds: int = 3) -> None:
     await pilot.pause(0.05)
 
 
+async def until(pilot, condition, seconds: float = 10.0) -> None:
+    """Wait until `condition()` holds: a screen that is pushed or popped shows on a later
+    turn of the loop, later still on a loaded machine."""
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    assert condition(), "timed out waiting"
+
+
 def screen_text(app) -> list[str]:
     """The terminal as the user sees it, one string per line (dialogs over their screen)."""
     return [strip.text for strip in app.screen._compositor.render_strips()]

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from tests.tui.conftest import SQUEEZE, make_app, screen_text, settle
+from tests.tui.conftest import SQUEEZE, make_app, screen_text, settle, until
 
 pytestmark = pytest.mark.slow
 
@@ -426,13 +426,14 @@ async def test_ctrl_q_inside_a_running_load_asks_first(folder):
         load = app.screen
         assert type(load).__name__ == "LoadScreen" and load.running
         await pilot.press("ctrl+q")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
         confirm = app.screen
-        assert type(confirm).__name__ == "ConfirmScreen"
         assert "Stop the load and quit?" in "\n".join(screen_text(app))
         await pilot.press("ctrl+q")  # asking already: no second dialog
         assert app.screen is confirm
         await pilot.press("escape")  # "Cancel": back to the load, which goes on
-        assert app.screen is load and app.is_running
+        await until(pilot, lambda: app.screen is load)
+        assert app.is_running
         await settle(app, pilot)
         assert load.result.ok and not app.busy
         await pilot.press("ctrl+q")  # nothing runs now: quits without asking

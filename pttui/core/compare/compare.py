@@ -143,7 +143,7 @@ def compare(tensors: Mapping[str, TensorMeta], target: Target,
     rep.unexpected = [k for k in tensors if k not in exp] if len(matched) < len(tensors) else []
     rep.benign_missing = [k for k in missing if k in info.benign] if info.benign else []
     nonp = target.non_persistent
-    rep.benign_unexpected = ([k for k in rep.unexpected if k in nonp or _benign(k, tensors[k])]
+    rep.benign_unexpected = ([k for k in rep.unexpected if k in nonp or is_benign(k, tensors[k])]
                              if nonp else _benign_keys(rep.unexpected, tensors))
     tied, aliases = target.tied, info.aliases
     mism = {m.key for m in rep.shape_mismatch}
@@ -224,7 +224,7 @@ def _shape_ok(have: tuple, want: tuple, kind: str) -> bool:
 
 
 def _benign_keys(keys: list[str], metas: Mapping[str, TensorMeta]) -> list[str]:
-    """``[k for k in keys if _benign(k, metas[k])]``, fast on 100,000 keys: one substring
+    """``[k for k in keys if is_benign(k, metas[k])]``, fast on 100,000 keys: one substring
     scan rules out most lists, and the per-key test is inlined."""
     if not keys:
         return []
@@ -233,10 +233,10 @@ def _benign_keys(keys: list[str], metas: Mapping[str, TensorMeta]) -> list[str]:
         return []
     names = BENIGN_NAMES
     return [k for k in keys if k[k.rfind(".") + 1:] in names
-            or (k.endswith("attn.bias") and _benign(k, metas.get(k)))]
+            or (k.endswith("attn.bias") and is_benign(k, metas.get(k)))]
 
 
-def _benign(key: str, meta: TensorMeta | None) -> bool:
+def is_benign(key: str, meta: TensorMeta | None) -> bool:
     last = key.rpartition(".")[2]
     if last in BENIGN_NAMES:
         return True

@@ -187,7 +187,7 @@ _ERRNO_TEXT = {
 }
 
 
-def _os_error(err: OSError, out: str) -> ReadError:
+def os_error(err: OSError, out: str) -> ReadError:
     text = _ERRNO_TEXT.get(err.errno, "{out}: cannot write it ({why}); nothing was written")
     return ReadError(text.format(out=out, folder=os.path.dirname(out),
                                  why=err.strerror or err))
@@ -213,7 +213,7 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
             raise ReadError(exists_message(out, "appeared while exporting")) from None
         tmp = None
     except OSError as err:
-        raise _os_error(err, out) from None
+        raise os_error(err, out) from None
     finally:
         partials.discard(tmp, lock)  # tmp is None once published
 

@@ -97,7 +97,7 @@ def write(f: Any, p: Plan, src: TensorSource, job: Any, metadata: Any) -> None:
             raise ReadError(f"{first}: {data.numel():,} bytes to write, {rec.size:,} planned; "
                             "please report this")
         zr = w.begin(f"data/{rec.name}", rec.size)
-        w.set_crc(zr, _put(fd, zr.data_offset, data, job))
+        w.set_crc(zr, write_at(fd, zr.data_offset, data, job))
         del t, data
         for name, meta, orig in rec.users[1:]:
             if rec.whole:
@@ -110,7 +110,7 @@ def write(f: Any, p: Plan, src: TensorSource, job: Any, metadata: Any) -> None:
     job.check_cancel()  # a cancel after the last tensor still means "don't keep it"
 
 
-def _put(fd: int, offset: int, data: Any, job: Any) -> int:
+def write_at(fd: int, offset: int, data: Any, job: Any) -> int:
     """Write ``data`` (a contiguous uint8 tensor) at ``offset``; its CRC-32."""
     crc = 0
     if not data.numel():

@@ -268,7 +268,7 @@ def preflight(path: str, cancel: object = None) -> None:
     the read: no second child, no second reading.
     """
     if deadline.report is None and not _pickle_free(path):
-        _Child(["open", path], cancel).run()  # raises ReadError at the deadline
+        ReadingChild(["open", path], cancel).run()  # raises ReadError at the deadline
 
 
 def _pickle_free(path: str) -> bool:
@@ -302,7 +302,7 @@ def list_guarded(folder: str, cancel: object = None) -> list:
 
     hung: dict[str, str] = {}
     while True:
-        child = _Child(["list", folder, json.dumps(hung)], cancel)
+        child = ReadingChild(["list", folder, json.dumps(hung)], cancel)
         try:
             lines = child.run()
         except ReadError as err:
@@ -313,7 +313,7 @@ def list_guarded(folder: str, cancel: object = None) -> list:
         return [FileEntry(**json.loads(line[2:])) for line in lines if line.startswith("E ")]
 
 
-class _Child:
+class ReadingChild:
     """``python -m pttui.core.guard._child ...``, followed by :func:`_watch`."""
 
     def __init__(self, args: list[str], cancel: object) -> None:

@@ -27,7 +27,7 @@ import struct
 from pttui.core.base import dtypes
 from pttui.core.base.meta import ReadError, StorageRef
 from pttui.core.read.pickle.stubs import StorageType, StorageView
-from pttui.core.read.pickle.tensorbuild import TensorBuilder, _bad_tensor
+from pttui.core.read.pickle.tensorbuild import TensorBuilder, bad_tensor
 from pttui.core.read.torchfile import MAX_PICKLE_BYTES, Unpickled, _short_repr
 from pttui.core.read.pickle.unpickler import DType, RestrictedUnpickler
 from pttui.core.read.zipindex import _safe
@@ -396,7 +396,7 @@ class _Reader:
             if storage is None:
                 self.problems.append(f"tensor {key} names storage {_short_repr(storage_key)}, "
                                      "which the file does not hold; torch will fail to load it")
-                out[key] = _bad_tensor()
+                out[key] = bad_tensor()
                 continue
             sizes, strides, offset = nums[:ndim], nums[ndim:2 * ndim], nums[-1]
             if isinstance(storage, StorageView):
@@ -425,7 +425,7 @@ class _Reader:
             if found is None:
                 problems.append(f"the pickle references tensor {key}, which the file does not "
                                 "hold; torch will fail to load it")
-                return _bad_tensor()
+                return bad_tensor()
             return found
 
         self.f.seek(m.offset)

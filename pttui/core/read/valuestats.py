@@ -12,7 +12,7 @@ from typing import Any
 
 from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
 
-_CHUNK = 1 << 22  # elements per reduction step
+CHUNK = 1 << 22  # elements per reduction step
 
 
 @dataclass
@@ -51,10 +51,10 @@ def tensor_stats(ckpt: Checkpoint, meta: TensorMeta, *, cancel: Any = None,
         n = flat.numel()
         acc = _Moments()
         nan = inf = zeros = 0
-        for start in range(0, n, _CHUNK):
+        for start in range(0, n, CHUNK):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"{meta.key}: statistics cancelled")
-            c = flat[start:start + _CHUNK].to(torch.float64)
+            c = flat[start:start + CHUNK].to(torch.float64)
             isnan, isinf = torch.isnan(c), torch.isinf(c)
             nan += int(isnan.sum())
             inf += int(isinf.sum())
@@ -63,7 +63,7 @@ def tensor_stats(ckpt: Checkpoint, meta: TensorMeta, *, cancel: Any = None,
             if good.numel():
                 acc.add(good)
             if progress is not None:
-                progress(min(start + _CHUNK, n), n)
+                progress(min(start + CHUNK, n), n)
         return ValueStats(n, acc.lo, acc.hi, acc.mean if acc.n else None, acc.std(), nan, inf,
                           zeros)
 

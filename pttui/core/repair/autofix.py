@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.compare.compare import Report, _benign
+from pttui.core.compare.compare import Report, is_benign
 from pttui.core.repair.analysis import analyse
 from pttui.core.repair.diagnose.diagnosis import OPTIMIZER_NOTE, best_container, variant_mismatch
 from pttui.core.base.meta import Checkpoint, TensorMeta
@@ -123,7 +123,7 @@ def _refusal(before: dict[str, TensorMeta], after: dict[str, TensorMeta], target
     nonp = target.non_persistent
     dropped = sum(t.numel for k, t in before.items()
                   if t.key not in kept_sources and k not in head_keys
-                  and not (k in nonp or _benign(k, t)))
+                  and not (k in nonp or is_benign(k, t)))
     have = sum(t.numel for t in before.values()) or 1
     if dropped / have > MAX_DROPPED:
         return (f"it would drop {dropped / have:.0%} of the checkpoint's elements; refusing "

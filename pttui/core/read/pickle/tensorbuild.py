@@ -74,7 +74,7 @@ class TensorBuilder:
         if type(storage) is not StorageRef:
             if type(storage) is not StorageView or type(offset) is not int:
                 self.problems.append("a tensor's storage is malformed")
-                return _bad_tensor()
+                return bad_tensor()
             offset, storage = offset + storage.offset, storage.ref
         try:  # one C call: offset, sizes and strides are ints in [0, 2**64), equal in number
             _PACK[len(size)].pack(offset, *size, *stride)
@@ -83,12 +83,12 @@ class TensorBuilder:
         except (struct.error, TypeError, IndexError):
             self.problems.append(f"a tensor has an invalid offset, shape {_show(size)} or "
                                  f"stride {_show(stride)}")
-            return _bad_tensor()
+            return bad_tensor()
         numel = math.prod(size)
         if numel > _I64:
             self.problems.append(f"a tensor of shape {_show(size)} has more elements than "
                                  "torch can address")
-            return _bad_tensor()
+            return bad_tensor()
         span = sum(map(operator.mul, size, stride)) - sum(stride)  # sum((d - 1) * s)
         dt = dtype or storage.dtype
         if numel:
@@ -108,7 +108,7 @@ class TensorBuilder:
         if dt is None:
             self.problems.append(f"a tensor names an unknown dtype "
                                  f"{getattr(dtype, 'qualname', None) or _text(dtype)}")
-            return _bad_tensor()
+            return bad_tensor()
         return self.tensor(storage, storage_offset, size, stride, dtype=dt)
 
     def rebuild_parameter(self, data, requires_grad=True, backward_hooks=None, *state):
@@ -122,7 +122,7 @@ class TensorBuilder:
         try:
             shape = _int_tuple(size, "its shape")
         except _BadTensor:
-            return _bad_tensor()
+            return bad_tensor()
         return TensorMeta("", shape, dt or "unknown", "meta", None, 0, None, "meta")
 
     def rebuild_wrapper_subclass(self, cls, dtype, size, stride, storage_offset, layout,
@@ -131,7 +131,7 @@ class TensorBuilder:
         try:
             shape = _int_tuple(size, "its shape")
         except _BadTensor:
-            return _bad_tensor()
+            return bad_tensor()
         return TensorMeta("", shape, dt or "unknown", _text(device), None, 0, None, "subclass")
 
     def rebuild_sparse(self, layout, data, *_):
@@ -140,26 +140,26 @@ class TensorBuilder:
             try:
                 shape = _int_tuple(tuple(data[2]), "its shape")
             except (_BadTensor, TypeError):
-                return _bad_tensor()
+                return bad_tensor()
             dt = values.dtype if isinstance(values, TensorMeta) else "unknown"
             dev = values.device if isinstance(values, TensorMeta) else "cpu"
             return TensorMeta("", shape, dt, dev, None, 0, None, "sparse")
-        return _bad_tensor()
+        return bad_tensor()
 
     def rebuild_from_cpu(self, data, dtype=None, device=None, *_):
         if isinstance(data, TensorMeta):
             return TensorMeta("", data.shape, data.dtype, _text(device or data.device),
                               data.storage, data.storage_offset, data.stride, data.kind)
-        return _bad_tensor()
+        return bad_tensor()
 
     def rebuild_nested(self, buffer, sizes, *_):
         if isinstance(buffer, TensorMeta):
             return _with_kind(buffer, "nested")
-        return _bad_tensor()
+        return bad_tensor()
 
     def rebuild_from_type_v2(self, func, new_type, args, state=None):
         if not callable(func) or not isinstance(args, tuple):
-            return _bad_tensor()
+            return bad_tensor()
         result = func(*args)
         name = getattr(new_type, "qualname", "") or str(new_type)
         if isinstance(result, TensorMeta) and "Parameter" in name:
@@ -178,7 +178,7 @@ class _BadTensorType(Opaque):
     qualname = "<unreadable tensor>"
 
 
-def _bad_tensor() -> Opaque:
+def bad_tensor() -> Opaque:
     return _BadTensorType()
 
 

@@ -26,7 +26,7 @@ def _optimizer_like(keys: list[str]) -> bool:
     return bool(keys) and hits * 2 >= len(keys)
 
 
-def _dropped_but_fit(tensors: Mapping[str, TensorMeta], target: Target, keys: list[str],
+def dropped_but_fit(tensors: Mapping[str, TensorMeta], target: Target, keys: list[str],
                      containers: list[Container]) -> list[str]:
     """Of the model ``keys`` missing from ``tensors`` (the recipe's result), those the
     source holds under the same name (or with the same prefix change as the kept keys)

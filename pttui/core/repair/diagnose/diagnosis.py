@@ -14,19 +14,19 @@ from collections.abc import Mapping
 
 from pttui.core.compare.compare import Report, compare, group_keys
 from pttui.core.repair.diagnose.containers import (OPTIMIZER_STATE, _better_container,
-                                             _dropped_but_fit, _optimizer_like,
+                                             dropped_but_fit, _optimizer_like,
                                              best_container)
 from pttui.core.repair.diagnose.prefix import WRAPPER_PREFIXES, WRAPPERS, _prefix_fix, _sampled
 from pttui.core.repair.diagnose.variant import (_brief, _head_only, _input_only, _last_modules,
-                                          _module, _n, _variant_reason)
+                                          _module, _n, variant_reason)
 from pttui.core.base.meta import Container, TensorMeta
 from pttui.core.base.nogc import gc_paused
 from pttui.core.target.targets import Target
 
 # re-exported: callers (autofix, guide, suggest, the CLI) import these from here
 __all__ = ["OPTIMIZER_NOTE", "OPTIMIZER_STATE", "WRAPPER_PREFIXES", "WRAPPERS",
-           "best_container", "diagnose", "variant_mismatch", "_dropped_but_fit",
-           "_variant_reason"]
+           "best_container", "diagnose", "variant_mismatch", "dropped_but_fit",
+           "variant_reason"]
 
 OPTIMIZER_NOTE = "this is an optimizer state, not model weights"
 
@@ -36,12 +36,12 @@ def variant_mismatch(report: Report, tensors: Mapping[str, TensorMeta] | None = 
     """True when the checkpoint is another variant of the architecture (resnet34 for
     resnet18, a wider model): no renaming fixes that, so ``--auto`` refuses. Given the
     tensors and target, a wrapper prefix (``module.``) is looked through first."""
-    if _variant_reason(report, target) is not None:
+    if variant_reason(report, target) is not None:
         return True
     if tensors is None or target is None or report.strict_ok:
         return False
     fix = _prefix_fix(tensors, target, len(report.matched))
-    return fix is not None and _variant_reason(compare(fix[1], target), target) is not None
+    return fix is not None and variant_reason(compare(fix[1], target), target) is not None
 
 
 @gc_paused
@@ -107,7 +107,7 @@ def _structure(rep: Report, tensors: Mapping[str, TensorMeta], target: Target,
     """Diagnoses that need the keys already aligned: variant, head, renames, coverage."""
     if rep.strict_ok:
         return []
-    variant = _variant_reason(rep, target)
+    variant = variant_reason(rep, target)
     if variant:
         return [f"{variant}: renaming will not fix it"]
     out: list[str] = []
@@ -140,7 +140,7 @@ def _structure(rep: Report, tensors: Mapping[str, TensorMeta], target: Target,
     benign = set(rep.benign_missing) | set(rep.benign_unexpected) | set(rep.tied_missing)
     real_missing = [k for k in rep.missing if k not in benign]
     real_unexp = [k for k in rep.unexpected if k not in benign]
-    dropped = _dropped_but_fit(current, target, real_missing, containers or []) \
+    dropped = dropped_but_fit(current, target, real_missing, containers or []) \
         if current is not None and tensors is current else []
     if dropped:
         one = len(dropped) == 1

@@ -100,7 +100,7 @@ def _model_ranges(report: Report, target: Target | None) -> dict[str, int]:
     return ranges
 
 
-def _variant_reason(report: Report, target: Target | None = None) -> str | None:
+def variant_reason(report: Report, target: Target | None = None) -> str | None:
     """Why this looks like another variant of the model (depth or width), or None.
     ``target`` (the report's) saves recomputing the model's block ranges."""
     extra = _beyond(report.unexpected, _model_ranges(report, target)) \

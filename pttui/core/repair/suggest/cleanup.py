@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from pttui.core.base import humanize as hz
-from pttui.core.compare.compare import _benign, group_keys
+from pttui.core.compare.compare import is_benign, group_keys
 from pttui.core.base.meta import TensorMeta
 from pttui.core.recipe.recipe import AcceptMissing, Drop
 from pttui.core.repair.suggest.measure import _Ctx
@@ -49,9 +49,9 @@ def _cleanups(ctx: _Ctx) -> None:
     head = _head_keys(real_missing, target) if real_missing and not bad and not stray \
         else None
     if head and ctx.containers:
-        from pttui.core.repair.diagnose.containers import _dropped_but_fit
+        from pttui.core.repair.diagnose.containers import dropped_but_fit
 
-        if _dropped_but_fit(tensors, target, head, ctx.containers):
+        if dropped_but_fit(tensors, target, head, ctx.containers):
             head = None  # a recipe step dropped them and they fit: undo it, not accept
     if head:
         mods = group_keys(list(dict.fromkeys(k.rpartition(".")[0] for k in head)))
@@ -152,7 +152,7 @@ def _head_keys(missing: list[str], target) -> list[str] | None:
 
 
 def _ignorable(key: str, target) -> bool:
-    return key in target.tied or key in target.auto_fill or _benign(key,
+    return key in target.tied or key in target.auto_fill or is_benign(key,
                                                                     target.tensors.get(key))
 
 

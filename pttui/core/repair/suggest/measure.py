@@ -54,7 +54,7 @@ def _score(r: Report) -> tuple[int, int]:
     return (r.coverage_params[0], r.coverage_keys[0])
 
 
-def _problems(r: Report) -> int:
+def problems(r: Report) -> int:
     return len(r.missing) + len(r.unexpected) + len(r.shape_mismatch) - len(
         set(r.missing) & set(r.accepted_missing))
 
@@ -104,7 +104,7 @@ class _Ctx:
         if kind in _RAISES:
             if (ap, ak) == (bp, bk):
                 return None
-        elif (ap, ak) == (bp, bk) and _problems(after) >= _problems(base):
+        elif (ap, ak) == (bp, bk) and problems(after) >= problems(base):
             return None
         if affected is None:
             affected = _affected(tensors, after_map)

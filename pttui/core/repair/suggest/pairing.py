@@ -13,7 +13,7 @@ from typing import Any
 from pttui.core.compare.compare import Report
 from pttui.core.recipe.recipe import KeyMap, RegexRename
 from pttui.core.repair.suggest.measure import _Ctx
-from pttui.core.repair.suggest.rules import _candidate_rules, _explains, _readable
+from pttui.core.repair.suggest.rules import _candidate_rules, explains, _readable
 
 _SUFFIX_LIMIT = 20_000  # suffix alignment indexes every suffix: only up to this many keys
 
@@ -76,7 +76,7 @@ def _structural(ctx: _Ctx, known: list[tuple[str, str]]) -> None:
     explained_by_any: set[int] = set()
     offered: list[tuple[str, str, list[int], bool]] = []
     for pattern, repl in rules:
-        hits = _explains(pattern, repl, pairs)
+        hits = explains(pattern, repl, pairs)
         if len(hits) < 2:
             continue
         hit_set = set(hits)
@@ -109,7 +109,7 @@ def _one_rule(view: dict[str, str], missing: list[str], tensors, expected
         return None
     pairs = list(zip(view, missing))
     for pattern, repl in _candidate_rules(pairs, top=2):
-        if len(_explains(pattern, repl, pairs)) == len(pairs):
+        if len(explains(pattern, repl, pairs)) == len(pairs):
             return pattern, repl
     return None
 

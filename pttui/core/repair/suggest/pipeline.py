@@ -34,14 +34,14 @@ from pttui.core.base.nogc import gc_paused
 from pttui.core.recipe.recipe import RegexRename
 from pttui.core.repair.suggest.apply import apply_op
 from pttui.core.repair.suggest.cleanup import MAX_HEAD, MAX_INPUT, _cleanups
-from pttui.core.repair.suggest.measure import _RAISES, Suggestion, _Ctx, _problems, _score
+from pttui.core.repair.suggest.measure import _RAISES, Suggestion, _Ctx, problems, _score
 from pttui.core.repair.suggest.pairing import _structural
 from pttui.core.repair.suggest.prefix import WRAPPERS, _prefix_candidates
-from pttui.core.repair.suggest.rules import _explains, _rule_for
+from pttui.core.repair.suggest.rules import explains, rule_for
 
 # re-exported: callers and tests import these from here
 __all__ = ["KNOWN_RENAMES", "MAX_HEAD", "MAX_INPUT", "WRAPPERS", "Suggestion", "apply_op",
-           "suggest", "_explains", "_problems", "_rule_for"]
+           "suggest", "explains", "problems", "rule_for"]
 
 KNOWN_RENAMES = ((r"\.gamma$", ".weight", "LayerNorm `gamma` -> `weight` (old naming)"),
                  (r"\.beta$", ".bias", "LayerNorm `beta` -> `bias` (old naming)"))
@@ -96,14 +96,14 @@ def suggest(tensors: dict[str, TensorMeta], target, accepted: tuple[str, ...] = 
             s.why = ("the checkpoint is another variant of the model (see the diagnosis): "
                      "renaming or dropping keys will not make it load — use the matching "
                      f"model ({s.why})")
-    found.sort(key=lambda s: (_score(s.after), -_problems(s.after)), reverse=True)
+    found.sort(key=lambda s: (_score(s.after), -problems(s.after)), reverse=True)
     return found[:limit]
 
 
 def _variant(ctx: _Ctx) -> str | None:
     """Why the checkpoint is another variant of the model, or None: judged on the keys
     as they are, or, when none match by name yet, after the best prefix step."""
-    from pttui.core.repair.diagnose.variant import _variant_reason
+    from pttui.core.repair.diagnose.variant import variant_reason
 
     report = ctx.base
     if not report.matched:
@@ -111,4 +111,4 @@ def _variant(ctx: _Ctx) -> str | None:
         if not prefixes:
             return None
         report = max(prefixes, key=lambda s: _score(s.after)).after
-    return _variant_reason(report, ctx.target)
+    return variant_reason(report, ctx.target)

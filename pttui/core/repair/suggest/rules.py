@@ -20,13 +20,13 @@ def _candidate_rules(pairs: list[tuple[str, str]], top: int = 8) -> list[tuple[s
     step = max(1, len(pairs) // _RULE_SAMPLE)
     counts: Counter[tuple[str, str]] = Counter()
     for u, m in pairs[::step]:
-        rule = _rule_for(u, m)
+        rule = rule_for(u, m)
         if rule is not None:
             counts[rule] += 1
     return [rule for rule, _ in counts.most_common(top)]
 
 
-def _explains(pattern: str, repl: str, pairs: list[tuple[str, str]]) -> list[int]:
+def explains(pattern: str, repl: str, pairs: list[tuple[str, str]]) -> list[int]:
     """Indices of the pairs ``pattern`` -> ``repl`` turns into each other (one pass)."""
     olds = [u for u, _ in pairs]
     joined = "\n".join(olds)
@@ -38,7 +38,7 @@ def _explains(pattern: str, repl: str, pairs: list[tuple[str, str]]) -> list[int
     return [i for i, (u, m) in enumerate(pairs) if rx.sub(repl, u) == m]
 
 
-def _rule_for(u: str, m: str) -> tuple[str, str] | None:
+def rule_for(u: str, m: str) -> tuple[str, str] | None:
     """The rename of the span where ``u`` and ``m`` differ (whole components), with the
     numbers that carry over generalised: ``layer1.0.conv1_BN.weight`` ->
     ``layer1.0.bn1.weight`` gives ``conv(\\d+)_BN`` -> ``bn\\g<1>``."""
@@ -73,7 +73,7 @@ def _rule_for(u: str, m: str) -> tuple[str, str] | None:
         pattern += re.escape(src[pos:s]) + (r"(\d+)" if x in carried else text)
         pos = e
     pattern += re.escape(src[pos:])
-    return r"(?:(?<=\.)|^)" + pattern + r"(?=\.|$)", repl  # _explains checks it
+    return r"(?:(?<=\.)|^)" + pattern + r"(?=\.|$)", repl  # explains checks it
 
 
 def _readable(pattern: str, repl: str) -> str:
