@@ -1,4 +1,4 @@
-"""The ``pttui`` entry point: argparse, one line per error, exit codes from DESIGN.md.
+"""The ``pttui`` entry point: argparse, one line per error, the exit codes of docs/cli.md.
 
 Exit codes: 0 success, 1 a check found problems, 2 the input cannot be read or the
 command line is wrong, 130 interrupted.

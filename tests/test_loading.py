@@ -564,3 +564,20 @@ def test_cuda_file_keep_loads_onto_the_gpu(files):
     auto = attempt_load(files / "plain.pt")
     assert auto.policy["map_location"] == "cuda"
     assert {t["device"] for t in auto.summary["tensors"]} == {"cuda:0"}
+
+
+def test_fix_options_are_one_set_of_words_for_the_cli_and_the_shell():
+    from pttui.core.load.failures import Fix
+    from pttui.core.load.policy import LoadPolicy
+
+    policy = LoadPolicy(allow_globals=("argparse.Namespace",), map_location="cpu")
+    allow = Fix("allow it", {"allow_globals": ("collections.OrderedDict",)})
+    assert policy.fix_options(allow) == [
+        "--map-location", "cpu", "--allow", "argparse.Namespace",
+        "--allow", "collections.OrderedDict"]
+    assert policy.fix_options(Fix("more memory", force=True)) == [
+        "--map-location", "cpu", "--allow", "argparse.Namespace", "--force"]
+    assert policy.fix_options(Fix("read the docs")) is None  # nothing an option can do
+    assert policy.fix_options(Fix("bad", {"map_location": "tpu"})) is None  # refused
+    unsafe = Fix("run it", {"weights_only": False}, unsafe=True)
+    assert policy.fix_options(unsafe)[-1] == "--unsafe-weights-only-false"

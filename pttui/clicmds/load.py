@@ -14,9 +14,9 @@ import sys
 import textwrap
 
 from pttui.core.base.meta import ReadError
+from pttui.core.load import UNSAFE_FLAG
 
 _SHOW_TENSORS = 20
-UNSAFE_FLAG = "--unsafe-weights-only-false"
 TRUST_FLAG = "--i-trust-this-file"
 
 
@@ -202,19 +202,10 @@ def _fix_command(args: argparse.Namespace, fix) -> str | None:  # noqa: ANN001 -
     """The ``pttui load`` command line that applies ``fix``; None if no option does."""
     from pttui.core.load.policy import LoadPolicy
 
-    if not fix.changes and not fix.force:
+    policy = LoadPolicy(weights_only=not args.unsafe, allow_globals=tuple(args.allow),
+                        map_location=args.map_location, mmap=args.mmap)
+    words = policy.fix_options(fix, force=args.force)
+    if words is None:
         return None
-    try:
-        want = LoadPolicy(weights_only=not args.unsafe, allow_globals=tuple(args.allow),
-                          map_location=args.map_location, mmap=args.mmap
-                          ).with_changes(fix.changes)
-    except ValueError:  # a change no option can ask for (LoadPolicy refuses it)
-        return None
-    argv = ["pttui", "load", args.path, *want.load_options()]
-    if not want.weights_only:
-        argv.append(UNSAFE_FLAG)
-    if args.timeout:
-        argv += ["--timeout", f"{args.timeout:g}"]
-    if fix.force or args.force:
-        argv.append("--force")
-    return shlex.join(argv)
+    timeout = ["--timeout", f"{args.timeout:g}"] if args.timeout else []
+    return shlex.join(["pttui", "load", args.path, *words, *timeout])

@@ -115,13 +115,8 @@ def _fix_line(call: Call, policy, fx) -> str | None:  # noqa: ANN001 - LoadPolic
     if fx.unsafe:
         return (f"pttui load {shlex.quote(call.ctx.source().path)} "
                 "--unsafe-weights-only-false   (outside the shell; runs the file's code)")
-    if not fx.changes and not fx.force:
-        return None
-    want = policy.with_changes({k: v for k, v in fx.changes.items() if k != "weights_only"})
-    words = ["load", *want.load_options()]
-    if fx.force or call.args["force"]:
-        words.append("--force")
-    return shlex.join(words)
+    words = policy.fix_options(fx, force=call.args["force"])
+    return None if words is None else shlex.join(["load", *words])
 
 
 @command(Spec("export", "write the repaired weights (.pt or .safetensors), verified by "

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pttui.core.read.pickle import globalscan
+from pttui.core.load import UNSAFE_FLAG
 from pttui.core.load import failures as lf
 from pttui.core.load.failures import Fix, LoadFailure
 
@@ -75,6 +76,23 @@ class LoadPolicy:
             words += ["--allow", name]
         if self.mmap is not None:
             words.append("--mmap" if self.mmap else "--no-mmap")
+        return words
+
+    def fix_options(self, fix: Fix, force: bool = False) -> list[str] | None:
+        """The ``load`` options that try ``fix`` on top of this policy, for the fix lines
+        of pttui load and of the shell's load; None when no option can (a fix with no
+        changes, or a change this policy refuses)."""
+        if not fix.changes and not fix.force:
+            return None
+        try:
+            want = self.with_changes(fix.changes)
+        except (TypeError, ValueError):
+            return None
+        words = want.load_options()
+        if not want.weights_only:
+            words.append(UNSAFE_FLAG)
+        if fix.force or force:
+            words.append("--force")
         return words
 
     def to_json(self) -> dict[str, Any]:
