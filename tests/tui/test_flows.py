@@ -40,9 +40,9 @@ def test_first_paint_comes_before_torch(folder):
 
 async def test_the_names_are_in_the_first_frame(folder, monkeypatch):
     """A folder that lists at once is listed before the first frame: no "reading" frame."""
-    from pttui.tui.screens import main as main_screen
+    from pttui.tui.widgets import files
 
-    monkeypatch.setattr(main_screen, "QUICK_LIST_S", 30.0)  # "at once" on a busy CI machine
+    monkeypatch.setattr(files, "QUICK_LIST_S", 30.0)  # "at once" on a busy CI machine
     app = make_app(folder)
     async with app.run_test(size=(120, 40)):
         text = "\n".join(screen_text(app))
@@ -54,9 +54,9 @@ async def test_a_slow_folder_is_listed_by_the_worker(folder, monkeypatch):
     import threading
 
     from pttui.core.read import folder as folder_mod
-    from pttui.tui.screens import main as main_screen
+    from pttui.tui.widgets import files
 
-    monkeypatch.setattr(main_screen, "QUICK_LIST_S", -1.0)  # every folder is "slow"
+    monkeypatch.setattr(files, "QUICK_LIST_S", -1.0)  # every folder is "slow"
     real, gate = folder_mod.list_folder, threading.Event()
 
     def held(path, examine=True, **kw):

@@ -12,6 +12,29 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from pttui.core.base import humanize as hz
+from pttui.core.recipe.recipe import SelectContainer
+from pttui.tui.steps import apply_op
+
+
+def choose_container(node, session) -> None:  # noqa: ANN001 - a widget, a Session
+    """Ask which container holds the weights (the best for the model marked) and select
+    it in the recipe."""
+    src = session.source
+    if len(src.containers) < 2:
+        node.notify("this file holds one container only")
+        return
+    best = None
+    if session.target is not None:
+        from pttui.core.repair.diagnose.diagnosis import best_container
+
+        best = tuple(best_container(src, session.target)[0])
+    current = tuple(session.recipe.container or src.selected or ())
+
+    def chosen(path: tuple[str, ...] | None) -> None:
+        if path is not None and path != current:
+            apply_op(node, session, SelectContainer(path))
+
+    node.app.push_screen(ContainerScreen(src.containers, current, best), chosen)
 
 
 class ContainerScreen(ModalScreen[tuple[str, ...] | None]):

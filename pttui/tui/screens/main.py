@@ -3,8 +3,11 @@
 Everything slow runs in a thread worker that posts a message back: reading the
 folder, opening a file, analysing the session (compare, suggest, index the keys),
 building the model, polling devices. A result carries the generation it was
-started for, so a stale one (the user moved on) is dropped. The actions (flows)
-live in ``actions.py``.
+started for, so a stale one (the user moved on) is dropped.
+
+The keys' actions are the flows: each opens its dialog and hands what the user chose
+to the Session. The ops on one key live with the key tree (its pane), the layout with
+the panes, the device poll with the devices pane; the screen only routes keys there.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker
@@ -28,19 +31,17 @@ from pttui.core.base import humanize as hz
 from pttui.core.base.meta import ReadError
 from pttui.core.session.session import Session
 from pttui.tui import errors, keys
-from pttui.tui.messages import (Analysed, DevicesPolled, FileOpened, FolderRead, TargetBuilt,
-                                VersionsRead)
-from pttui.tui.screens.actions import Actions
+from pttui.tui.messages import Analysed, FileOpened, FolderRead, TargetBuilt
+from pttui.tui.screens.confirm import ConfirmScreen
+from pttui.tui.steps import need
 from pttui.tui.widgets.commandbar import CommandBar
 from pttui.tui.widgets.devices import DevicesPane
 from pttui.tui.widgets.files import FilesPane
 from pttui.tui.widgets.keytree import KeyTree, KeyTreePane
+from pttui.tui.widgets.panes import Panes
 from pttui.tui.widgets.report import ReportPane
 
-NARROW = 100  # columns below which the report and devices panes start hidden
-POLL_S = 2.0
 FIRST_NAMES_S = 1.0  # the longest the device poll waits for the first listing
-QUICK_LIST_S = 0.05  # a listing this quick is done before the first frame
 BIG = 20_000  # keys above which a new index is moved out of the garbage collector's way
 
 
@@ -52,25 +53,12 @@ def _spare_the_gc(keys: int) -> None:
         gc.freeze()
 
 
-def _names_at_once(folder: str) -> list | None:
-    """The folder's sniffed listing, if it takes under QUICK_LIST_S: then the names are in
-    the first frame. A listing thread would need ~100 ms for the same 2 ms of work, as it
-    waits for the GIL at each file while the first frame is drawn. None when it is slow
-    (many files, a network disk) or fails: the worker lists it and reports the error."""
-    from pttui.core.read.folder import list_folder
-
-    try:
-        return list_folder(folder, examine=False, deadline=time.monotonic() + QUICK_LIST_S)
-    except (TimeoutError, ReadError):
-        return None
-
-
 def _titled(widget: Any, title: str) -> Any:
     widget.border_title = title
     return widget
 
 
-class MainScreen(Actions, Screen):
+class MainScreen(Screen):
     BINDINGS = keys.bindings()
 
     def __init__(self, options: Any) -> None:
@@ -82,24 +70,21 @@ class MainScreen(Actions, Screen):
         self.session = Session(policy=LoadPolicy(map_location=options.map_location))
         self.ctx = Context(self.session)  # the `:` line's view of the same Session
         self.session.listeners.append(self._listener)
-        self.names_shown = threading.Event()  # the first listing is on the screen
         self.analysis: Any = None
         self.last_load: Any = None
         self.unreadable: tuple[str, str] | None = None  # (path, why) of a file that failed
         self.exported_recipe: Any = None  # the recipe last exported (nothing to lose)
         self.gen = 0
         self._state: tuple = ()
-        self._polling = False
-        self._narrow: bool | None = None
         self.first_paint: tuple[float, bool] | None = None  # (perf_counter, torch imported?)
 
     def compose(self) -> ComposeResult:
         # every pane has its title from the first frame (the Keys pane's names the file)
-        with Horizontal(id="panes"):
+        with Panes(id="panes"):
             with Vertical(id="left"):
                 yield _titled(FilesPane(id="files"), "Files")
                 yield _titled(DevicesPane(id="devices"), "Devices")
-            yield _titled(KeyTreePane(id="keys"), "Keys")
+            yield _titled(KeyTreePane(self.session, id="keys"), "Keys")
             yield _titled(ReportPane(id="report"), "Report")
         yield CommandBar(self.ctx, id="command-bar")
         yield Footer(compact=True)
@@ -107,11 +92,11 @@ class MainScreen(Actions, Screen):
     def on_mount(self) -> None:
         self.query_one(DevicesPane).show(map_location=self.session.policy.map_location)
         opts = self.options
-        self.query_one(FilesPane).loading_folder(opts.folder)
-        names = _names_at_once(opts.folder)
-        if names is not None:  # in the first frame
-            self.on_folder_read(FolderRead(opts.folder, names, opts.select, None))
-        self.read_folder(opts.folder, opts.select, listed=names is not None)
+        files = self.query_one(FilesPane)
+        quick = files.list_at_once(opts.folder, opts.select)  # the names in the first frame
+        if quick is not None:
+            self.on_folder_read(quick)
+        files.read(opts.folder, opts.select, listed=quick is not None)
         self.query_one("#files-list").focus()
         self.set_timer(FIRST_NAMES_S, self._after_names_shown)  # if the listing is slow
 
@@ -122,19 +107,9 @@ class MainScreen(Actions, Screen):
         if self.first_paint is not None:
             return
         self.first_paint = (time.perf_counter(), "torch" in sys.modules)
-        self.poll_devices()
-        self.set_interval(POLL_S, self.poll_devices)
-        self.read_versions()
+        self.query_one(DevicesPane).start()
         if self.options.model:
             self.build_target(self.options.model, dict(self.options.model_args))
-
-    def on_resize(self) -> None:
-        narrow = self.size.width < NARROW
-        if narrow != self._narrow:
-            self._narrow = narrow
-            self.query_one("#report").display = not narrow
-            self.query_one("#devices").display = not narrow
-            self.set_class(narrow, "-narrow")
 
     def _keys_title(self) -> None:
         """The Keys pane names the open file (or the one that could not be read)."""
@@ -144,32 +119,8 @@ class MainScreen(Actions, Screen):
 
     # -- the folder and the file ------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="folder", exit_on_error=False)
-    def read_folder(self, folder: str, select: str | None = None, open_it: bool = True,
-                    listed: bool = False) -> None:
-        """List ``folder``; ``select`` is highlighted, and opened unless ``open_it`` is False
-        (a file opened elsewhere, by `:open`, only needs the list to follow it). ``listed``:
-        the names are shown already, only the full reading is left to do."""
-        from pttui.core.read.folder import list_folder
-        from pttui.core.guard.readguard import list_guarded
-
-        try:
-            # names and formats at once, then the full reading (marks, tensor counts),
-            # which takes seconds in a folder of 100,000-key files
-            if not listed:
-                self.post_message(FolderRead(folder, list_folder(folder, examine=False),
-                                             select, None, refresh=not open_it))
-            # the reading child (seconds of CPU in a folder of big files) waits until the
-            # names are painted: on two cores it would otherwise share them with the paint
-            self.names_shown.wait(2.0)
-            self.post_message(FolderRead(folder, list_guarded(folder), None, None, refresh=True))
-        except ReadError as err:
-            self.post_message(FolderRead(folder, [], select, str(err)))
-
     def on_folder_read(self, message: FolderRead) -> None:
-        self.query_one(FilesPane).show(message.folder, message.entries, message.select,
-                                       message.error)
-        self.call_after_refresh(self.names_shown.set)
+        """After the Files pane showed it (the message bubbles up from there)."""
         self.call_after_refresh(self._after_names_shown)
         if message.refresh:
             return
@@ -217,8 +168,6 @@ class MainScreen(Actions, Screen):
         if not again:  # reading the same file again leaves the focus where the user is
             self.query_one(KeyTree).focus()
 
-    # -- analysis -------------------------------------------------------------------------
-
     # -- the `:` line --------------------------------------------------------------------
 
     def on_command_bar_asked(self, message: CommandBar.Asked) -> None:
@@ -254,7 +203,7 @@ class MainScreen(Actions, Screen):
         if state != self._state:
             if session.source is not None and (not self._state
                                                or session.source is not self._state[0]):
-                self._follow_folder(session.source.path)
+                self.query_one(FilesPane).follow(session.source.path)
             self._state = state
             self.gen += 1
             if session.source is not None:
@@ -264,15 +213,7 @@ class MainScreen(Actions, Screen):
         self._keys_title()  # a `:open` changes the file without passing on_file_opened
         self.refresh_bindings()
 
-    def _follow_folder(self, path: str) -> None:
-        """Show the folder of a file opened by a command, with that file highlighted."""
-        pane = self.query_one(FilesPane)
-        if not pane.folder or pane.entry_for(os.path.abspath(path)) is not None:
-            return  # listed already (a sharded set or DCP folder opens from its parent)
-        folder = os.path.dirname(os.path.abspath(path.rstrip("/")))
-        if os.path.abspath(pane.folder) != folder:
-            pane.loading_folder(folder)
-            self.read_folder(folder, path, open_it=False)
+    # -- the session's state, analysed ----------------------------------------------------
 
     @work(thread=True, exclusive=True, group="analyse", exit_on_error=False)
     def analyse(self, gen: int) -> None:
@@ -327,48 +268,10 @@ class MainScreen(Actions, Screen):
         self.session.set_target(target)  # the exported recipe names it (recipe_for_file)
         self.notify(f"model: {target.label}", title="model set")
 
-    # -- devices ----------------------------------------------------------------------------
-
-    def poll_devices(self) -> None:
-        """A timer tick: skipped while the last poll still runs."""
-        if not self._polling:
-            self._polling = True
-            self._poll()
-
-    @work(thread=True, group="devices", exit_on_error=False)
-    def _poll(self) -> None:
-        try:
-            snap = self.app.device_source()  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - devices never take the app down
-            snap = None
-        self.post_message(DevicesPolled(snap))
-
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         text = errors.report(self, event)
-        if text is None:
-            return
-        if event.worker.group == "devices":
-            self._polling = False
-        elif event.worker.group == "analyse":
+        if text is not None and event.worker.group == "analyse":
             self.query_one(KeyTreePane).show(None, text)
-
-    def on_devices_polled(self, message: DevicesPolled) -> None:
-        self._polling = False
-        if message.snapshot is not None:
-            self.query_one(DevicesPane).show(message.snapshot)
-
-    @work(thread=True, group="versions", exit_on_error=False)
-    def read_versions(self) -> None:
-        """torch's versions (importing torch takes seconds), then torchvision's model
-        names for the picker and the palette."""
-        self.post_message(VersionsRead(self.app.versions_source()))  # type: ignore[attr-defined]
-        if getattr(self.app, "torchvision_names", None) is None:
-            from pttui.core.target.targets import torchvision_models
-
-            self.app.torchvision_names = torchvision_models()  # type: ignore[attr-defined]
-
-    def on_versions_read(self, message: VersionsRead) -> None:
-        self.query_one(DevicesPane).show(versions=message.versions)
 
     # -- panes ------------------------------------------------------------------------------
 
@@ -387,9 +290,151 @@ class MainScreen(Actions, Screen):
 
     @on(FilesPane.FolderChosen)
     def _folder_chosen(self, message: FilesPane.FolderChosen) -> None:
-        self.query_one(FilesPane).loading_folder(message.path)
-        self.read_folder(message.path)
+        files = self.query_one(FilesPane)
+        files.loading_folder(message.path)
+        files.read(message.path)
 
-    @on(KeyTreePane.LeafChosen)
-    def _leaf(self, message: KeyTreePane.LeafChosen) -> None:
-        self.show_details(message.row)
+    # -- the keys' actions -------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "undo":
+            return True if self.session.can_undo else None
+        if action == "redo":
+            return True if self.session.can_redo else None
+        return True
+
+    def _need(self, target: bool = False) -> bool:
+        name = os.path.basename(self.unreadable[0]) if self.unreadable else ""
+        return need(self, self.session, name, target)
+
+    def confirm_discard(self, then: Any) -> None:
+        n = len(self.session.recipe.ops)
+        body = Text(f"The recipe for the open file has {n} step{'s' if n != 1 else ''}; "
+                    "opening another file starts a new one. Export first (e) to keep it.")
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.app.push_screen(ConfirmScreen("Discard the recipe?", body, yes="Open"), answer)
+
+    # -- flows ----------------------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        if self._need():
+            self.query_one(KeyTreePane).open_filter()
+
+    def action_target(self) -> None:
+        from pttui.tui.screens.target import TargetScreen
+
+        t = self.session.target
+        screen = TargetScreen(t.spec if t else "", t.args if t else None)
+
+        def chosen(target: Any) -> None:
+            if target is not None:
+                self.set_target(target)
+
+        self.app.push_screen(screen, chosen)
+
+    def action_fix(self) -> None:
+        if not self._need(target=True):
+            return
+        from pttui.tui.screens.wizard import WizardScreen
+
+        def closed(result: str | None) -> None:
+            if result == "export":
+                self.action_export()
+
+        self.app.push_screen(WizardScreen(self.session, self.set_target), closed)
+
+    def action_load(self, unsafe: bool = False) -> None:
+        from pttui.tui.screens.load import LoadScreen
+
+        src = self.session.source
+        if src is None and self.unreadable is not None:
+            path, scan = self.unreadable[0], None  # torch.load says what the reader could not
+        elif not self._need():
+            return
+        else:
+            path, scan = src.path, src.globals
+
+        def closed(answer: Any) -> None:
+            if not answer:
+                return
+            result, policy, open_path = answer
+            if result is not None:
+                self.last_load = result
+            if policy != self.session.policy:
+                self.session.set_policy(policy)
+                self.query_one("#devices").show(map_location=policy.map_location)
+            self._show_report()
+            if open_path:  # the tensors an unsafe load saved: list their folder, open them
+                self.query_one(FilesPane).read(os.path.dirname(open_path), select=open_path)
+
+        self.app.push_screen(LoadScreen(path, self.session.policy, scan, unsafe), closed)
+
+    def action_unsafe_load(self) -> None:
+        self.action_load(unsafe=True)
+
+    def action_export(self) -> None:
+        if not self._need():
+            return
+        from pttui.tui.screens.export import ExportScreen
+
+        report = self.analysis.report if self.analysis is not None else None
+        recipe = self.session.recipe
+
+        def closed(result: Any) -> None:
+            if result is not None:
+                self.exported_recipe = recipe  # opening another file loses nothing now
+                self.action_refresh()  # the new file shows in the Files pane
+
+        self.app.push_screen(
+            ExportScreen(self.session.source, self.session.recipe_for_file(), report), closed)
+
+    def action_container(self) -> None:
+        if self._need():
+            from pttui.tui.screens.container import choose_container
+
+            choose_container(self, self.session)
+
+    def action_rename(self) -> None:
+        self.query_one(KeyTreePane).rename()
+
+    def action_drop(self) -> None:
+        self.query_one(KeyTreePane).drop()
+
+    def action_drop_pattern(self) -> None:
+        self.query_one(KeyTreePane).drop_pattern()
+
+    def action_accept(self) -> None:
+        self.query_one(KeyTreePane).accept()
+
+    def action_undo(self) -> None:
+        if not self.session.undo():
+            self.notify("nothing to undo")
+
+    def action_redo(self) -> None:
+        if not self.session.redo():
+            self.notify("nothing to redo")
+
+    def action_toggle(self, pane: str) -> None:
+        self.query_one(Panes).toggle(pane)
+
+    def action_focus_pane(self, pane: str) -> None:
+        self.query_one(Panes).focus_pane(pane)
+
+    def action_maximize_pane(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        elif self.focused is not None:
+            self.maximize(self.focused)
+
+    def action_refresh(self) -> None:
+        files = self.query_one(FilesPane)
+        src = self.session.source
+        path = src.path if src is not None else self.unreadable[0] if self.unreadable else None
+        files.read(files.folder, path)
+
+    def action_command(self) -> None:
+        self.query_one(CommandBar).open()

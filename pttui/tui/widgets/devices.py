@@ -5,14 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import work
 from textual.widgets import Static
+from textual.worker import Worker
 
 from pttui.core.device import devices
 from pttui.core.device.devices import format_bytes as fb
+from pttui.tui import errors
+from pttui.tui.messages import DevicesPolled, VersionsRead
+
+POLL_S = 2.0
 
 
 class DevicesPane(Static):
-    """Redrawn from plain data; the polling happens in a worker on the screen."""
+    """Redrawn from plain data; it polls the devices itself, in a worker, once started
+    (the screen starts it after the first paint: NVML and torch take the GIL a while)."""
 
     ALLOW_MAXIMIZE = True  # `z` maximises the pane, not the widget inside it
 
@@ -22,6 +29,49 @@ class DevicesPane(Static):
         self.versions: Any = None
         self.map_location = "auto"
         self.nbytes: int | None = None
+        self._polling = False
+
+    def start(self) -> None:
+        """Poll every POLL_S seconds; read torch's versions once."""
+        self.poll()
+        self.set_interval(POLL_S, self.poll)
+        self.read_versions()
+
+    def poll(self) -> None:
+        """A timer tick: skipped while the last poll still runs."""
+        if not self._polling:
+            self._polling = True
+            self._poll()
+
+    @work(thread=True, group="devices", exit_on_error=False)
+    def _poll(self) -> None:
+        try:
+            snap = self.app.device_source()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - devices never take the app down
+            snap = None
+        self.post_message(DevicesPolled(snap))
+
+    def on_devices_polled(self, message: DevicesPolled) -> None:
+        self._polling = False
+        if message.snapshot is not None:
+            self.show(message.snapshot)
+
+    @work(thread=True, group="versions", exit_on_error=False)
+    def read_versions(self) -> None:
+        """torch's versions (importing torch takes seconds), then torchvision's model
+        names for the picker and the palette."""
+        self.post_message(VersionsRead(self.app.versions_source()))  # type: ignore[attr-defined]
+        if getattr(self.app, "torchvision_names", None) is None:
+            from pttui.core.target.targets import torchvision_models
+
+            self.app.torchvision_names = torchvision_models()  # type: ignore[attr-defined]
+
+    def on_versions_read(self, message: VersionsRead) -> None:
+        self.show(versions=message.versions)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if errors.report(self, event) is not None and event.worker.group == "devices":
+            self._polling = False
 
     def show(self, snap: Any = None, versions: Any = None, map_location: str | None = None,
              nbytes: int | None = -1) -> None:

@@ -1,7 +1,9 @@
-"""The key tree pane: groups fill in when expanded, a chunk at a time; ``/`` filters.
+"""The key tree pane: groups fill in when expanded, a chunk at a time; ``/`` filters;
+the ops on the selected row (rename, drop, accept missing, details) start here.
 
 All the work (which rows, which counts, which keys match) is done by
-``pttui.core.read.keyfilter``; this widget only turns rows into tree nodes.
+``pttui.core.read.keyfilter``; the ops come from ``pttui.core.recipe.recipe``; this
+widget turns rows into tree nodes and a row into an op.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.widgets import Input, Static, Tree
 from textual.widgets.tree import TreeNode
 
+from pttui.core.base.meta import ReadError
 from pttui.core.read import keyfilter as kf
+from pttui.core.recipe.recipe import AcceptMissing, Drop
 from pttui.tui.render import STATUS_STYLE, key_row
+from pttui.tui.steps import apply_op, need
 
+NOT_IN_FILE = ("missing", "accepted", "auto")  # rows of model keys the file lacks
 CHUNK = 200  # nodes added per expansion; the rest behind a "more" line
 AUTO_EXPAND = 40  # a filter matching at most this many keys shows them all
 
@@ -54,17 +59,13 @@ class KeyTree(Tree[NodeData]):
 
 
 class KeyTreePane(Vertical):
-    """Shows a KeyIndex; posts LeafChosen when Enter is pressed on a key."""
+    """Shows the KeyIndex of the session's analysis; enter on a key shows its details."""
 
     ALLOW_MAXIMIZE = True  # `z` maximises the pane, not the widget inside it
 
-    class LeafChosen(Message):
-        def __init__(self, row: kf.Row) -> None:
-            super().__init__()
-            self.row = row
-
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, session, **kwargs) -> None:  # noqa: ANN001 - a Session
         super().__init__(**kwargs)
+        self.session = session
         self.index: kf.KeyIndex | None = None
         self.matched: list[str] | None = None
         self._last: tuple[kf.KeyFilter, list[str]] | None = None
@@ -240,7 +241,7 @@ class KeyTreePane(Vertical):
             if parent is not None:
                 self._fill(parent, pending)
         elif data.row is not None and data.row.is_leaf:
-            self.post_message(self.LeafChosen(data.row))
+            self.details(data.row)
 
     def _status(self) -> None:
         idx = self.index
@@ -258,3 +259,86 @@ class KeyTreePane(Vertical):
                     text.append(f" · {len(keys)} {s}", style=STATUS_STYLE.get(s, ""))
         self.query_one("#key-status", Static).update(text)
 
+    # -- ops on the selected row ----------------------------------------------------------
+
+    def _need(self, target: bool = False) -> bool:
+        return need(self, self.session, self.file_name, target)
+
+    def rename(self) -> None:
+        if not self._need():
+            return
+        row = self.selected_row()
+        pattern = repl = ""
+        if row is not None and row.status not in NOT_IN_FILE:
+            from pttui.core.repair.guide import rename_seed
+
+            pattern, repl = rename_seed(row)
+        self._pattern("rename", pattern, repl)
+
+    def drop_pattern(self) -> None:
+        if self._need():
+            self._pattern("drop")
+
+    def _pattern(self, mode: str, pattern: str = "", repl: str = "") -> None:
+        from pttui.tui.screens.pattern import PatternScreen
+
+        s = self.session
+        screen = PatternScreen(mode, s.source, s.recipe, s.target, pattern, repl)
+
+        def chosen(op) -> None:  # noqa: ANN001 - an Op or None
+            if op is not None:
+                apply_op(self, s, op)
+
+        self.app.push_screen(screen, chosen)
+
+    def drop(self) -> None:
+        if not self._need():
+            return
+        row = self.selected_row()
+        if row is None or self.index is None:
+            self.notify("select a key or group in the key tree first", severity="warning")
+            return
+        if row.status in NOT_IN_FILE:
+            self.notify("that key is not in the file; nothing to drop", severity="warning")
+            return
+        apply_op(self, self.session, Drop(kf.drop_pattern(row), kind="regex"),
+                 f"dropped {row.count:,} key{'s' if row.count != 1 else ''}")
+
+    def accept(self) -> None:
+        if not self._need(target=True) or self.index is None:
+            return
+        from pttui.tui.screens.confirm import ConfirmScreen
+
+        row, idx = self.selected_row(), self.index
+        keys = kf.row_keys(idx, row, "missing") if row is not None else \
+            list(idx.by_status.get("missing", []))
+        if not keys:
+            self.notify("no missing keys there", severity="warning")
+            return
+        body = Text(f"Load with strict=False; these {len(keys)} model keys stay at the "
+                    "model's initialisation:\n\n", style="bold")
+        for key in keys:  # every one: exactly what stays uninitialised
+            body.append(Text("  " + key + "\n", style="cyan"))
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                apply_op(self, self.session, AcceptMissing(tuple(keys)))
+
+        self.app.push_screen(ConfirmScreen("Accept missing keys?", body,
+                                           yes=f"Leave {len(keys)} uninitialised"), answer)
+
+    def details(self, row: kf.Row) -> None:
+        """The key's details: its shape and dtype, the model's, and its values' stats."""
+        from pttui.tui.screens.details import DetailsScreen
+
+        src = self.session.source
+        if self.index is None or src is None or row.node.tensor is None:
+            return
+        stored = None
+        if row.status not in NOT_IN_FILE:
+            try:
+                stored = self.session.recipe.select(src).get(row.node.tensor.key)
+            except ReadError:
+                stored = None
+        self.app.push_screen(DetailsScreen(row.key, row.node.tensor, stored, src, row.status,
+                                           self.index.model_shape.get(row.key)))
