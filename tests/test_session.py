@@ -10,7 +10,7 @@ from pttui.core.base.meta import Checkpoint, Container, ReadError
 from pttui.core.recipe.recipe import (AcceptMissing, Drop, Recipe, RecipeConflict, SelectContainer,
                                StripPrefix)
 from pttui.core.session.session import Session
-from tests.test_recipe import metas, ops, sd
+from tests.repair.test_recipe import metas, ops, sd
 
 
 def ckpt(path: str = "a.pt", **containers) -> Checkpoint:

@@ -25,6 +25,18 @@ if TYPE_CHECKING:
 class ReadError(Exception):
     """A file pttui cannot read. ``str(err)`` is one line: what is wrong, what to do."""
 
+    @classmethod
+    def opening(cls, path: str, err: OSError) -> "ReadError":
+        """The one line for a file that could not be opened (the reader and the load's
+        pre-check say the same)."""
+        if isinstance(err, FileNotFoundError):
+            return cls(f"{path}: no such file; check the path")
+        if isinstance(err, IsADirectoryError):
+            return cls(f"{path}: is a folder")
+        if isinstance(err, PermissionError):
+            return cls(f"{path}: permission denied; check the file's permissions")
+        return cls(f"{path}: cannot read it ({err.strerror or err})")
+
 
 class StorageRef(namedtuple("StorageRef", "key dtype numel location shard", defaults=(None,))):
     """Where a tensor's bytes live.

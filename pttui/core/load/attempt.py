@@ -36,7 +36,7 @@ from pttui.core.base import partials
 from pttui.core.load import failures as lf
 from pttui.core.load.failures import LoadFailure
 from pttui.core.load.sniff import sniff
-from pttui.core.load.policy import LoadPolicy, LoadResult  # noqa: F401 - the public API
+from pttui.core.load.policy import LoadPolicy, LoadResult
 from pttui.core.base.meta import ReadError
 
 _POLL_S = 0.03
@@ -339,12 +339,8 @@ def _check_readable(path: str) -> int:
             return 0  # the sniff names what it is, and the load is refused as no checkpoint
         with open(path, "rb"):
             return st.st_size
-    except FileNotFoundError:
-        raise ReadError(f"{path}: no such file; check the path") from None
-    except PermissionError:
-        raise ReadError(f"{path}: permission denied; check the file's permissions") from None
     except OSError as err:
-        raise ReadError(f"{path}: cannot read it ({err.strerror or err})") from None
+        raise ReadError.opening(path, err) from None
 
 
 @atexit.register

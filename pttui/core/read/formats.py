@@ -69,14 +69,8 @@ def detect(path: str) -> str:
         size = st.st_size
         with open(path, "rb") as f:
             head = f.read(512)
-    except FileNotFoundError:
-        raise ReadError(f"{path}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise ReadError(f"{path}: is a folder") from None
-    except PermissionError:
-        raise ReadError(f"{path}: permission denied; check the file's permissions") from None
     except OSError as err:
-        raise ReadError(f"{path}: cannot read it ({err.strerror or err})") from None
+        raise ReadError.opening(path, err) from None
     if size == 0:
         raise ReadError(f"{path}: the file is empty (0 bytes); the save or copy did not "
                         "finish")

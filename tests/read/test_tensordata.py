@@ -136,7 +136,7 @@ CHECKSUMS = r"""
 import json, sys, torch
 sys.path.insert(0, sys.argv[2])
 obj = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
-from tests.test_tensordata import flatten
+from tests.read.test_tensordata import flatten
 from pttui.core.read.tensordata import checksum
 print(json.dumps({k: [checksum(t), str(t.dtype), list(t.shape)] for k, t in flatten(obj)}))
 """

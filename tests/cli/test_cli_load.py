@@ -10,7 +10,7 @@ import torch
 
 from pttui.cli import main
 from tests.helpers import run_cli
-from tests.test_loading import save_cuda_tagged, save_with_namespace, state_dict
+from tests.load.test_loading import save_cuda_tagged, save_with_namespace, state_dict
 
 
 def one_line(stderr: str) -> str:

@@ -21,7 +21,7 @@ from pttui.core.load.attempt import LoadAttempt, LoadPolicy, attempt_load
 from pttui.core.base.meta import ReadError
 from pttui.core.read.reader import open_checkpoint
 from tests.helpers import SAMPLES, run_cli
-from tests.test_loading import save_calling, state_dict
+from tests.load.test_loading import save_calling, state_dict
 
 UNSAFE = LoadPolicy(weights_only=False, map_location="cpu")
 

@@ -13,7 +13,7 @@ import torch
 
 from .helpers import run_cli
 
-SAMPLES = Path(__file__).resolve().parent.parent / "sample_checkpoints"
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_checkpoints"
 
 
 @pytest.fixture()

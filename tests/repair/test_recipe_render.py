@@ -23,7 +23,7 @@ from pttui.core.recipe.render import to_hf, to_mmengine, to_python
 from pttui.core.session.export import export_session
 from pttui.core.target.targets import load_target
 from tests.helpers import ROOT, SAMPLES
-from tests.test_recipe import metas, rename_ops, sd
+from tests.repair.test_recipe import metas, rename_ops, sd
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
