@@ -85,7 +85,7 @@ def floor(tensors, target) -> int:
 def main() -> None:
     args = base_args(__doc__.split("\n")[0]).parse_args()
     from pttui.core.repair.analysis import analyse
-    from pttui.core.compare.compare import compare
+    from pttui.core.compare.strict import compare
     from pttui.core.repair.diagnose.diagnosis import diagnose
     from pttui.core.recipe.recipe import Recipe
     from pttui.core.repair.suggest.pipeline import suggest

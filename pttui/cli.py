@@ -104,7 +104,7 @@ def entry() -> None:
     """The ``pttui`` console script. After a command read in a forked child (see
     :func:`main`), the waiting parent has nothing left to tidy: it skips the interpreter's
     teardown (~9 ms of freeing modules, a tenth of inspecting a 2.5 GB file)."""
-    from pttui.core.guard.readguard import READING
+    from pttui.core.guard import READING
 
     code = main()
     if _command(sys.argv[1:]) in READING:
@@ -173,8 +173,8 @@ def _add_tui_options(parser) -> None:
 def _tui(args: argparse.Namespace) -> int:
     import os
 
-    from pttui.core.load.policy import LoadPolicy
-    from pttui.core.base.meta import ReadError
+    from pttui.core.load import LoadPolicy
+    from pttui.core.base import ReadError
 
     if not os.path.exists(args.path):
         raise ReadError(f"{args.path}: no such file or folder")
@@ -184,7 +184,7 @@ def _tui(args: argparse.Namespace) -> int:
         raise ReadError(str(err)) from None
     model_args = {}
     if args.model_arg:  # targets (difflib, hashlib, inspect) is not needed to paint
-        from pttui.core.target.model_args import parse_model_args
+        from pttui.core.target import parse_model_args
 
         model_args = parse_model_args(args.model_arg)
     if model_args and not args.model:
@@ -202,7 +202,7 @@ def _run(fn, args: argparse.Namespace, argv: list[str], guard: bool = False) -> 
         from pttui.core.guard import readguard
 
         return readguard.run_guarded(lambda: _run(fn, args, argv), str(args.path))
-    from pttui.core.base.meta import ReadError
+    from pttui.core.base import ReadError
 
     try:
         return int(fn(args))

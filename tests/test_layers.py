@@ -90,3 +90,66 @@ def _private(name: str) -> bool:
 
 def test_no_module_uses_the_private_names_of_another_folder():
     assert _private_names_used_across_folders() == []
+
+
+def _faces() -> dict[str, dict[str, str]]:
+    """{package: {name: module}} as each folder's __init__ declares its face."""
+    import ast
+    import pathlib
+
+    faces = {}
+    for init in sorted(pathlib.Path(CORE).rglob("__init__.py")):
+        for node in ast.walk(ast.parse(init.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "face":
+                table = ast.literal_eval(node.args[1])
+                package = ".".join(init.relative_to(ROOT).parts[:-1])
+                faces[package] = {n: m for m, names in table.items() for n in names}
+    return faces
+
+
+def test_every_name_on_a_face_is_the_one_its_module_defines():
+    import importlib
+
+    faces = _faces()
+    assert len(faces) >= 10
+    for package, names in faces.items():
+        pkg = importlib.import_module(package)
+        folder = os.path.dirname(pkg.__file__)
+        for name, module in names.items():
+            # a name that is also a submodule would be shadowed by it once imported
+            assert not os.path.exists(os.path.join(folder, name + ".py")), (package, name)
+            value = getattr(pkg, name)
+            assert value is getattr(importlib.import_module(f"{package}.{module}"), name)
+            home = getattr(value, "__module__", None)
+            assert home in (None, f"{package}.{module}") or not home.startswith("pttui"), \
+                f"{package}.{name} is re-exported by {module}; the face names {home}"
+
+
+def test_the_fronts_import_core_through_its_faces():
+    """tui, shell, clicmds and commands import core's names from the folders' packages
+    (``from pttui.core.read import open_checkpoint``), or a module from its package."""
+    import ast
+    import pathlib
+
+    deep = []
+    for path in sorted(pathlib.Path(ROOT, "pttui").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[1] == "core":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pttui.core"):
+                if not os.path.isdir(os.path.join(ROOT, *node.module.split("."))):
+                    deep.append(f"{rel}:{node.lineno} from {node.module} import ...")
+    assert deep == []
+
+
+def test_a_face_costs_nothing_until_a_name_is_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, pttui.core.read, pttui.core.repair, pttui.core.load\n"
+            "print(sorted(m for m in sys.modules if m.startswith('pttui.core.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert eval(out) == ["pttui.core.base", "pttui.core.base.face", "pttui.core.load",
+                         "pttui.core.read", "pttui.core.repair"]

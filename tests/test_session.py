@@ -214,7 +214,7 @@ def test_undo_and_redo_restore_exactly(tensors, op_list):
 def test_the_recipe_for_a_file_names_the_model_set_by_any_front_end():
     """The shell's `model` and the TUI's `:model` only set the session's target; what is
     saved or exported names it (and forgets an older one)."""
-    from pttui.core.target.targets import load_target
+    from pttui.core.target import load_target
 
     s = Session(ckpt("a.pt"), recipe=Recipe(target="old:spec", model_args={"x": 1}))
     s.set_target(load_target("torchvision:squeezenet1_1", {"num_classes": 10}))
@@ -225,7 +225,7 @@ def test_the_recipe_for_a_file_names_the_model_set_by_any_front_end():
 
 
 def test_an_allow_list_belongs_to_the_file_it_was_given_for():
-    from pttui.core.load.attempt import LoadPolicy
+    from pttui.core.load import LoadPolicy
 
     s = Session(ckpt("a.pt"), policy=LoadPolicy(map_location="cpu",
                                                  allow_globals=("argparse.Namespace",)))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from pttui.core.base.meta import Checkpoint
-from pttui.core.read.reader import open_checkpoint
+from pttui.core.base import Checkpoint
+from pttui.core.read import open_checkpoint
 
 
 def add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
 
 def open_source_and_target(args: argparse.Namespace) -> tuple[Checkpoint, object, bool]:
     """The checkpoint, the target, and whether the user chose the container."""
-    from pttui.core.target.targets import load_target, parse_model_args
+    from pttui.core.target import load_target, parse_model_args
 
     select = None if args.select is None else tuple(p for p in args.select.split(".") if p)
     ckpt = open_checkpoint(args.path, select)

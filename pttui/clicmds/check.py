@@ -7,10 +7,10 @@ import json
 import sys
 
 from pttui.clicmds._common import add_target_arguments, open_source_and_target
-from pttui.core.recipe.recipe import Recipe
+from pttui.core.recipe import Recipe
 from pttui.core.repair import report_text as rt
-from pttui.core.repair.analysis import analyse
-from pttui.core.repair.autofix import choose_container
+from pttui.core.repair import analyse
+from pttui.core.repair import choose_container
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(snap, versions) -> str:  # noqa: ANN001 - DeviceSnapshot, TorchVersions
-    from pttui.core.device.devices import format_bytes as fb
+    from pttui.core.device import format_bytes as fb
 
     def na(v: object, suffix: str = "") -> str:
         return "N/A" if v is None else f"{v}{suffix}"

@@ -10,9 +10,9 @@ import argparse
 import json
 import sys
 
-from pttui.core.compare.diff import diff
-from pttui.core.compare.diff_text import render
-from pttui.core.read.reader import open_checkpoint
+from pttui.core.compare import diff
+from pttui.core.compare import render
+from pttui.core.read import open_checkpoint
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,10 +8,10 @@ import sys
 
 from pttui.clicmds._common import add_target_arguments, open_source_and_target
 from pttui.core.repair import report_text as rt
-from pttui.core.repair.autofix import auto_fix, reopen
-from pttui.core.recipe.modmeta import carry_metadata
-from pttui.core.compare.compare import compare
-from pttui.core.recipe.recipe import Recipe
+from pttui.core.repair import auto_fix, reopen
+from pttui.core.recipe import carry_metadata
+from pttui.core.compare import compare
+from pttui.core.recipe import Recipe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,8 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pttui.core.recipe.render import replay_command
-    from pttui.core.session.export import export_session
+    from pttui.core.recipe import replay_command
+    from pttui.core.session import export_session
 
     ckpt, target, chosen = open_source_and_target(args)
     if args.auto:

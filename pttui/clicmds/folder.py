@@ -8,8 +8,8 @@ import sys
 
 from pttui.core.base import humanize as hz
 from pttui.core.base import partials
-from pttui.core.guard.readguard import list_guarded
-from pttui.core.base.meta import ReadError
+from pttui.core.guard import list_guarded
+from pttui.core.base import ReadError
 
 _MARK_TEXT = {"unsafe-globals": "DANGEROUS globals", "needs-allowlist": "weights_only refuses",
               "cuda-saved": "saved on CUDA", "unreadable": "unreadable", "damaged": "damaged"}

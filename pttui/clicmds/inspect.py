@@ -14,9 +14,9 @@ from itertools import islice
 from json.encoder import encode_basestring_ascii as _quote
 
 from pttui.core.base import humanize as hz
-from pttui.core.base.dtypes import itemsize_bits
-from pttui.core.base.meta import Checkpoint
-from pttui.core.read.reader import open_checkpoint
+from pttui.core.base import itemsize_bits
+from pttui.core.base import Checkpoint
+from pttui.core.read import open_checkpoint
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -221,7 +221,7 @@ def printable(text: str) -> str:
 
 
 def tree_lines(tensors, depth: int | None = None) -> list[str]:
-    from pttui.core.read.keytree import build_tree, walk  # only the text view needs the tree
+    from pttui.core.read import build_tree, walk  # only the text view needs the tree
 
     rows = []
     for level, e in walk(build_tree(tensors), depth):

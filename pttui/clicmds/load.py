@@ -13,7 +13,7 @@ import shutil
 import sys
 import textwrap
 
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.core.load import UNSAFE_FLAG
 
 _SHOW_TENSORS = 20
@@ -22,7 +22,7 @@ TRUST_FLAG = "--i-trust-this-file"
 
 def _checked(field: str):  # noqa: ANN202 - an argparse type that LoadPolicy validates
     def check(text: str) -> str:
-        from pttui.core.load.attempt import LoadPolicy
+        from pttui.core.load import LoadPolicy
 
         try:
             LoadPolicy(**{field: (text,) if field == "allow_globals" else text})
@@ -77,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pttui.core.load.attempt import LoadPolicy, attempt_load
+    from pttui.core.load import LoadPolicy, attempt_load
 
     if args.overwrite and not args.save_tensors:
         raise ReadError("--overwrite only applies to --save-tensors; add --save-tensors "
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     policy = LoadPolicy(weights_only=not args.unsafe, allow_globals=tuple(args.allow),
                         map_location=args.map_location, mmap=args.mmap)
     if args.save_tensors:  # a bad destination fails before anyone is asked to consent
-        from pttui.core.load.output import check_destination
+        from pttui.core.load import check_destination
 
         check_destination(args.save_tensors, args.path, args.map_location, args.overwrite)
     consent = _confirm_unsafe(args) if args.unsafe else False
@@ -132,7 +132,7 @@ def _confirm_unsafe(args: argparse.Namespace) -> bool:
 # -- human output -----------------------------------------------------------------------
 
 def render(result, args: argparse.Namespace) -> str:  # noqa: ANN001 - LoadResult
-    from pttui.core.device.devices import format_bytes
+    from pttui.core.device import format_bytes
 
     width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
     pol = result.policy
@@ -200,7 +200,7 @@ def _render_failure(result, args, how: str, width: int) -> str:  # noqa: ANN001
 
 def _fix_command(args: argparse.Namespace, fix) -> str | None:  # noqa: ANN001 - Fix
     """The ``pttui load`` command line that applies ``fix``; None if no option does."""
-    from pttui.core.load.policy import LoadPolicy
+    from pttui.core.load import LoadPolicy
 
     policy = LoadPolicy(weights_only=not args.unsafe, allow_globals=tuple(args.allow),
                         map_location=args.map_location, mmap=args.mmap)

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pttui.core.recipe.recipe import Recipe
+from pttui.core.recipe import Recipe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

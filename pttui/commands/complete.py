@@ -104,7 +104,7 @@ def model_catalog() -> ModelCatalog:
     """The process's torchvision catalog, loading in the background from the first call."""
     global _CATALOG
     if _CATALOG is None:
-        from pttui.core.target.targets import torchvision_keywords, torchvision_models
+        from pttui.core.target import torchvision_keywords, torchvision_models
 
         _CATALOG = ModelCatalog(torchvision_models, torchvision_keywords)
     return _CATALOG.start()
@@ -212,7 +212,7 @@ def _of_kind(ctx: Context, kind: str | None, partial: str,
         return [Candidate(container_name(c.path), f"{c.kind}, {len(c.tensors)} tensors")
                 for c in s.source.containers]
     if kind == "global" and s.source is not None:
-        from pttui.core.read.pickle.globalscan import classify  # TorchScript's own types are not offered
+        from pttui.core.read.pickle import classify  # TorchScript's own types are not offered
 
         return [Candidate(g, "blocked by weights_only, safe to allow-list")
                 for g in s.source.globals.blocked if classify(g) == "blocked"]
@@ -287,7 +287,7 @@ def _models(partial: str, catalog: ModelCatalog) -> list[Candidate]:
         return [Candidate("ref:" + c.text, "reference checkpoint") for c in paths(partial[4:])]
     cut = partial.rfind(".py:")
     if cut >= 0:  # a factory in that file: parsed, never imported
-        from pttui.core.target.targets import file_factories
+        from pttui.core.target import file_factories
 
         path = partial[:cut + 3]
         found = [Candidate(f"{path}:{name}", what)
@@ -314,7 +314,7 @@ def _model_keywords(positional: list[str], partial: str,
         where, sep, attr = spec.rpartition(":")
         if not sep or not where.endswith(".py"):
             return []  # ref: takes none; pkg.mod:factory would need an import
-        from pttui.core.target.targets import factory_keywords
+        from pttui.core.target import factory_keywords
 
         found = factory_keywords(os.path.expanduser(where), attr)
     return [Candidate(f"{k}=", meta) for k, meta in found if k not in given]

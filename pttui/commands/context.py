@@ -10,10 +10,10 @@ import difflib
 import os
 from typing import Any
 
-from pttui.core.compare.compare import Report
-from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
-from pttui.core.recipe.recipe import quote
-from pttui.core.session.session import Session
+from pttui.core.compare import Report
+from pttui.core.base import Checkpoint, ReadError, TensorMeta
+from pttui.core.recipe import quote
+from pttui.core.session import Session
 
 _CLOSE_LIMIT = 5000  # keys difflib may scan for "did you mean" (it is quadratic-ish)
 
@@ -187,7 +187,7 @@ def readable_path(path: str, command: str, what: str = "a checkpoint") -> str:
     """``path`` with ``~`` expanded, or a one-line ReadError when there is nothing to read
     there: no path at all (``open ''``), or a device, FIFO or socket (``/dev/zero``),
     which a reader would take for an empty or endless file."""
-    from pttui.core.target.targets import special_file
+    from pttui.core.target import special_file
 
     if not path.strip():
         raise ReadError(f"{command}: needs a path to {what} ({command} PATH; Tab completes "

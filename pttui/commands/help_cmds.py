@@ -7,7 +7,7 @@ from rich.text import Text
 from pttui.commands import render as rd
 from pttui.commands.parser import Arg, Spec
 from pttui.commands.registry import Call, command, lookup, specs
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 
 
 @command(Spec("help", "list the commands, or explain one", (Arg("COMMAND", "command",

@@ -20,11 +20,11 @@ from pttui.commands.parser import Arg, Opt, Spec, whole_number
 from pttui.commands.registry import Call, command
 from pttui.commands.repair_cmds import fit_container
 from pttui.core.base import humanize as hz
-from pttui.core.compare.compare import compare
-from pttui.core.read.keytree import build_tree, walk
-from pttui.core.base.meta import ReadError, TensorMeta
-from pttui.core.guard.readguard import open_guarded
-from pttui.core.recipe.recipe import quote
+from pttui.core.compare import compare
+from pttui.core.read import build_tree, walk
+from pttui.core.base import ReadError, TensorMeta
+from pttui.core.guard import open_guarded
+from pttui.core.recipe import quote
 
 LIMIT = Opt("--limit", "N", "show at most N rows (0: all; default 100)", convert=whole_number,
             default=100)

@@ -16,7 +16,7 @@ from pttui.commands.registry import Call, command
 from pttui.commands.result import ERROR, CommandResult
 from pttui.core.base import humanize as hz
 from pttui.core.repair import report_text as rt
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 
 MAP_LOCATIONS = ("auto", "cpu", "cuda", "meta", "keep")
 _SHOW_TENSORS = 20
@@ -37,7 +37,7 @@ _SHOW_TENSORS = 20
                    "`pttui load PATH --unsafe-weights-only-false`, outside the shell.",
               slow=True, examples=("load --map-location cpu", "load --allow argparse.Namespace")))
 def load(call: Call) -> CommandResult:
-    from pttui.core.load.attempt import LoadPolicy, attempt_load
+    from pttui.core.load import LoadPolicy, attempt_load
 
     src = call.ctx.source()
     _not_an_index(src)
@@ -131,7 +131,7 @@ def _fix_line(call: Call, policy, fx) -> str | None:  # noqa: ANN001 - LoadPolic
                    "nothing behind.", slow=True,
               examples=("export fixed.safetensors", "export out.pt --force")))
 def export(call: Call) -> CommandResult:
-    from pttui.core.session.export import export_session
+    from pttui.core.session import export_session
 
     src = call.ctx.source()
     if not call.args["path"].strip():
@@ -160,7 +160,7 @@ def export(call: Call) -> CommandResult:
         res.add(rd.note(f"{rd.plural(len(result.aliases), 'tied name')} stored once "
                         "(.safetensors cannot share memory)"))
     if recipe_out:
-        from pttui.core.recipe.render import replay_command
+        from pttui.core.recipe import replay_command
 
         res.add(rd.note(f"recipe: {recipe_out}"))
         if call.session.target is not None and not call.ctx.report().ok_with_accepted:
@@ -177,8 +177,8 @@ def _check_suffix(out: str, fmt: str | None) -> None:
     the bytes would mislead every tool that goes by the suffix."""
     if fmt is None:
         return
-    from pttui.core.export.export import EXTENSIONS, SAFETENSORS
-    from pttui.core.session.export import with_format
+    from pttui.core.export import EXTENSIONS, SAFETENSORS
+    from pttui.core.session import with_format
 
     ext = os.path.splitext(out)[1].lower()
     named = EXTENSIONS.get(ext)

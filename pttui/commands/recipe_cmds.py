@@ -13,9 +13,9 @@ from pttui.commands.context import checkpoint_format, is_binary
 from pttui.commands.parser import Arg, Opt, Spec
 from pttui.commands.registry import Call, command
 from pttui.commands.repair_cmds import outcome
-from pttui.core.base.meta import ReadError
-from pttui.core.recipe.recipe import Recipe
-from pttui.core.target.targets import special_file
+from pttui.core.base import ReadError
+from pttui.core.recipe import Recipe
+from pttui.core.target import special_file
 
 ACTIONS = ("show", "save", "load", "remove")
 STYLES = ("text", "json", "mmengine", "hf", "python")
@@ -77,7 +77,7 @@ def _save(call: Call, path: str) -> object:
         raise ReadError(f"{path}: exists; choose another name or add --force to replace it")
     recipe = for_file(call)
     recipe.save(path)
-    from pttui.core.recipe.render import replay_command
+    from pttui.core.recipe import replay_command
 
     return call.result(f"saved {rd.plural(len(recipe.ops), 'step')} to {path}",
                        rd.note("replay: " + replay_command(path, recipe)), path=path,

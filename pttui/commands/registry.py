@@ -18,8 +18,8 @@ from typing import Any
 
 from pttui.commands.parser import ParseError, Spec, bind, split
 from pttui.commands.result import (CommandCancelled, CommandResult, cancelled, error)
-from pttui.core.export.export import ExportCancelled
-from pttui.core.base.meta import ReadError
+from pttui.core.export import ExportCancelled
+from pttui.core.base import ReadError
 
 Progress = Callable[[int, int, str], Any]  # (done, total, what) -- total 0: unknown
 Handler = Callable[["Call"], CommandResult]

@@ -13,8 +13,8 @@ from rich.text import Text
 
 from pttui.core.base import humanize as hz
 from pttui.core.repair import report_text as rt
-from pttui.core.compare.compare import Report
-from pttui.core.base.meta import TensorMeta
+from pttui.core.compare import Report
+from pttui.core.base import TensorMeta
 
 GOOD, WARN, BAD, DIM = "green", "yellow", "red", "dim"
 

@@ -14,11 +14,11 @@ from pttui.commands.context import container_name, find_container
 from pttui.commands.parser import Arg, Opt, Spec
 from pttui.commands.registry import Call, command
 from pttui.commands.result import ERROR, CommandResult
-from pttui.core.repair.diagnose.diagnosis import best_container
-from pttui.core.base.meta import ReadError, TensorMeta
-from pttui.core.recipe.recipe import (AcceptMissing, Cast, Drop, KeyMap, Op, RegexRename,
+from pttui.core.repair.diagnose import best_container
+from pttui.core.base import ReadError, TensorMeta
+from pttui.core.recipe import (AcceptMissing, Cast, Drop, KeyMap, Op, RegexRename,
                                SelectContainer, quote)
-from pttui.core.target.targets import SPEC_FORMS, load_target, parse_model_args
+from pttui.core.target import SPEC_FORMS, load_target, parse_model_args
 
 
 def outcome(call: Call, res: CommandResult) -> CommandResult:

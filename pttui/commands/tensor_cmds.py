@@ -14,8 +14,8 @@ from pttui.commands.context import readable_path
 from pttui.commands.parser import Arg, Opt, Spec, whole_number
 from pttui.commands.registry import Call, command
 from pttui.core.base import humanize as hz
-from pttui.core.base.meta import Container
-from pttui.core.guard.readguard import open_guarded
+from pttui.core.base import Container
+from pttui.core.guard import open_guarded
 
 
 def _num(v: float | None) -> str:
@@ -26,7 +26,7 @@ def _num(v: float | None) -> str:
               (Arg("KEY", "key"),), help="Reads the tensor's bytes from the file (mapped, "
               "nothing unpickled), in chunks.", slow=True))
 def stats(call: Call) -> object:
-    from pttui.core.read.valuestats import tensor_stats
+    from pttui.core.read import tensor_stats
 
     key = call.args["key"]
     meta = call.ctx.tensor(key)
@@ -58,8 +58,8 @@ def stats(call: Call) -> object:
               help="The current view is the selected container after the recipe's renames "
                    "and drops, with dtypes as stored (casts apply on export).", slow=True))
 def diff(call: Call) -> object:
-    from pttui.core.compare.diff_text import render
-    from pttui.core.compare.diff import diff as compare_files
+    from pttui.core.compare import render
+    from pttui.core.compare import diff as compare_files
 
     src = call.ctx.source()
     other = open_guarded(readable_path(call.args["path"], "diff"), call.cancel)

@@ -30,7 +30,7 @@ def read_script(path: str) -> list[str]:
     device, a missing file or binary data (a checkpoint given as the script) is a
     ScriptError."""
     from pttui.commands.context import checkpoint_format
-    from pttui.core.target.targets import special_file
+    from pttui.core.target import special_file
 
     if not path.strip():
         raise ScriptError("--script needs a file name")

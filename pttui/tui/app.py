@@ -36,13 +36,13 @@ class LaunchOptions:
 
 
 def _snapshot() -> Any:
-    from pttui.core.device.devices import snapshot
+    from pttui.core.device import snapshot
 
     return snapshot()
 
 
 def _versions() -> Any:
-    from pttui.core.device.devices import torch_versions
+    from pttui.core.device import torch_versions
 
     return torch_versions()
 

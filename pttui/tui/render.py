@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 
 from pttui.core.base import humanize as hz
-from pttui.core.read.keyfilter import Row
+from pttui.core.read import Row
 
 # ANSI colour names: legible on 16-colour terminals, and on light and dark themes.
 STATUS_STYLE = {"ok": "green", "missing": "red", "unexpected": "yellow", "shape": "magenta",

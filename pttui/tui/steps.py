@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 
 
 def need(node: Any, session: Any, unreadable: str = "", target: bool = False) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .helpers import run_cli
+from tests.helpers import run_cli
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_checkpoints"
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from .helpers import SAMPLES, run_cli, run_main
+from tests.helpers import SAMPLES, run_cli, run_main
 
 SQUEEZE = "torchvision:squeezenet1_1"
 TINY = f"{SAMPLES}/targets.py:tiny_vit"

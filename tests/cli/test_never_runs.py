@@ -15,7 +15,7 @@ import torch
 from pttui.core.read.pickle import globalscan
 from pttui.core.read.reader import open_checkpoint
 
-from .helpers import run_cli
+from tests.helpers import run_cli
 
 EVIL_MODULE = textwrap.dedent("""
     import os

@@ -20,8 +20,8 @@ from pttui.core.export.export import ExportCancelled, export
 from pttui.core.base.meta import ReadError
 from pttui.core.read.reader import open_checkpoint
 
-from .helpers import ROOT, SAMPLES
-from .test_tensordata import _to_big_endian, same_bits
+from tests.helpers import ROOT, SAMPLES
+from tests.read.test_tensordata import _to_big_endian, same_bits
 
 VIT = SAMPLES / "tiny_vit.safetensors"
 

@@ -212,7 +212,7 @@ PAYLOAD = textwrap.dedent("""
 
 def test_cancel_kills_the_load_and_its_children_and_frees_memory(tmp_path):
     """A (consented) unsafe load that takes 300 MB and starts a grandchild: cancel ends both."""
-    from pttui.core.load.attempt import LoadAttempt, LoadPolicy
+    from pttui.core.load import LoadAttempt, LoadPolicy
 
     (tmp_path / "hogmod.py").write_text(PAYLOAD)
     path = tmp_path / "hog.pt"

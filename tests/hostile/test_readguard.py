@@ -181,7 +181,7 @@ def test_sigterm_stops_an_export_and_leaves_nothing(tmp_path, whom):
 
 _FRONT_ENDS = {
     "reading child": "from pttui.core.guard import readguard\nreadguard.preflight(sys.argv[1])\n",
-    "load child": ("from pttui.core.load.attempt import LoadAttempt\n"
+    "load child": ("from pttui.core.load import LoadAttempt\n"
                    "LoadAttempt(sys.argv[1], force=True).start()\n"
                    "import time\ntime.sleep(120)\n"),
 }
@@ -216,7 +216,7 @@ def test_a_load_started_by_a_thread_that_ends_still_finishes():
     from a short-lived worker thread must still run to the end."""
     import threading
 
-    from pttui.core.load.attempt import LoadAttempt
+    from pttui.core.load import LoadAttempt
 
     started = []
 

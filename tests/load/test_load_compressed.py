@@ -9,7 +9,7 @@ import pytest
 
 from pttui.core.load import failures as lf
 from pttui.core.load.sniff import sniff
-from pttui.core.load.attempt import LoadPolicy, attempt_load
+from pttui.core.load import LoadPolicy, attempt_load
 
 torch = pytest.importorskip("torch")
 

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from pttui.core.load import failures as lf
 from pttui.core.load import sandbox as load_sandbox
-from pttui.core.load.attempt import LoadAttempt, LoadPolicy, attempt_load
+from pttui.core.load import LoadAttempt, LoadPolicy, attempt_load
 from pttui.core.base.meta import ReadError
 from pttui.core.read.reader import open_checkpoint
 from tests.helpers import SAMPLES, run_cli

@@ -26,7 +26,8 @@ import torch
 
 from pttui.core.load import failures as lf
 from pttui.core.load import sandbox as load_sandbox
-from pttui.core.load.attempt import LoadAttempt, LoadPolicy, LoadResult, attempt_load
+from pttui.core.load.attempt import LoadAttempt, attempt_load
+from pttui.core.load.policy import LoadPolicy, LoadResult
 from pttui.core.base.meta import ReadError
 from tests.helpers import SAMPLES
 

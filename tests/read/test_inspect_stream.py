@@ -10,7 +10,7 @@ from pttui.clicmds.inspect import json_pieces
 from pttui.core.base.meta import Checkpoint, Container, TensorMeta
 from pttui.core.read.reader import open_checkpoint
 
-from .helpers import SAMPLES
+from tests.helpers import SAMPLES
 
 CASES = ["tiny_vit.safetensors", "tiny_vit_cuda.pt", "tiny_vit_legacy.pt", "tiny_vit_dcp",
          "tiny_vit_training_state.pt", "malicious.pt", "tinynet_whole_model.pt",

@@ -14,9 +14,9 @@ import torchvision
 from pttui.core.base.meta import ReadError
 from pttui.core.read.reader import open_checkpoint
 
-from .helpers import run_cli
+from tests.helpers import run_cli
 
-from .helpers import reader_facts, torch_facts
+from tests.helpers import reader_facts, torch_facts
 
 
 def _save(tmp_path, obj, name="ckpt.pt", **kw):

@@ -13,7 +13,7 @@ import pytest
 from pttui.core.base.meta import ReadError
 from pttui.core.read.reader import open_checkpoint
 
-from .helpers import SAMPLES, inspect_json, reader_facts
+from tests.helpers import SAMPLES, inspect_json, reader_facts
 
 # sample -> (how torch must load it, the container pttui should select)
 CASES = {

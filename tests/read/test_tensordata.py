@@ -17,7 +17,7 @@ from pttui.core.base.meta import ReadError
 from pttui.core.read.reader import open_checkpoint
 from pttui.core.read.tensordata import BIG_ENDIAN_NOTE, TensorSource, as_bytes, checksum
 
-from .helpers import SAMPLES
+from tests.helpers import SAMPLES
 
 VIT = SAMPLES / "tiny_vit.safetensors"
 

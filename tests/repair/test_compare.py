@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from pttui.core.compare.compare import UNKNOWN, compare, expand_group, group_keys
+from pttui.core.compare.strict import UNKNOWN, compare, expand_group, group_keys
 from pttui.core.repair.diagnose.diagnosis import best_container, diagnose, variant_mismatch
 from pttui.core.base.meta import TensorMeta
 from pttui.core.read.reader import open_checkpoint
 from pttui.core.target.targets import Target, load_target
 
-from .helpers import SAMPLES
+from tests.helpers import SAMPLES
 
 
 def _metas(sd, prefix: str = "") -> dict[str, TensorMeta]:
@@ -479,7 +479,7 @@ def test_compare_agrees_with_a_plain_loop(model, data):
 def test_filled_in_counters_count_only_where_their_module_loads():
     """torch fills a missing num_batches_tracked (old BatchNorm metadata); that makes it
     no problem, but a file whose weights all miss must not show 20/122 keys for them."""
-    from pttui.core.target.targets import load_target
+    from pttui.core.target import load_target
 
     target = load_target("torchvision:resnet18")
     old = {}  # no metadata version: a file saved before BatchNorm counted batches

@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pttui.core.compare.diff import DiffReport, diff, max_abs_diff
+from pttui.core.compare.twofiles import DiffReport, diff, max_abs_diff
 from pttui.core.read.reader import open_checkpoint
 
-from .helpers import SAMPLES, run_cli
+from tests.helpers import SAMPLES, run_cli
 
 VIT = SAMPLES / "tiny_vit.safetensors"
 
@@ -111,7 +111,7 @@ def test_nan_and_inf_handling():
 
 
 def test_big_tensors_compare_in_chunks(monkeypatch):
-    import pttui.core.compare.diff as diff_mod
+    import pttui.core.compare.twofiles as diff_mod
 
     monkeypatch.setattr(diff_mod, "CHUNK", 7)
     a = torch.arange(100, dtype=torch.float32).view(10, 10).t()

@@ -398,7 +398,7 @@ def test_shell_words_for_refused_steps():
     """What a shell user sees for `rename '' x`, `rename '(' x` and `cast int8`."""
     from pttui.commands import Context, run_line
 
-    from .helpers import SAMPLES
+    from tests.helpers import SAMPLES
 
     ctx = Context()
     assert run_line(ctx, f"open {SAMPLES / 'squeezenet1_1.pt'}").status == "ok"

@@ -21,7 +21,7 @@ from pttui.core.repair.autofix import auto_fix, reopen
 from pttui.core.read.reader import open_checkpoint
 from pttui.core.recipe.render import to_hf, to_mmengine, to_python
 from pttui.core.session.export import export_session
-from pttui.core.target.targets import load_target
+from pttui.core.target import load_target
 from tests.helpers import ROOT, SAMPLES
 from tests.repair.test_recipe import metas, rename_ops, sd
 
@@ -368,7 +368,7 @@ def test_replay_command_quotes_what_a_shell_would_split():
     words = shlex.split(replay_command("/r dir/r.json", recipe, cwd="/elsewhere"))
     assert words[2] == "/data/my ckpt.pt" and words[words.index("--recipe") + 1] == "/r dir/r.json"
     args = [words[i + 1] for i, w in enumerate(words) if w == "--model-arg"]
-    from pttui.core.target.targets import parse_model_args
+    from pttui.core.target import parse_model_args
 
     assert parse_model_args(args) == recipe.model_args  # each parses back to its value
     assert "arch=resnet" in args and words[-2:] == ["-o", "OUT.safetensors"]

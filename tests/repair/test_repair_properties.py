@@ -17,16 +17,16 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pttui.core.compare.compare import compare
+from pttui.core.compare.strict import compare
 from pttui.core.export.export import export
 from pttui.core.read.reader import open_checkpoint
 from pttui.core.recipe.recipe import Recipe, RecipeConflict, SelectContainer
 from pttui.core.repair.suggest.pipeline import suggest
-from pttui.core.target.targets import load_target
+from pttui.core.target import load_target
 
 from pttui.core.base.meta import TensorMeta
 
-from .test_recipe import DTYPES, any_text, keys, metas, ops
+from tests.repair.test_recipe import DTYPES, any_text, keys, metas, ops
 
 
 @st.composite

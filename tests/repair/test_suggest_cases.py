@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 from pttui.core.repair.analysis import analyse
-from pttui.core.compare.compare import compare
+from pttui.core.compare.strict import compare
 from pttui.core.repair.diagnose.diagnosis import diagnose
 from pttui.core.base.meta import TensorMeta
 from pttui.core.read.reader import open_checkpoint
@@ -28,7 +28,7 @@ from pttui.core.recipe.recipe import AcceptMissing, Drop, Recipe
 from pttui.core.repair.suggest.pipeline import suggest
 from pttui.core.target.targets import Target, load_target
 
-from .helpers import SAMPLES, run_main
+from tests.helpers import SAMPLES, run_main
 
 MODELS = textwrap.dedent('''
     import torch

@@ -13,9 +13,9 @@ import torchvision
 from torch import nn
 
 from pttui.core.base.meta import ReadError
-from pttui.core.target.targets import load_target, parse_model_args, torchvision_models
+from pttui.core.target import load_target, parse_model_args, torchvision_models
 
-from .helpers import SAMPLES
+from tests.helpers import SAMPLES
 
 
 def _write(tmp_path, name: str, code: str) -> str:
@@ -312,7 +312,7 @@ def test_reference_errors_name_the_reference(tmp_path):
 
 
 def test_special_files(tmp_path):
-    from pttui.core.target.targets import special_file
+    from pttui.core.target import special_file
 
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -325,7 +325,7 @@ def test_special_files(tmp_path):
 # -- completion helpers: no user code runs --------------------------------------------------
 
 def test_factories_and_keywords_by_parsing(tmp_path):
-    from pttui.core.target.targets import factory_keywords, file_factories
+    from pttui.core.target import factory_keywords, file_factories
 
     path = _write(tmp_path, "m.py", """
         raise SystemExit("importing this file is a bug")
@@ -346,7 +346,7 @@ def test_factories_and_keywords_by_parsing(tmp_path):
 
 
 def test_torchvision_keywords_match_the_model_class():
-    from pttui.core.target.targets import torchvision_keywords
+    from pttui.core.target import torchvision_keywords
 
     got = dict(torchvision_keywords("squeezenet1_1"))
     assert got["num_classes"] == "default 1000" and got["dropout"] == "default 0.5"

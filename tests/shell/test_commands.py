@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from pttui.commands import Context, run_line
 from pttui.commands import registry
-from pttui.core.target.targets import load_target
+from pttui.core.target import load_target
 
-from .helpers import SAMPLES
+from tests.helpers import SAMPLES
 
 DP = SAMPLES / "squeezenet1_1_dataparallel.pt"
 CLEAN = SAMPLES / "squeezenet1_1.pt"

@@ -11,7 +11,7 @@ from prompt_toolkit.document import Document
 from pttui.commands import Context, candidates, run_line
 from pttui.shell.completer import CommandCompleter, ShellCompleter
 
-from .helpers import SAMPLES
+from tests.helpers import SAMPLES
 
 MODELS = ["resnet18", "resnet50", "squeezenet1_0", "squeezenet1_1", "vit_b_16"]
 
@@ -137,7 +137,7 @@ def test_a_slow_or_failing_model_list_never_blocks_the_prompt():
 
 
 def test_suggestions_steps_and_missing_keys():
-    from pttui.core.target.targets import load_target
+    from pttui.core.target import load_target
 
     ctx = opened(SAMPLES / "squeezenet1_1_finetuned_10cls.pt")
     ctx.session.set_target(load_target("torchvision:squeezenet1_1"))
@@ -226,7 +226,7 @@ def test_keywords_of_a_factory_in_a_file(factory_file):
 
 
 def test_torchvision_keywords_come_from_the_builder_in_the_background():
-    from pttui.core.target.targets import torchvision_keywords, torchvision_models
+    from pttui.core.target import torchvision_keywords, torchvision_models
 
     c = ShellCompleter(Context(), torchvision_models, torchvision_keywords)
     assert c.ready.wait(60)

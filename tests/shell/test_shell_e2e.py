@@ -20,8 +20,8 @@ from pttui.commands import Context, run_line
 from pttui.shell.app import Shell, toolbar
 from pttui.shell.output import make_console
 
-from .helpers import ROOT, SAMPLES
-from .test_import_hygiene import _heavy, _modules_after
+from tests.helpers import ROOT, SAMPLES
+from tests.test_import_hygiene import _heavy, _modules_after
 
 DP = SAMPLES / "squeezenet1_1_dataparallel.pt"
 

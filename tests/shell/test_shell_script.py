@@ -22,7 +22,7 @@ from pttui.shell.history import SafeFileHistory, make_history
 from pttui.shell.output import make_console
 from pttui.shell.runner import run_interruptible
 
-from .helpers import SAMPLES, run_main
+from tests.helpers import SAMPLES, run_main
 
 DP = SAMPLES / "squeezenet1_1_dataparallel.pt"
 

@@ -472,17 +472,15 @@ async def test_ctrl_q_during_an_export_asks_and_quitting_leaves_nothing(folder, 
         await settle(app, pilot)
         export = app.screen
         await pilot.press("enter")  # Export
-        for _ in range(200):
-            if running.is_set():
-                break
-            await pilot.pause(0.05)
-        assert running.is_set() and export.running and "export" in app.busy
+        # the export's first tensor waits for torch's import: seconds on a loaded machine
+        await until(pilot, running.is_set, 90)
+        assert export.running and "export" in app.busy
         field = export.query_one("#out")
         assert field.disabled and app.focused is export.query_one("#cancel")
         await pilot.press("a", "a", "q")  # stray keys: the path stays as it was
         assert field.value == str(out) and app.screen is export and app.is_running
         await pilot.press("ctrl+q")
-        assert type(app.screen).__name__ == "ConfirmScreen"
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
         assert "Stop the export and quit?" in "\n".join(screen_text(app))
         await pilot.press("enter")  # "Quit" has the focus
         await pilot.pause(0.2)

@@ -12,7 +12,7 @@ from tests.tui.conftest import SAMPLES, SQUEEZE
 
 @pytest.fixture(scope="module")
 def squeeze():
-    from pttui.core.target.targets import load_target
+    from pttui.core.target import load_target
 
     return load_target(SQUEEZE)
 
@@ -60,7 +60,7 @@ def test_head_mismatch_drops_then_acknowledges_in_a_step_of_its_own(squeeze):
 
 
 def test_head_mismatch_first_offers_the_model_with_the_files_class_count(squeeze):
-    from pttui.core.compare.compare import compare
+    from pttui.core.compare.strict import compare
     from pttui.core.repair.guide import head_classes
 
     ckpt = open_checkpoint(str(SAMPLES / "squeezenet1_1_finetuned_10cls.pt"))
@@ -124,7 +124,7 @@ def test_leftover_missing_keys_end_in_an_acknowledgement(squeeze):
 def test_skipping_everything_ends_stuck_and_info_steps_change_nothing(squeeze):
     steps, recipe = _walk(SAMPLES / "squeezenet1_1_dataparallel.pt", squeeze, answer="skip")
     assert steps[-1].stage == "stuck" and not recipe.ops
-    from pttui.core.target.targets import load_target
+    from pttui.core.target import load_target
 
     vit = load_target(str(SAMPLES / "targets.py") + ":tiny_vit")
     steps, _ = _walk(SAMPLES / "tiny_vit_cuda.pt", vit)

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from pttui.core.read import keyfilter as kf
-from pttui.core.compare.compare import compare
+from pttui.core.compare.strict import compare
 from pttui.core.base.meta import TensorMeta
 from pttui.core.read.reader import open_checkpoint
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from pttui.core.compare.compare import group_keys
-from pttui.core.compare.diff import DiffReport
+from pttui.core.compare.strict import group_keys
+from pttui.core.compare.twofiles import DiffReport
 
 
 def render(r: DiffReport, n_a: int, n_b: int, limit: int = 20, where_a: str = "",

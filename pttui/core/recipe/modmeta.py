@@ -35,7 +35,7 @@ def metadata_for(source: Any, recipe: Recipe) -> Any:
     """The ``_metadata`` the recipe's output carries (renamed like the keys): what a load
     of it would see. UNKNOWN when the recipe picks a container other than the one the
     reader read the metadata for."""
-    from pttui.core.compare.compare import UNKNOWN
+    from pttui.core.compare.strict import UNKNOWN
 
     if recipe.container is not None and tuple(recipe.container) != source.selected:
         return UNKNOWN

@@ -220,7 +220,7 @@ def _shown_path(path: str, cwd: str) -> str:
 
 def _model_arg(key: str, value: Any) -> str:
     """``K=V`` that ``--model-arg`` parses back to ``value`` (a bare word when it can)."""
-    from pttui.core.target.targets import parse_model_args
+    from pttui.core.target.model_args import parse_model_args
 
     if isinstance(value, str):
         try:

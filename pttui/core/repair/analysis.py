@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
-from pttui.core.compare.compare import Report, compare
+from pttui.core.compare.strict import Report, compare
 from pttui.core.read.keyfilter import KeyIndex, build_index
 from pttui.core.recipe.modmeta import metadata_for
 from pttui.core.recipe.recipe import Recipe

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.compare.compare import Report, is_benign
+from pttui.core.compare.strict import Report, is_benign
 from pttui.core.repair.analysis import analyse
 from pttui.core.repair.diagnose.diagnosis import OPTIMIZER_NOTE, best_container, variant_mismatch
 from pttui.core.base.meta import Checkpoint, TensorMeta

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pttui.core.base.meta import Checkpoint, ReadError
-from pttui.core.compare.compare import Report
+from pttui.core.compare.strict import Report
 from pttui.core.repair.analysis import analyse, report_for
 from pttui.core.recipe.recipe import (AcceptMissing, Drop, Op, Recipe, RecipeConflict, RegexRename,
                                SelectContainer, StripPrefix)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pttui.core.base import humanize as hz
-from pttui.core.compare.compare import Report, group_keys
+from pttui.core.compare.strict import Report, group_keys
 
 
 def verdict(report: Report) -> str:

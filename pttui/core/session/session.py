@@ -18,7 +18,7 @@ from pttui.core.load.policy import LoadPolicy
 from pttui.core.recipe.recipe import Op, Recipe
 
 if TYPE_CHECKING:
-    from pttui.core.compare.compare import Report
+    from pttui.core.compare.strict import Report
     from pttui.core.repair.analysis import Analysis
 
 Listener = Callable[["Session"], object]

@@ -24,9 +24,8 @@ import sys
 from contextlib import contextmanager
 from typing import Any
 
-from pttui.core.target.factory_scan import factory_keywords, file_factories  # noqa: F401 - re-exported
 from pttui.core.base.meta import ReadError
-from pttui.core.target.model_args import ModelArgs, parse_model_args  # noqa: F401 - re-exported
+from pttui.core.target.model_args import ModelArgs
 from pttui.core.target.build import (
     Target,
     _build,
@@ -35,7 +34,6 @@ from pttui.core.target.build import (
     _plain_metadata,
     _target_from,
 )
-from pttui.core.target.torchvision_catalog import torchvision_keywords  # noqa: F401 - re-exported
 from pttui.core.target.torchvision_catalog import torchvision_models
 
 SPEC_FORMS = "torchvision:NAME, package.module:factory, path/to/file.py:Factory or ref:CHECKPOINT"

@@ -12,7 +12,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from pttui.core.base import humanize as hz
-from pttui.core.recipe.recipe import SelectContainer
+from pttui.core.recipe import SelectContainer
 from pttui.tui.steps import apply_op
 
 
@@ -25,7 +25,7 @@ def choose_container(node, session) -> None:  # noqa: ANN001 - a widget, a Sessi
         return
     best = None
     if session.target is not None:
-        from pttui.core.repair.diagnose.diagnosis import best_container
+        from pttui.core.repair.diagnose import best_container
 
         best = tuple(best_container(src, session.target)[0])
     current = tuple(session.recipe.container or src.selected or ())

@@ -18,7 +18,7 @@ from textual.worker import Worker, get_current_worker
 from textual.widgets import Button, Static
 
 from pttui.core.base import humanize as hz
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.tui import errors
 from pttui.tui.render import STATUS_STYLE, STATUS_WORD
 
@@ -81,7 +81,7 @@ class DetailsScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="stats", exit_on_error=False)
     def _compute(self) -> None:
-        from pttui.core.read.valuestats import Cancelled, tensor_stats
+        from pttui.core.read import Cancelled, tensor_stats
 
         worker = get_current_worker()
 

@@ -27,8 +27,8 @@ from textual.widgets import Button, Checkbox, Input, ProgressBar, RadioSet, Stat
 
 from pttui.core.base import humanize as hz
 from pttui.core.repair import report_text as rt
-from pttui.core.base.meta import ReadError
-from pttui.core.session.export import default_output, with_format
+from pttui.core.base import ReadError
+from pttui.core.session import default_output, with_format
 from pttui.tui import errors
 from pttui.tui.widgets.toggles import Check, Radio
 
@@ -136,7 +136,7 @@ class ExportScreen(ModalScreen[Any]):
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def _export(self, out: str, force: bool, write_recipe: bool) -> None:
-        from pttui.core.session.export import export_session
+        from pttui.core.session import export_session
 
         def progress(done: int, total: int) -> None:
             self.post_message(self.Progress(done, total))
@@ -179,7 +179,7 @@ class ExportScreen(ModalScreen[Any]):
             t.append("VERIFY FAILED: " + "; ".join(r.problems), style="bold red")
         if message.recipe:
             t.append(Text(f"\nrecipe: {_shown(message.recipe)}"))
-            from pttui.core.recipe.render import replay_command
+            from pttui.core.recipe import replay_command
 
             # the model's arguments too (num_classes=10): the command rebuilds that model
             if self.report is not None and not self.report.ok_with_accepted:

@@ -25,7 +25,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, get_current_worker
 
 from pttui.core.base import humanize as hz
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.tui import errors
 from pttui.tui.screens.confirm import unsafe_load_screen
 
@@ -95,7 +95,7 @@ class LoadScreen(ModalScreen[Any]):
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _run(self, policy: Any, consent: bool, force: bool, save_to: str | None) -> None:
-        from pttui.core.load.attempt import LoadAttempt
+        from pttui.core.load import LoadAttempt
 
         worker = get_current_worker()
         try:
@@ -156,7 +156,7 @@ class LoadScreen(ModalScreen[Any]):
             self.attempt(policy, force=fix.force)
 
     def _ask_unsafe(self, policy: Any) -> None:
-        from pttui.core.load.output import default_destination
+        from pttui.core.load import default_destination
 
         scan = self.scan
         try:

@@ -28,8 +28,8 @@ from textual.widgets import Footer
 from textual.worker import Worker
 
 from pttui.core.base import humanize as hz
-from pttui.core.base.meta import ReadError
-from pttui.core.session.session import Session
+from pttui.core.base import ReadError
+from pttui.core.session import Session
 from pttui.tui import errors, keys
 from pttui.tui.messages import Analysed, FileOpened, FolderRead, TargetBuilt
 from pttui.tui.screens.confirm import ConfirmScreen
@@ -64,7 +64,7 @@ class MainScreen(Screen):
     def __init__(self, options: Any) -> None:
         super().__init__()
         from pttui.commands import Context
-        from pttui.core.load.policy import LoadPolicy
+        from pttui.core.load import LoadPolicy
 
         self.options = options
         self.session = Session(policy=LoadPolicy(map_location=options.map_location))
@@ -131,7 +131,7 @@ class MainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_file(self, path: str) -> None:
-        from pttui.core.guard.readguard import open_guarded
+        from pttui.core.guard import open_guarded
 
         try:
             # first in a child with a deadline: a crafted pickle must not freeze the app
@@ -249,7 +249,7 @@ class MainScreen(Screen):
 
     @work(thread=True, exclusive=True, group="target", exit_on_error=False)
     def build_target(self, spec: str, args: dict) -> None:
-        from pttui.core.target.targets import load_target
+        from pttui.core.target import load_target
 
         try:
             self.post_message(TargetBuilt(load_target(spec, args), None))

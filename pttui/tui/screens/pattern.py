@@ -18,9 +18,9 @@ from textual.screen import ModalScreen
 from textual.worker import Worker
 from textual.widgets import Button, Checkbox, Input, Static
 
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.tui import errors
-from pttui.core.recipe.recipe import Drop, Op, RegexRename
+from pttui.core.recipe import Drop, Op, RegexRename
 from pttui.tui.render import append_changes, coverage_change
 from pttui.tui.widgets.toggles import Check
 
@@ -89,7 +89,7 @@ class PatternScreen(ModalScreen[Op | None]):
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def _preview(self, gen: int, pattern: str, repl: str, glob: bool) -> None:
-        from pttui.core.repair.guide import preview_op
+        from pttui.core.repair import preview_op
 
         try:
             op = make_op(self.mode, pattern, repl, glob)

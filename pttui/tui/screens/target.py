@@ -20,7 +20,7 @@ from textual.worker import Worker
 from textual.widgets import Button, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.tui import errors
 
 
@@ -79,7 +79,7 @@ class TargetScreen(ModalScreen[Any]):
 
     @work(thread=True, exclusive=True, group="tv-names", exit_on_error=False)
     def _load_names(self) -> None:
-        from pttui.core.target.targets import torchvision_models
+        from pttui.core.target import torchvision_models
 
         self.post_message(self.Names(torchvision_models()))
 
@@ -132,7 +132,7 @@ class TargetScreen(ModalScreen[Any]):
     def build(self) -> None:
         spec = self.query_one("#spec", Input).value.strip()
         try:
-            from pttui.core.target.targets import parse_model_args
+            from pttui.core.target import parse_model_args
 
             args = parse_model_args(shlex.split(self.query_one("#args", Input).value))
         except (ReadError, ValueError) as err:
@@ -147,7 +147,7 @@ class TargetScreen(ModalScreen[Any]):
 
     @work(thread=True, exclusive=True, group="target", exit_on_error=False)
     def _build(self, spec: str, args: dict) -> None:
-        from pttui.core.target.targets import load_target
+        from pttui.core.target import load_target
 
         try:
             self.post_message(self.Built(load_target(spec, args), None))

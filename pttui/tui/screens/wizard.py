@@ -22,7 +22,7 @@ from textual.screen import ModalScreen
 from textual.worker import Worker
 from textual.widgets import Button, Static
 
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.tui import errors
 from pttui.tui.render import append_changes, coverage_change
 from pttui.tui.screens.pattern import SHOW, PatternScreen
@@ -85,7 +85,7 @@ class WizardScreen(ModalScreen[str | None]):
 
     @work(thread=True, exclusive=True, group="wizard", exit_on_error=False)
     def _compute(self, gen: int, source: Any, recipe: Any, target: Any, seen: set) -> None:
-        from pttui.core.repair.guide import diagnosis, next_step
+        from pttui.core.repair import diagnosis, next_step
 
         try:
             step = next_step(source, recipe, target, seen)
@@ -171,7 +171,7 @@ class WizardScreen(ModalScreen[str | None]):
         step = self.step
         if step is None or step.editable is None:
             return
-        from pttui.core.repair.guide import as_regex
+        from pttui.core.repair import as_regex
 
         pattern, repl = as_regex(step.ops[0])
         s = self.session

@@ -10,7 +10,7 @@ from textual.widgets import Static
 from textual.worker import Worker
 
 from pttui.core.device import devices
-from pttui.core.device.devices import format_bytes as fb
+from pttui.core.device import format_bytes as fb
 from pttui.tui import errors
 from pttui.tui.messages import DevicesPolled, VersionsRead
 
@@ -62,7 +62,7 @@ class DevicesPane(Static):
         names for the picker and the palette."""
         self.post_message(VersionsRead(self.app.versions_source()))  # type: ignore[attr-defined]
         if getattr(self.app, "torchvision_names", None) is None:
-            from pttui.core.target.targets import torchvision_models
+            from pttui.core.target import torchvision_models
 
             self.app.torchvision_names = torchvision_models()  # type: ignore[attr-defined]
 

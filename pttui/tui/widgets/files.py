@@ -21,7 +21,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker
 
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.tui import errors
 from pttui.tui.messages import FolderRead
 from pttui.tui.render import file_label
@@ -57,7 +57,7 @@ class FilesPane(Vertical):
         of work, as it waits for the GIL at each file while the first frame is drawn. None
         when it is slow (many files, a network disk) or fails: the worker lists it and
         reports the error."""
-        from pttui.core.read.folder import list_folder
+        from pttui.core.read import list_folder
 
         self.loading_folder(folder)
         try:
@@ -74,8 +74,8 @@ class FilesPane(Vertical):
         """List ``folder``; ``select`` is highlighted, and opened unless ``open_it`` is False
         (a file opened elsewhere, by `:open`, only needs the list to follow it). ``listed``:
         the names are shown already, only the full reading is left to do."""
-        from pttui.core.guard.readguard import list_guarded
-        from pttui.core.read.folder import list_folder
+        from pttui.core.guard import list_guarded
+        from pttui.core.read import list_folder
 
         try:
             # names and formats at once, then the full reading (marks, tensor counts),

@@ -21,9 +21,9 @@ from textual.containers import Vertical
 from textual.widgets import Input, Static, Tree
 from textual.widgets.tree import TreeNode
 
-from pttui.core.base.meta import ReadError
+from pttui.core.base import ReadError
 from pttui.core.read import keyfilter as kf
-from pttui.core.recipe.recipe import AcceptMissing, Drop
+from pttui.core.recipe import AcceptMissing, Drop
 from pttui.tui.render import STATUS_STYLE, key_row
 from pttui.tui.steps import apply_op, need
 
@@ -270,7 +270,7 @@ class KeyTreePane(Vertical):
         row = self.selected_row()
         pattern = repl = ""
         if row is not None and row.status not in NOT_IN_FILE:
-            from pttui.core.repair.guide import rename_seed
+            from pttui.core.repair import rename_seed
 
             pattern, repl = rename_seed(row)
         self._pattern("rename", pattern, repl)

@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from pttui.core.base import humanize as hz
 from pttui.core.repair import report_text as rt
-from pttui.core.repair.guide import format_advice
+from pttui.core.repair import format_advice
 from pttui.tui.render import heading, lines
 
 

@@ -10,7 +10,7 @@ import itertools
 from collections import Counter
 from collections.abc import Mapping
 
-from pttui.core.compare.compare import Report, compare
+from pttui.core.compare.strict import Report, compare
 from pttui.core.repair.diagnose.prefix import _common_prefix
 from pttui.core.base.meta import Checkpoint, Container, ReadError, TensorMeta
 from pttui.core.target.targets import Target

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 
-from pttui.core.compare.compare import Report, compare, group_keys
+from pttui.core.compare.strict import Report, compare, group_keys
 from pttui.core.repair.diagnose.containers import (OPTIMIZER_STATE, _better_container,
                                              dropped_but_fit, _optimizer_like,
                                              best_container)

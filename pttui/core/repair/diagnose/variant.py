@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from pttui.core.compare.compare import Report, ShapeMismatch, group_keys
+from pttui.core.compare.strict import Report, ShapeMismatch, group_keys
 from pttui.core.target.targets import Target
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from pttui.core.base import humanize as hz
-from pttui.core.compare.compare import is_benign, group_keys
+from pttui.core.compare.strict import is_benign, group_keys
 from pttui.core.base.meta import TensorMeta
 from pttui.core.recipe.recipe import AcceptMissing, Drop
 from pttui.core.repair.suggest.measure import _Ctx

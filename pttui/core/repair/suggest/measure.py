@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pttui.core.compare.compare import UNKNOWN, Report, compare
+from pttui.core.compare.strict import UNKNOWN, Report, compare
 from pttui.core.base.meta import TensorMeta
 from pttui.core.recipe.modmeta import carry_metadata
 from pttui.core.recipe.recipe import AcceptMissing, Op, Recipe, RecipeConflict

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pttui.core.compare.compare import Report
+from pttui.core.compare.strict import Report
 from pttui.core.recipe.recipe import KeyMap, RegexRename
 from pttui.core.repair.suggest.measure import _Ctx
 from pttui.core.repair.suggest.rules import _candidate_rules, explains, _readable

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pttui.core.compare.compare import UNKNOWN, compare
+from pttui.core.compare.strict import UNKNOWN, compare
 from pttui.core.base.meta import TensorMeta
 from pttui.core.base.nogc import gc_paused
 from pttui.core.recipe.recipe import RegexRename

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from pttui.core.compare.compare import Report
+from pttui.core.compare.strict import Report
 from pttui.core.recipe.recipe import AddPrefix, RegexRename, StripPrefix
 
 WRAPPERS = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.",
