@@ -8,7 +8,7 @@ import os
 import sys
 
 from pttui.core.base import deadline
-from pttui.core.load.sandbox import die_with_spawner
+from pttui.core.base.orphans import die_with_spawner
 
 
 def main(argv: list[str]) -> None:

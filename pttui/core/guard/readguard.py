@@ -30,7 +30,7 @@ import sys
 import time
 
 from pttui.core.base import deadline
-from pttui.core.load.sandbox import die_with_parent
+from pttui.core.base.orphans import die_with_parent
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

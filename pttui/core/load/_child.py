@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pttui.core.load import sandbox as load_sandbox
-from pttui.core.load.sandbox import die_with_spawner
+from pttui.core.base.orphans import die_with_spawner
 
 MAX_TENSORS = 200_000
 MAX_OTHER = 500

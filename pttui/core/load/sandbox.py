@@ -27,6 +27,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pttui
+from pttui.core.base.orphans import PARENT_ENV
 
 # Variables a torch load may need; everything else is dropped for an unsafe load.
 _KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM",
@@ -45,31 +46,6 @@ SENSITIVE = ("SSH_AUTH_SOCK", "SSH_AGENT_PID", "GPG_AGENT_INFO", "*TOKEN*", "*SE
              "DOCKER_*", "KUBECONFIG", "NETRC", "KRB5CCNAME", "DATABASE_URL", "*_DSN",
              "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "*_PROXY")
 
-PARENT_ENV = "PTTUI_PARENT"  # the pid a spawned child dies with (spawn)
-
-
-def die_with_parent(parent: int) -> None:
-    """Linux: killed when the waiting parent dies (killed outright itself), so no orphan
-    goes on computing or writing for nobody: SIGKILL, since a child stuck in C code (the
-    pickles this guard exists for) cannot act on anything milder; a partial export it
-    leaves is locked and swept by the next export."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def die_with_spawner() -> None:
-    """In a child started by :func:`pttui.core.load.sandbox.spawn`: die with the pttui
-    process that started it. Such a child runs in a session of its own, so a killed TUI
-    or shell (a dropped SSH session) would leave it reading, loading, or hashing a
-    crafted pickle for ever, for nobody."""
-    parent = os.environ.pop(PARENT_ENV, "")
-    if parent.isdigit():
-        die_with_parent(int(parent))
 
 
 def _matches(name: str, patterns: tuple[str, ...]) -> bool:
