@@ -153,3 +153,21 @@ def test_a_face_costs_nothing_until_a_name_is_used():
                          check=True).stdout
     assert eval(out) == ["pttui.core.base", "pttui.core.base.face", "pttui.core.load",
                          "pttui.core.read", "pttui.core.repair"]
+
+
+def test_a_face_shows_what_replaces_a_name_in_its_module(monkeypatch):
+    """A name lives in its module only: a front that imports it through the face after a
+    test (or anyone) replaced it there gets the replacement, however often it was used."""
+    import pttui.core.session as face
+    import pttui.core.session.export as home
+    from pttui.core.session import export_session as before
+
+    assert before is home.export_session
+
+    def replaced(*args, **kwargs):
+        raise AssertionError("not called")
+
+    monkeypatch.setattr(home, "export_session", replaced)
+    from pttui.core.session import export_session as after
+
+    assert after is replaced and face.export_session is replaced

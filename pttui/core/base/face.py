@@ -21,9 +21,9 @@ def face(package: str, table: dict[str, tuple[str, ...]]
         module = where.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{module}"), name)
-        setattr(sys.modules[package], name, value)  # the next use is a plain lookup
-        return value
+        # not cached on the package: the module stays the one home of the name, so that
+        # what replaces it there (a test's monkeypatch, a reload) is what every front sees
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
 
     def __dir__() -> list[str]:
         return sorted({*vars(sys.modules[package]), *where})
