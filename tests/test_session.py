@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pttui.core.base.meta import Checkpoint, Container, ReadError
-from pttui.core.recipe.recipe import (AcceptMissing, Drop, Recipe, RecipeConflict, SelectContainer,
-                               StripPrefix)
+from pttui.core.recipe.op import RecipeConflict
+from pttui.core.recipe.recipe import AcceptMissing, Drop, Recipe, SelectContainer, StripPrefix
 from pttui.core.session.session import Session
 from tests.repair.test_recipe import metas, ops, sd
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pttui.core.base.meta import Checkpoint, Container, ReadError, TensorMeta
+from pttui.core.recipe.op import RecipeConflict
 from pttui.core.recipe.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
-                               RecipeConflict, RegexRename, SelectContainer, StripPrefix,
-                               op_from_json)
+                                      RegexRename, SelectContainer, StripPrefix, op_from_json)
 
 
 # -- strategies (test_session and test_recipe_render import these) -------------------
@@ -267,7 +267,7 @@ def test_recipe_json_round_trips(op_list, source, target, args):
 @pytest.mark.parametrize("data,needle", [
     ({"ops": []}, "not a pttui recipe"),
     ([], "not a pttui recipe"),
-    ({"pttui_recipe": 2, "ops": []}, "version 2"),
+    ({"pttui_recipe": 3, "ops": []}, "version 3"),
     ({"pttui_recipe": 1, "ops": [{"op": "transmogrify"}]}, "transmogrify"),
     ({"pttui_recipe": 1, "ops": [{"op": "strip_prefix"}]}, "strip_prefix"),
     ({"pttui_recipe": 1, "ops": [{"op": "strip_prefix", "prefix": 3}]}, "strip_prefix"),

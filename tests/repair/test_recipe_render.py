@@ -15,8 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pttui.core.recipe.op import RecipeConflict
 from pttui.core.recipe.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
-                               RecipeConflict, RegexRename, SelectContainer, StripPrefix)
+                                      RegexRename, SelectContainer, StripPrefix)
 from pttui.core.repair.autofix import auto_fix, reopen
 from pttui.core.read.reader import open_checkpoint
 from pttui.core.recipe.render import to_hf, to_mmengine, to_python

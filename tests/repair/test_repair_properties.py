@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pttui.core.compare.strict import compare
 from pttui.core.export.export import export
 from pttui.core.read.reader import open_checkpoint
-from pttui.core.recipe.recipe import Recipe, RecipeConflict, SelectContainer
+from pttui.core.recipe.recipe import Recipe, SelectContainer
+from pttui.core.recipe.op import RecipeConflict
 from pttui.core.repair.suggest.pipeline import suggest
 from pttui.core.target import load_target
 

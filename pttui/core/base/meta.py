@@ -87,6 +87,44 @@ class TensorMeta(namedtuple("TensorMeta", "key shape dtype device storage storag
                 "device": self.device, "nbytes": self.nbytes}
 
 
+class Derivation(namedtuple("Derivation", "fn args inputs")):
+    """How a tensor of a recipe's output is computed from others: ``fn`` (a name the
+    export's ``recipe/values.py`` knows: transpose, cat, narrow, resample, ...) applied
+    with ``args`` (plain hashable values) to ``inputs`` (TensorMetas of the key map the
+    op saw, themselves stored or derived). Metadata only: nothing is computed here.
+
+    Fields: fn (str), args (tuple), inputs (tuple[TensorMeta, ...]).
+    """
+
+    __slots__ = ()
+
+    def leaves(self) -> list[TensorMeta]:
+        """The stored tensors it reads, in order, each once."""
+        out: dict[tuple, TensorMeta] = {}
+        for meta in self.inputs:
+            for leaf in (meta.derive.leaves() if isinstance(meta, Derived) else [meta]):
+                out.setdefault((leaf.key, leaf.dtype), leaf)
+        return list(out.values())
+
+
+class Derived(namedtuple("Derived", TensorMeta._fields + ("derive",)), TensorMeta):
+    """A tensor a value op computes (transposed, fused, resampled, ...): a TensorMeta
+    with the output's shape and dtype, no storage of its own, and its ``derive``.
+    ``key`` is the first stored tensor it reads (what the file calls it)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, fn: str, args: tuple, inputs: tuple[TensorMeta, ...],
+           shape: tuple[int, ...], dtype: str | None = None) -> Derived:
+        first = inputs[0]
+        return cls(first.key, tuple(shape), dtype or first.dtype, first.device, None, 0,
+                   None, "tensor", Derivation(fn, tuple(args), tuple(inputs)))
+
+    def renamed(self, key: str) -> Derived:
+        return self._replace(key=key)
+
+
 class _Record:
     """What pttui used of ``@dataclass``: ``==`` field by field, a repr, ``replace``.
 

@@ -53,6 +53,7 @@ class ExportResult:
     problems: list[str] = field(default_factory=list)  # non-fatal notes
     aliases: dict[str, str] = field(default_factory=dict)  # dropped name -> kept name
     cast: dict[str, int] = field(default_factory=dict)  # dtype -> tensors cast to it
+    derived: int = 0  # tensors computed by the recipe's value ops (transpose, concat, ...)
 
     @property
     def verdict(self) -> str:
@@ -60,6 +61,9 @@ class ExportResult:
         if not self.verified:
             return "not verified"
         what = "(keys, shapes, dtypes, checksums)"
+        if self.derived:
+            return (f"verified: every tensor read back equals the source with the recipe "
+                    f"applied ({self.derived} computed by its value ops) {what}")
         if not self.cast:
             return f"verified: every tensor read back equals the source {what}"
         into = " / ".join(sorted(self.cast))
@@ -117,7 +121,8 @@ def export(ckpt: Checkpoint, mapping: dict[str, TensorMeta],
             check = (lambda tmp: _verify_or_raise(tmp, fmt, job.digests)) if verify else None
         _atomic_write(out, force, write, check)
     return ExportResult(out, fmt, len(job.items), os.path.getsize(out),
-                        time.monotonic() - start, verify, job.problems, aliases, job.cast)
+                        time.monotonic() - start, verify, job.problems, aliases, job.cast,
+                        job.derived)
 
 
 def _resolve_format(out_path: str, fmt: str | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pttui.core.base.meta import ReadError, TensorMeta
+from pttui.core.base.meta import Derived, ReadError, TensorMeta
 from pttui.core.read.tensordata import TensorSource, checksum, torch_dtype
 
 
@@ -23,14 +23,19 @@ class Job:
     def __init__(self, mapping: dict[str, TensorMeta], source: dict[str, TensorMeta],
                  progress: Callable[[int, int], Any] | None, cancel: Any) -> None:
         self.items: list[tuple[str, TensorMeta, TensorMeta]] = []
+        self.source = source
+        self.derived = 0  # tensors a value op computes (their ``orig`` is the Derived)
         for name, meta in mapping.items():
-            orig = source.get(meta.key)
-            if orig is None:
-                raise ReadError(f"{name}: its source tensor {meta.key} is not in the "
-                                "checkpoint's selected container")
+            if isinstance(meta, Derived):
+                for leaf in meta.derive.leaves():
+                    self._orig(name, leaf)
+                self.items.append((name, meta, meta))
+                self.derived += 1
+                continue
+            orig = self._orig(name, meta)
             if tuple(meta.shape) != tuple(orig.shape):
                 raise ReadError(f"{name}: shape {list(meta.shape)} differs from the stored "
-                                f"{list(orig.shape)}; pttui does not reshape tensors")
+                                f"{list(orig.shape)}, and no recipe op says how to get it")
             self.items.append((name, meta, orig))
         self.progress, self.cancel = progress, cancel
         self.digests: dict[str, tuple[tuple[int, ...], str, str]] = {}
@@ -38,9 +43,16 @@ class Job:
         self.done = 0
         self.cast: dict[str, int] = {}
         for _name, meta, orig in self.items:
-            if meta.dtype != orig.dtype:
+            if meta.dtype != orig.dtype and meta is not orig:
                 self.cast[meta.dtype] = self.cast.get(meta.dtype, 0) + 1
         self._buf: Any = None  # every cast goes into it, so memory is one cast, not many
+
+    def _orig(self, name: str, meta: TensorMeta) -> TensorMeta:
+        orig = self.source.get(meta.key)
+        if orig is None:
+            raise ReadError(f"{name}: its source tensor {meta.key} is not in the "
+                            "checkpoint's selected container")
+        return orig
 
     def check_cancel(self) -> None:
         if self.cancel is not None and self.cancel.is_set():
@@ -56,6 +68,12 @@ class Job:
         many of them); ``keep`` gives a tensor of its own instead. Tied names: ``same``.
         """
         self.check_cancel()
+        if isinstance(meta, Derived):  # computed by the recipe's value ops: a new tensor
+            from pttui.core.recipe.values import compute
+
+            t = compute(meta, lambda leaf: self._leaf(src, leaf))
+            self._done(name, (tuple(t.shape), meta.dtype, checksum(t)))
+            return t
         t = src.read(orig)
         if meta.dtype != orig.dtype:
             try:
@@ -66,11 +84,19 @@ class Job:
         self._done(name, (tuple(t.shape), meta.dtype, checksum(t)))
         return t
 
+    def _leaf(self, src: TensorSource, leaf: TensorMeta) -> Any:
+        """A stored tensor a value op reads, cast as the recipe had cast it before."""
+        t = src.read(self.source[leaf.key])
+        if t.dtype != torch_dtype(leaf.dtype, leaf.key):
+            t = t.to(torch_dtype(leaf.dtype, leaf.key))
+        return t
+
     def _cast(self, t: Any, meta: TensorMeta) -> Any:
         import torch
 
         if self._buf is None:
-            largest = max(m.nbytes for _, m, o in self.items if m.dtype != o.dtype)
+            largest = max(m.nbytes for _, m, o in self.items
+                          if m.dtype != o.dtype and m is not o)
             self._buf = torch.empty(largest, dtype=torch.uint8)
         out = self._buf[:meta.nbytes].view(torch_dtype(meta.dtype)).view(tuple(meta.shape))
         return out.copy_(t)
@@ -88,7 +114,13 @@ class Job:
 
 
 def view_key(meta: TensorMeta, dtype: str | None = None) -> tuple:
-    """Tensors with equal keys are the same bytes (tied weights): written once."""
+    """Tensors with equal keys are the same bytes (tied weights): written once. Two
+    tensors computed alike from the same bytes (a tied embedding and head, resized by
+    one op) are the same bytes too."""
+    if isinstance(meta, Derived):
+        d = meta.derive
+        return ("derived", d.fn, d.args, tuple(view_key(i) for i in d.inputs),
+                tuple(meta.shape), dtype or meta.dtype)
     ident = meta.storage.ident if meta.storage is not None else ("<dcp>", meta.key)
     return (ident, meta.storage_offset, tuple(meta.shape),
             tuple(meta.stride) if meta.stride is not None else None, dtype or meta.dtype)

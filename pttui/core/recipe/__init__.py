@@ -4,10 +4,14 @@ from pttui.core.base.face import face
 
 __getattr__, __dir__ = face(__name__, {
     "args": ("quote",),
+    "joinops": ("Concat", "Split", "Stack", "Unstack"),
     "modmeta": ("carry_metadata",),
+    "op": ("Op",),
     "recipe": (
-        "AcceptMissing", "Cast", "Drop", "KeyMap", "Op", "Recipe", "RegexRename",
+        "AcceptMissing", "Cast", "Drop", "KeyMap", "Recipe", "RegexRename",
         "SelectContainer",
     ),
     "render": ("replay_command",),
+    "valueops": ("AdaptInputChannels", "ResamplePosEmbed", "Reshape", "ResizeRows",
+                 "Transpose"),
 })

@@ -18,6 +18,9 @@ def carry_metadata(state_metadata: Any, recipe: Recipe) -> Any:
     if not isinstance(state_metadata, dict):
         return state_metadata  # None (no metadata) stays None
     marker = "\x00meta"
+    # the name ops only: a value op would refuse the stand-in scalars, and a module whose
+    # tensors it fuses or parts keeps no versions worth carrying (Linear's are all 1)
+    recipe = Recipe([op for op in recipe.ops if not op.changes_values])
     kept: dict[str, Any] = {}
     moved: dict[str, Any] = {}
     for prefix, value in state_metadata.items():

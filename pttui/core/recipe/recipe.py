@@ -2,9 +2,15 @@
 
 Ops never touch tensor bytes, so a preview of a 100 GB file costs nothing. The map's
 key is the current name; each TensorMeta's ``.key`` keeps the source key it was read
-under and only ``Cast`` changes a field (``.dtype``). After ``Recipe.apply`` the map
-tells the exporter everything: read ``meta.key``, cast to ``meta.dtype``, write under
-the new name. A recipe is JSON so ``pttui fix --recipe`` can replay it without the UI.
+under; ``Cast`` changes ``.dtype``, and a value op (``valueops.py``) puts a ``Derived``
+in the map: the output's shape and dtype, and how it is computed from stored tensors.
+After ``Recipe.apply`` the map tells the exporter everything: read ``meta.key`` (or
+compute ``meta.derive``), cast to ``meta.dtype``, write under the new name. A recipe is
+JSON so ``pttui fix --recipe`` can replay it without the UI.
+
+Versions: 1 holds name ops only, 2 adds the value ops. A recipe is written with the
+lowest version that can hold its ops, so a pttui that knows only 1 still replays what
+it can.
 """
 
 from __future__ import annotations
@@ -13,66 +19,20 @@ import dataclasses
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
+from pttui.core.recipe import joinops, valueops  # noqa: F401  (they register their ops)
 from pttui.core.recipe.args import (cast_dtype, compile_regex, literal_key, matcher, need_str,
                                     quote, rename_regex)
+from pttui.core.recipe.op import OPS, Op, Tensors, _rename
 
-VERSION = 1
-Tensors = dict[str, TensorMeta]
+VERSION = 2  # the newest this pttui reads and writes
+VERSIONS = (1, 2)
 _REAL_FLOAT = ("float", "bfloat")  # Cast leaves complex, integer and bool tensors alone
-
-
-class RecipeConflict(ReadError):
-    """A rename would give two tensors one name; pttui never overwrites silently."""
-
-
-def _rename(tensors: Mapping[str, TensorMeta], new_name: Callable[[str], str]) -> Tensors:
-    """Rename every key; two keys landing on one name is a RecipeConflict naming both."""
-    out: Tensors = {}
-    for key, meta in tensors.items():
-        new = new_name(key)
-        if new in out:
-            first = next(k for k in tensors if new_name(k) == new)
-            raise RecipeConflict(f"{quote(first)} and {quote(key)} would both become "
-                                 f"{quote(new)}; drop or rename one of them first")
-        out[new] = meta
-    return out
-
-
-# -- ops ---------------------------------------------------------------------------
-
-_OPS: dict[str, type[Op]] = {}
-
-
-@dataclass(frozen=True)
-class Op:
-    """One recipe step. Subclasses set ``name`` (the JSON ``op`` tag) and are registered."""
-
-    name: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.name:
-            _OPS[cls.name] = cls
-
-    def apply(self, tensors: Tensors) -> Tensors:
-        return dict(tensors)
-
-    def describe(self) -> str:
-        raise NotImplementedError
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"op": self.name}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = (list(value) if isinstance(value, tuple)
-                           else dict(value) if isinstance(value, Mapping) else value)
-        return out
 
 
 def op_from_json(data: Any) -> Op:
@@ -81,9 +41,9 @@ def op_from_json(data: Any) -> Op:
         raise ReadError(f"recipe op must be a JSON object, got {data!r}")
     args = dict(data)
     name = args.pop("op", None)
-    cls = _OPS.get(name) if isinstance(name, str) else None
+    cls = OPS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise ReadError(f"unknown recipe op {name!r} (known: {', '.join(sorted(_OPS))}); "
+        raise ReadError(f"unknown recipe op {name!r} (known: {', '.join(sorted(OPS))}); "
                         "was this recipe written by a newer pttui?")
     try:
         return cls(**args)
@@ -322,8 +282,13 @@ class Recipe:
         return dataclasses.replace(self, ops=list(self.ops if ops is None else ops),
                                    model_args=dict(self.model_args))
 
+    @property
+    def needs_version(self) -> int:
+        """The lowest recipe version that holds these ops (1 without value ops)."""
+        return 2 if any(op.changes_values for op in self.ops) else 1
+
     def to_json(self) -> dict[str, Any]:
-        return {"pttui_recipe": self.version, "source": self.source, "target": self.target,
+        return {"pttui_recipe": self.needs_version, "source": self.source, "target": self.target,
                 "model_args": dict(self.model_args), "ops": [op.to_json() for op in self.ops]}
 
     @classmethod
@@ -331,9 +296,9 @@ class Recipe:
         if not isinstance(data, dict) or "pttui_recipe" not in data:
             raise ReadError("not a pttui recipe (no `pttui_recipe` field)")
         version = data["pttui_recipe"]
-        if version != VERSION:
+        if version not in VERSIONS:
             raise ReadError(f"recipe version {version!r} is not supported (this pttui reads "
-                            f"version {VERSION}); upgrade pttui")
+                            f"versions {', '.join(map(str, VERSIONS))}); upgrade pttui")
         ops, args = data.get("ops", []), data.get("model_args") or {}
         if not isinstance(ops, list) or not isinstance(args, dict):
             raise ReadError("recipe: `ops` must be a list and `model_args` an object")

@@ -12,8 +12,9 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from pttui.core.recipe.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Op, Recipe,
-                               RegexRename, SelectContainer, StripPrefix, quote)
+from pttui.core.recipe.op import Op
+from pttui.core.recipe.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
+                                      RegexRename, SelectContainer, StripPrefix, quote)
 
 Pairs = list[tuple[str, str]]
 

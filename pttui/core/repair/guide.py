@@ -18,8 +18,9 @@ from typing import Any
 from pttui.core.base.meta import Checkpoint, ReadError
 from pttui.core.compare.strict import Report
 from pttui.core.repair.analysis import analyse, report_for
-from pttui.core.recipe.recipe import (AcceptMissing, Drop, Op, Recipe, RecipeConflict, RegexRename,
-                               SelectContainer, StripPrefix)
+from pttui.core.recipe.op import Op, RecipeConflict
+from pttui.core.recipe.recipe import (AcceptMissing, Drop, Recipe, RegexRename, SelectContainer,
+                                      StripPrefix)
 
 STAGES = ("container", "globals", "device", "variant", "classes", "prefix", "rename",
           "shape", "leftover", "accept", "stuck", "done")

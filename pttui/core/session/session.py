@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pttui.core.base.meta import Checkpoint, TensorMeta
 from pttui.core.load.policy import LoadPolicy
-from pttui.core.recipe.recipe import Op, Recipe
+from pttui.core.recipe.recipe import Recipe
+from pttui.core.recipe.op import Op
 
 if TYPE_CHECKING:
     from pttui.core.compare.strict import Report

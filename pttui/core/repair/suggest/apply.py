@@ -12,7 +12,8 @@ import operator
 import re
 
 from pttui.core.base.meta import TensorMeta
-from pttui.core.recipe.recipe import AddPrefix, KeyMap, Op, RegexRename, StripPrefix
+from pttui.core.recipe.recipe import AddPrefix, KeyMap, RegexRename, StripPrefix
+from pttui.core.recipe.op import Op
 
 # The rename patterns this module builds: literal text (escaped), ``(\d+)`` groups, a
 # component-start anchor and a component-end lookahead. None of them can match across

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pttui.core.compare.strict import UNKNOWN, Report, compare
 from pttui.core.base.meta import TensorMeta
 from pttui.core.recipe.modmeta import carry_metadata
-from pttui.core.recipe.recipe import AcceptMissing, Op, Recipe, RecipeConflict
+from pttui.core.recipe.recipe import AcceptMissing, Recipe
+from pttui.core.recipe.op import Op, RecipeConflict
 from pttui.core.repair.suggest.apply import _affected, apply_op
 
 _RAISES = ("prefix", "rename", "structural")  # kinds that must raise coverage
