@@ -284,7 +284,8 @@ def _st_plan(job: _Job, metadata: Any) -> tuple[bytes, list[tuple[str, TensorMet
             continue
         kept[vk] = name
         unique.append((name, meta, orig))
-        storages[vk[0]] = storages.get(vk[0], 0) + 1
+        if vk[0] != "derived":  # a computed tensor is a new one, sharing nothing
+            storages[vk[0]] = storages.get(vk[0], 0) + 1
     overlapping = sum(n for n in storages.values() if n > 1)
     if overlapping:
         job.problems.append(f"{overlapping} tensors are different views of shared memory; "

@@ -17,6 +17,7 @@ from pttui.core.repair.diagnose.containers import (OPTIMIZER_STATE, _better_cont
                                              dropped_but_fit, _optimizer_like,
                                              best_container)
 from pttui.core.repair.diagnose.prefix import WRAPPER_PREFIXES, WRAPPERS, _prefix_fix, _sampled
+from pttui.core.repair.diagnose.relations import relation
 from pttui.core.repair.diagnose.variant import (_brief, _head_only, _input_only, _last_modules,
                                           _module, _n, variant_reason)
 from pttui.core.base.meta import Container, TensorMeta
@@ -112,7 +113,16 @@ def _structure(rep: Report, tensors: Mapping[str, TensorMeta], target: Target,
         return [f"{variant}: renaming will not fix it"]
     out: list[str] = []
     mism = rep.shape_mismatch
-    if mism and _head_only(rep):
+    related = {m.key: relation(m) for m in mism}
+    if mism and all(related.values()):
+        by_clause: dict[str, list[str]] = {}
+        for key, clause in related.items():
+            by_clause.setdefault(clause or "", []).append(key)
+        for clause, keys in by_clause.items():
+            many = len(keys) > 1
+            out.append(f"{_brief(keys)} " + (clause.replace("is ", "are ", 1).replace(
+                "holds ", "hold ", 1).replace(" it", " them") if many else clause))
+    elif mism and _head_only(rep):
         where = _brief([m.key for m in mism])
         outs = {(m.checkpoint_shape[0], m.model_shape[0]) for m in mism
                 if m.checkpoint_shape and m.model_shape}

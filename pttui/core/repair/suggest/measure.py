@@ -16,7 +16,7 @@ from pttui.core.recipe.recipe import AcceptMissing, Recipe
 from pttui.core.recipe.op import Op, RecipeConflict
 from pttui.core.repair.suggest.apply import _affected, apply_op
 
-_RAISES = ("prefix", "rename", "structural")  # kinds that must raise coverage
+_RAISES = ("prefix", "rename", "structural", "value")  # kinds that must raise coverage
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Suggestion:
     confidence: str  # high | medium | low
     safe: bool  # applied by `fix --auto`
     why: str = ""
-    # prefix | rename | structural | head | tied | benign | drop | accept
+    # prefix | rename | structural | value | head | tied | benign | drop | accept
     kind: str = "rename"
     affected: list[tuple[str, str]] = field(default_factory=list)  # (old, new or "")
     # model keys of the output layer this step leaves to train anew (a replaced or

@@ -38,6 +38,7 @@ from pttui.core.repair.suggest.measure import _RAISES, Suggestion, _Ctx, problem
 from pttui.core.repair.suggest.pairing import _structural
 from pttui.core.repair.suggest.prefix import WRAPPERS, _prefix_candidates
 from pttui.core.repair.suggest.rules import explains, rule_for
+from pttui.core.repair.suggest.values import value_steps
 
 # re-exported: callers and tests import these from here
 __all__ = ["KNOWN_RENAMES", "MAX_HEAD", "MAX_INPUT", "WRAPPERS", "Suggestion", "apply_op",
@@ -86,6 +87,7 @@ def suggest(tensors: dict[str, TensorMeta], target, accepted: tuple[str, ...] = 
                                 "rename")
     if not any(s.kind == "prefix" for s in ctx.found):
         _structural(ctx, known)  # (after a prefix step, the next round pairs what is left)
+        value_steps(ctx)
     variant = _variant(ctx)
     if not variant and not any(s.kind in _RAISES for s in ctx.found):
         _cleanups(ctx)
