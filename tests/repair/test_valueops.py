@@ -264,3 +264,63 @@ def test_an_op_then_its_reverse_gives_the_source_back(tmp_path_factory, case):
     export_session(mid, back, str(tmp / "back.pt"), write_recipe=False)
     again = torch.load(tmp / "back.pt", weights_only=True)
     assert list(again) == list(sd) and all(torch.equal(again[k], sd[k]) for k in sd)
+
+
+# -- renderings ------------------------------------------------------------------------
+
+def module_for(shapes: dict[str, tuple[int, ...]]) -> nn.Module:
+    """A real nn.Module whose state_dict has exactly these keys and shapes."""
+    root = nn.Module()
+    for key, shape in shapes.items():
+        *path, leaf = key.split(".")
+        node = root
+        for part in path:
+            if not hasattr(node, part):
+                node.add_module(part, nn.Module())
+            node = getattr(node, part)
+        node.register_parameter(leaf, nn.Parameter(torch.zeros(shape)))
+    return root
+
+
+RENDERED = [
+    Recipe([Transpose("*.w", dims=(1, 0)), Reshape("s", (6, 1, 1))]),
+    Recipe([Concat(["*.q", "*.k", "*.v"], "*.qkv"), ResizeRows("emb*", 9)]),
+    Recipe([Split("f.in_proj", ["f.a", "f.b"], 0, (1, 3)), Stack("x.#.w", "x.w", 1)]),
+    Recipe([Unstack("u", "u.#"), ResizeRows("emb", 2, fill="zeros")]),
+    Recipe([AdaptInputChannels("conv", 1), ResamplePosEmbed("pos", (3, 3), method="timm")]),
+    Recipe([AdaptInputChannels("conv", 5),
+            ResamplePosEmbed("pos", (5, 4), 1, (2, 2), "torchvision")]),
+]
+
+
+@pytest.mark.parametrize("recipe", RENDERED, ids=lambda r: "+".join(o.name for o in r.ops))
+def test_the_python_snippet_does_what_the_export_does(tmp_path, recipe):
+    from pttui.core.recipe.render import to_python
+
+    torch.manual_seed(0)
+    sd = {"l.w": torch.randn(2, 3), "s": torch.randn(6), "m.q": torch.randn(2, 3),
+          "m.k": torch.randn(1, 3), "m.v": torch.randn(2, 3), "emb": torch.randn(4, 3),
+          "f.in_proj": torch.randn(4, 2), "x.0.w": torch.randn(2, 2), "x.1.w": torch.randn(2, 2),
+          "u": torch.randn(3, 2), "conv": torch.randn(4, 3, 3, 3), "pos": torch.randn(1, 5, 4)}
+    src = tmp_path / "src.pt"
+    torch.save(sd, src)
+    recipe.source = str(src)
+    want = exported(tmp_path, sd, recipe)
+    code = to_python(recipe)
+    scope = {"model": module_for({k: tuple(v.shape) for k, v in want.items()})}
+    exec(compile(code, "snippet", "exec"), scope)  # noqa: S102 - the code pttui printed
+    got = scope["sd"]
+    assert list(got) == list(want)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=1e-6, rtol=0)
+
+
+def test_renames_only_renderings_say_what_they_cannot_do():
+    from pttui.core.recipe.render import to_hf, to_mmengine
+
+    recipe = Recipe([StripPrefix("module."), Transpose("*.c_attn.weight"),
+                     Concat(["*.q", "*.k"], "*.qk")])
+    hf, mm = to_hf(recipe), to_mmengine(recipe)
+    assert "`Transpose` conversion operation" in hf and "`Concatenate`" in hf
+    assert "transpose `*.c_attn.weight`: changes values" in mm
+    assert "'^module\\\\.'" in mm or "module" in mm

@@ -19,6 +19,7 @@ from pttui.core.base.dtypes import itemsize_bits
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 
@@ -123,6 +124,18 @@ class Derived(namedtuple("Derived", TensorMeta._fields + ("derive",)), TensorMet
 
     def renamed(self, key: str) -> Derived:
         return self._replace(key=key)
+
+
+def source_keys(metas: Iterable[TensorMeta]) -> set[str]:
+    """The stored tensors ``metas`` read: their keys, and the inputs of computed ones
+    (a fused q/k/v uses all three)."""
+    out: set[str] = set()
+    for m in metas:
+        if isinstance(m, Derived):
+            out.update(leaf.key for leaf in m.derive.leaves())
+        else:
+            out.add(m.key)
+    return out
 
 
 class _Record:

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from pttui.core.recipe import render_values
 from pttui.core.recipe.op import Op
 from pttui.core.recipe.recipe import (AcceptMissing, AddPrefix, Cast, Drop, KeyMap, Recipe,
                                       RegexRename, SelectContainer, StripPrefix, quote)
@@ -76,6 +77,8 @@ def _sequential(op: KeyMap) -> Pairs:
 def _caveat(op: Op, tool: str) -> str | None:
     """Why ``tool`` cannot do ``op`` and what to do instead (None: nothing to say)."""
     what = op.describe()
+    if op.changes_values:
+        return render_values.caveat(op, tool)
     if isinstance(op, SelectContainer):
         if not op.path or (tool == "mmengine" and op.path == ("state_dict",)):
             return None
@@ -177,6 +180,10 @@ def _python_op(op: Op) -> list[str]:
         return [f"sd = {{k: v {keys} if not {_match(op.pattern, op.kind)}}}"]
     if isinstance(op, Cast):
         return [f"sd = {{k: v.to(torch.{op.dtype}) if {_cast_test(op)} else v {keys}}}"]
+    if op.changes_values:
+        pattern = getattr(op, "pattern", None)
+        match = _match(pattern, getattr(op, "kind", "glob")) if pattern is not None else ""
+        return render_values.python_lines(op, match)[0]
     return []  # SelectContainer and AcceptMissing act at load time
 
 
@@ -198,12 +205,16 @@ def to_python(recipe: Recipe, path: str | None = None) -> str:
 
     path = path or recipe.source
     body = [line for op in recipe.ops for line in _python_op(op)]
-    code = "\n".join(body)
+    helpers = list(dict.fromkeys(h for op in recipe.ops if op.changes_values
+                                 for h in render_values.python_lines(op, "")[1]))
+    defs = [line for h in helpers for line in (render_values.HELPERS[h] + "\n").splitlines()]
+    code = "\n".join(body + defs)
     loading = load_lines(path, recipe.container)
-    modules = ["fnmatch"] * ("fnmatch." in code) + ["re", "torch"]
+    modules = ["fnmatch"] * ("fnmatch." in code) + ["math"] * ("math." in code) + ["re", "torch"]
     modules += [m for m in loading.imports if m not in modules]
     lines = [*_header(recipe, "plain PyTorch"), "# `model` is your nn.Module",
-             f"import {', '.join(modules)}", "", *loading.lines, *body, *_strict_lines(recipe)]
+             f"import {', '.join(modules)}", "", *defs, *loading.lines, *body,
+             *_strict_lines(recipe)]
     return "\n".join(lines) + "\n"
 
 

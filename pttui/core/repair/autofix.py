@@ -13,7 +13,7 @@ from typing import Any
 from pttui.core.compare.strict import Report, is_benign
 from pttui.core.repair.analysis import analyse
 from pttui.core.repair.diagnose.diagnosis import OPTIMIZER_NOTE, best_container, variant_mismatch
-from pttui.core.base.meta import Checkpoint, TensorMeta
+from pttui.core.base.meta import Checkpoint, TensorMeta, source_keys
 from pttui.core.recipe.recipe import Recipe, SelectContainer
 from pttui.core.read.reader import open_checkpoint
 from pttui.core.repair.suggest.pipeline import Suggestion
@@ -119,7 +119,7 @@ def _refusal(before: dict[str, TensorMeta], after: dict[str, TensorMeta], target
         return (f"{uninit / total:.0%} of the model's elements would stay uninitialised "
                 f"beyond a replaced head ({len(lost)} keys); this checkpoint does not hold "
                 "this model's weights — check the model spec or the container")
-    kept_sources = {m.key for m in after.values()}
+    kept_sources = source_keys(after.values())
     nonp = target.non_persistent
     dropped = sum(t.numel for k, t in before.items()
                   if t.key not in kept_sources and k not in head_keys

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from pttui.core.compare.strict import Report, compare
 from pttui.core.repair.diagnose.prefix import _common_prefix
-from pttui.core.base.meta import Checkpoint, Container, ReadError, TensorMeta
+from pttui.core.base.meta import Checkpoint, Container, ReadError, TensorMeta, source_keys
 from pttui.core.target.targets import Target
 
 OPTIMIZER_STATE = frozenset({"exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer",
@@ -45,7 +45,7 @@ def dropped_but_fit(tensors: Mapping[str, TensorMeta], target: Target, keys: lis
             tail += 1
         shift[(old[:len(old) - tail], cur[:len(cur) - tail])] += 1
     (sp, cp), _ = shift.most_common(1)[0] if shift else (("", ""), 0)
-    kept = {m.key for m in tensors.values()}  # renamed, not dropped
+    kept = source_keys(tensors.values())  # renamed or computed, not dropped
     exp, found = target.tensors, []
     for k in keys:
         name = sp + k[len(cp):] if k.startswith(cp) else k

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pttui.core.compare.strict import Report, ShapeMismatch, group_keys
+from pttui.core.repair.diagnose.relations import relation
 from pttui.core.target.targets import Target
 
 
@@ -115,9 +116,11 @@ def variant_reason(report: Report, target: Target | None = None) -> str | None:
     if lacking:
         return (f"the model has blocks the checkpoint lacks ({_brief(lacking)}){shapes}: "
                 "the checkpoint is a shallower variant of the model")
-    mism = report.shape_mismatch
     if _head_only(report):
         return None
+    # a tensor stored transposed, resampled or resized is the same model's, repaired
+    # by a value step: no evidence of another variant
+    mism = [m for m in report.shape_mismatch if relation(m) is None]
     mods = {_module(m.key) for m in mism}
     if len(mods) >= 3 and len(mism) >= max(3, len(report.matched) // 4):
         ratios = Counter(_ratio(m) for m in mism)
