@@ -24,11 +24,13 @@ from pttui.core.base import ReadError
 Progress = Callable[[int, int, str], Any]  # (done, total, what) -- total 0: unknown
 Handler = Callable[["Call"], CommandResult]
 
-_MODULES = ("inspect_cmds", "repair_cmds", "recipe_cmds", "io_cmds", "tensor_cmds",
+_MODULES = ("inspect_cmds", "repair_cmds", "value_cmds", "recipe_cmds", "io_cmds", "tensor_cmds",
             "help_cmds")
 # help order: look, repair, write, other
 ORDER = ("open", "status", "ls", "tree", "find", "info", "stats", "containers", "select",
          "model", "check", "suggest", "apply", "rename", "drop", "cast", "accept-missing",
+         "transpose", "reshape", "concat", "split", "stack", "unstack", "resample",
+         "adapt-channels", "resize-rows",
          "undo", "redo", "recipe", "load", "export", "diff", "devices", "help", "quit")
 SPECS: dict[str, Spec] = {}
 HANDLERS: dict[str, Handler] = {}

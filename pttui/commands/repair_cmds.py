@@ -15,7 +15,7 @@ from pttui.commands.parser import Arg, Opt, Spec
 from pttui.commands.registry import Call, command
 from pttui.commands.result import ERROR, CommandResult
 from pttui.core.repair.diagnose import best_container
-from pttui.core.base import ReadError, TensorMeta
+from pttui.core.base import Derived, ReadError, TensorMeta, source_keys
 from pttui.core.recipe import (AcceptMissing, Cast, Drop, KeyMap, Op, RegexRename,
                                SelectContainer, quote)
 from pttui.core.target import SPEC_FORMS, load_target, parse_model_args
@@ -149,8 +149,9 @@ def apply(call: Call) -> CommandResult:
 def _effect(before: dict[str, TensorMeta], after: dict[str, TensorMeta]) -> list[str]:
     """What an op did, in words: renamed / dropped / recast counts with an example."""
     old_name = {m.key: k for k, m in before.items()}
-    renamed = [(old_name[m.key], k) for k, m in after.items() if old_name.get(m.key) != k]
-    kept = {m.key for m in after.values()}
+    renamed = [(old_name[m.key], k) for k, m in after.items()
+               if old_name.get(m.key) != k and not isinstance(m, Derived)]
+    kept = source_keys(after.values())
     dropped = [k for k, m in before.items() if m.key not in kept]
     recast = [k for k, m in after.items()
               if old_name.get(m.key) == k and before[k].dtype != m.dtype]
@@ -162,6 +163,12 @@ def _effect(before: dict[str, TensorMeta], after: dict[str, TensorMeta]) -> list
         out.append(f"dropped {rd.plural(len(dropped), 'key')}, e.g. {dropped[0]}")
     if recast:
         out.append(f"cast {rd.plural(len(recast), 'tensor')}, e.g. {recast[0]}")
+    computed = [k for k, m in after.items() if isinstance(m, Derived) and before.get(k) != m]
+    if computed:
+        k = computed[0]
+        was = f"{list(before[k].shape)} -> " if k in before else ""
+        out.append(f"computed {rd.plural(len(computed), 'tensor')} anew, e.g. {k} "
+                   f"{was}{list(after[k].shape)}")
     return out
 
 

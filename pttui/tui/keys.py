@@ -28,6 +28,8 @@ KEYS = [
     Key("r", "rename", "Rename", False, "rename keys by regex, with a live preview"),
     Key("d", "drop", "Drop", False, "drop the selected key or group"),
     Key("D", "drop_pattern", "Drop pattern", False, "drop keys matching a pattern"),
+    Key("t", "transpose", "Transpose", False, "transpose the selected 2-D key or group "
+        "(HF Conv1D <-> nn.Linear); other value ops: the : line (help transpose)"),
     Key("a", "accept", "Accept missing", False, "accept the selected missing keys (strict=False)"),
     Key("colon", "command", "Command", True, "run a pttui command"),
     Key("f2", "toggle('files')", "Files", False, "show or hide the files pane"),

@@ -4,5 +4,5 @@ from pttui.core.base.face import face
 
 __getattr__, __dir__ = face(__name__, {
     "dtypes": ("itemsize_bits",),
-    "meta": ("Checkpoint", "Container", "ReadError", "TensorMeta",),
+    "meta": ("Checkpoint", "Container", "Derived", "ReadError", "TensorMeta", "source_keys"),
 })

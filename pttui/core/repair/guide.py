@@ -23,8 +23,9 @@ from pttui.core.recipe.recipe import (AcceptMissing, Drop, Recipe, RegexRename, 
                                       StripPrefix)
 
 STAGES = ("container", "globals", "device", "variant", "classes", "prefix", "rename",
-          "shape", "leftover", "accept", "stuck", "done")
-_KIND_STAGE = {"prefix": "prefix", "rename": "rename", "structural": "rename", "head": "shape",
+          "values", "shape", "leftover", "accept", "stuck", "done")
+_KIND_STAGE = {"prefix": "prefix", "rename": "rename", "structural": "rename", "value": "values",
+               "head": "shape",
                "drop": "leftover", "benign": "leftover", "accept": "accept", "tied": "leftover"}
 
 
@@ -277,9 +278,28 @@ def _suggested(source: Checkpoint, recipe: Recipe, target, suggestions: list,
             ident = "ack:" + ",".join(sorted(uninit))
             if ident in seen:
                 continue
-        return Step(stage, title, why, list(s.ops), s.before, s.after, s.affected, uninit,
+        affected = _value_changes(source, recipe, ops) if s.kind == "value" else s.affected
+        return Step(stage, title, why, list(s.ops), s.before, s.after, affected, uninit,
                     ident)
     return None
+
+
+def _value_changes(source: Checkpoint, recipe: Recipe, ops: list[Op]
+                   ) -> list[tuple[str, str]]:
+    """``key [shape]`` -> ``key [shape]`` for every tensor a value step computes anew:
+    the preview of what happens to shapes (the step's title says what to values)."""
+    from pttui.core.base.meta import Derived
+
+    before = recipe.apply_to(source)
+    after = recipe.copy(ops=[*recipe.ops, *ops]).apply_to(source)
+    by_source = {m.key: k for k, m in before.items()}
+    out = []
+    for key, meta in after.items():
+        if isinstance(meta, Derived) and before.get(key) != meta:
+            inputs = [by_source.get(i.key, i.key) for i in meta.derive.leaves()]
+            was = " + ".join(f"{k} {list(before[k].shape)}" for k in inputs if k in before)
+            out.append((was or key, f"{key} {list(meta.shape)} ({meta.derive.fn})"))
+    return out
 
 
 def _ack_title(n: int) -> str:

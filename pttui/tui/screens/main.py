@@ -407,6 +407,9 @@ class MainScreen(Screen):
     def action_drop_pattern(self) -> None:
         self.query_one(KeyTreePane).drop_pattern()
 
+    def action_transpose(self) -> None:
+        self.query_one(KeyTreePane).transpose()
+
     def action_accept(self) -> None:
         self.query_one(KeyTreePane).accept()
 

@@ -29,7 +29,8 @@ from pttui.tui.screens.pattern import SHOW, PatternScreen
 
 _STAGE_WORDS = {"container": "container", "globals": "unsafe globals", "device": "device mapping",
                 "variant": "model variant", "classes": "model arguments", "prefix": "prefixes",
-                "rename": "renames", "shape": "shape mismatches", "leftover": "leftovers",
+                "rename": "renames", "values": "values and shapes", "shape": "shape mismatches",
+                "leftover": "leftovers",
                 "accept": "strict=False acknowledgement", "stuck": "manual work", "done": "done"}
 
 

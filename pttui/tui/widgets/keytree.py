@@ -1,5 +1,5 @@
 """The key tree pane: groups fill in when expanded, a chunk at a time; ``/`` filters;
-the ops on the selected row (rename, drop, accept missing, details) start here.
+the ops on the selected row (rename, drop, transpose, accept missing, details) start here.
 
 All the work (which rows, which counts, which keys match) is done by
 ``pttui.core.read.keyfilter``; the ops come from ``pttui.core.recipe.recipe``; this
@@ -9,6 +9,7 @@ widget turns rows into tree nodes and a row into an op.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -303,6 +304,35 @@ class KeyTreePane(Vertical):
             return
         apply_op(self, self.session, Drop(kf.drop_pattern(row), kind="regex"),
                  f"dropped {row.count:,} key{'s' if row.count != 1 else ''}")
+
+    def transpose(self) -> None:
+        """Swap dims 0 and 1 of the selected 2-D tensors (a key, or a group's)."""
+        if not self._need():
+            return
+        row = self.selected_row()
+        if row is None or self.index is None or row.status in NOT_IN_FILE:
+            self.notify("select a key or group of the file in the key tree first",
+                        severity="warning")
+            return
+        from pttui.core.recipe import Transpose
+
+        pattern = kf.drop_pattern(row)
+        current = self.session.current()
+        rx = re.compile(pattern)
+        flat = [k for k, m in current.items() if rx.search(k) and len(m.shape) != 2]
+        if row.is_leaf and flat:
+            self.notify(f"{row.key} is not 2-D; the : line's `transpose --dims` swaps "
+                        "other dims", severity="warning")
+            return
+        if flat:  # a group: its 2-D weights only
+            keys = [k for k, m in current.items() if rx.search(k) and len(m.shape) == 2]
+            if not keys:
+                self.notify("no 2-D tensors there to transpose", severity="warning")
+                return
+            pattern = "^(?:" + "|".join(re.escape(k) for k in keys) + ")$"
+        apply_op(self, self.session, Transpose(pattern, "regex"),
+                 f"transposed {row.count:,} key{'s' if row.count != 1 else ''}"
+                 if not flat else "transposed the group's 2-D tensors")
 
     def accept(self) -> None:
         if not self._need(target=True) or self.index is None:
