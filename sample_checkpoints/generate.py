@@ -59,7 +59,7 @@ from torch.distributed.checkpoint.metadata import StorageMeta  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # so that TinyNet pickles as `models.TinyNet`
 
-from targets import tiny_vit  # noqa: E402
+from targets import tiny_gpt, tiny_vit  # noqa: E402
 
 SEED = 0
 SHARDS = 2
@@ -527,6 +527,33 @@ def tiny_vit_optimizer_only(out: Path) -> str:
     return "tiny_vit_optimizer_only.pt"
 
 
+def tiny_gpt_conv1d(out: Path) -> str:
+    """GPT-2 weights as Hugging Face stores them: its Conv1D keeps [in, out] where the
+    nanoGPT layout (``targets.py:tiny_gpt``) keeps nn.Linear's [out, in]."""
+    sd = exact_init(tiny_gpt(), SEED + 3).state_dict()
+    conv1d = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight",
+              ".mlp.c_proj.weight")
+    stored = {k: v.t().contiguous() if k.endswith(conv1d) else v for k, v in sd.items()
+              if k != "lm_head.weight"}  # tied to the token embedding, saved once
+    torch.save(stored, out / "tiny_gpt_conv1d.pt")
+    return "tiny_gpt_conv1d.pt"
+
+
+def tiny_vit_qkv_split(out: Path) -> str:
+    """Attention saved as separate q/k/v projections, where torchvision's
+    MultiheadAttention keeps one fused ``in_proj_weight`` / ``in_proj_bias``."""
+    stored = {}
+    for k, v in tiny_vit_sd().items():
+        head, sep, leaf = k.rpartition(".in_proj_")
+        if sep:
+            for role, part in zip("qkv", v.chunk(3)):
+                stored[f"{head}.{role}_proj.{leaf}"] = part.clone()
+        else:
+            stored[k] = v
+    torch.save(stored, out / "tiny_vit_qkv_split.pt")
+    return "tiny_vit_qkv_split.pt"
+
+
 SAMPLES = [
     squeezenet1_1,
     squeezenet1_1_dataparallel,
@@ -546,6 +573,8 @@ SAMPLES = [
     tiny_vit_sharded_bin,
     tiny_vit_dcp,
     tiny_vit_optimizer_only,
+    tiny_gpt_conv1d,
+    tiny_vit_qkv_split,
 ]
 
 

@@ -32,6 +32,7 @@ SCENARIOS = [
     ("tiny_vit_sharded/model.safetensors.index.json", TINY, 0, []),
     ("tiny_vit_sharded_bin/pytorch_model.bin.index.json", TINY, 0, []),
     ("tiny_vit_torchscript.pt", TINY, 0, []),
+    ("tiny_vit_qkv_split.pt", TINY, 1, []),  # q/k/v joined back: tiny_vit's weights exactly
 ]
 
 
@@ -64,7 +65,7 @@ def _reference_weights(name):
 CASES = [(*s, ".pt") for s in SCENARIOS] + [
     (*s, ".safetensors") for s in SCENARIOS
     if s[0] in ("squeezenet1_1_dataparallel.pt", "tiny_vit_renamed.pt",
-                "squeezenet1_1_finetuned_10cls.pt")]
+                "squeezenet1_1_finetuned_10cls.pt", "tiny_vit_qkv_split.pt")]
 
 
 @pytest.mark.parametrize("name, spec, check_rc, accepted, ext", CASES,

@@ -210,3 +210,24 @@ def test_a_square_weight_alone_is_not_transposed_by_guess(tmp_path, capsys):
     rc, text, _ = run_main(capsys, "check", str(tmp_path / "sq.pt"), "--model",
                            f"ref:{tmp_path / 'sq.pt'}")
     assert rc == 0 and "transpose" not in text
+
+
+def test_the_conv1d_sample_becomes_its_nanogpt_weights(tmp_path, capsys):
+    """sample_checkpoints/tiny_gpt_conv1d.pt: fix --auto gives tiny_gpt's own layout,
+    every weight the sample's, transposed where HF's Conv1D stored it so."""
+    from tests.helpers import SAMPLES
+
+    spec = f"{SAMPLES / 'targets.py'}:tiny_gpt"
+    got, text, recipe = fix(capsys, tmp_path, SAMPLES / "tiny_gpt_conv1d.pt", spec)
+    import importlib.util
+
+    loader = importlib.util.spec_from_file_location("sample_targets", SAMPLES / "targets.py")
+    targets = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(targets)
+    model = targets.tiny_gpt()
+    result = model.load_state_dict(got, strict=False)
+    assert result.missing_keys == ["lm_head.weight"] and not result.unexpected_keys  # tied
+    stored = torch.load(SAMPLES / "tiny_gpt_conv1d.pt", weights_only=True)
+    for k, v in stored.items():
+        conv1d = k.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight"))
+        assert torch.equal(got[k], v.t() if conv1d else v), k
