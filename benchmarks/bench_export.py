@@ -1,6 +1,10 @@
 """``pttui fix --recipe`` (a rename) on the 2.5 GB file, to .pt and .safetensors, against ``cp``.
 
-    python benchmarks/bench_export.py [--runs 5] [--workdir DIR]
+    python benchmarks/bench_export.py [--runs 5] [--workdir DIR] [--transpose]
+
+``--transpose``: the recipe also transposes every 2-D weight (a value op: each is
+computed anew, so nothing is a byte copy), against a target with those shapes
+(issue 15: at most 1.5x ``cp``).
 
 The recipe strips the DDP ``module.`` prefix; the target is ``ref:big_target.pt``
 (the same model as meta tensors), so the whole process is: read both files' metadata,
@@ -20,6 +24,7 @@ largest tensor plus 300 MiB.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -55,17 +60,44 @@ def _rm(*paths: Path):
     return go
 
 
+def _two_d(wd: Path) -> str:
+    """A regex naming every 2-D weight of the model (as the recipe sees them)."""
+    import re
+
+    import torch
+
+    sd = torch.load(wd / "big_target.pt", map_location="meta", weights_only=True)
+    return "^(?:" + "|".join(re.escape(k) for k, v in sd.items() if v.dim() == 2) + ")$"
+
+
+def _transposed_target(wd: Path) -> Path:
+    """big_target.pt (meta tensors) with its 2-D weights transposed."""
+    import torch
+
+    out = wd / "big_target_transposed.pt"
+    sd = torch.load(wd / "big_target.pt", map_location="meta", weights_only=True)
+    torch.save({k: v.t() if v.dim() == 2 else v for k, v in sd.items()}, out)
+    return out
+
+
 def main() -> None:
     p = base_args(__doc__.split("\n")[0])
     p.add_argument("--no-torch", action="store_true", help="skip the by-hand torch baselines")
+    p.add_argument("--transpose", action="store_true",
+                   help="also transpose every 2-D weight (a value op)")
     args = p.parse_args()
-    header("pttui fix (export after a rename)", args.runs)
+    header("pttui fix (export after a rename" + (" and a transpose of every 2-D weight)"
+                                                  if args.transpose else ")"), args.runs)
     with Workdir(args.workdir) as wd:
         src = ensure(wd, ["big"])["big"]
         recipe = wd / "strip_module.json"
-        recipe.write_text('{"pttui_recipe": 1, "ops": [{"op": "select_container", "path": []},'
-                          ' {"op": "strip_prefix", "prefix": "module."}]}\n')
         target = f"ref:{wd / 'big_target.pt'}"
+        ops = [{"op": "select_container", "path": []},
+               {"op": "strip_prefix", "prefix": "module."}]
+        if args.transpose:
+            target = f"ref:{_transposed_target(wd)}"
+            ops.append({"op": "transpose", "pattern": _two_d(wd), "kind": "regex"})
+        recipe.write_text(json.dumps({"pttui_recipe": 2 if args.transpose else 1, "ops": ops}))
         series = []
         for ext in ("pt", "safetensors"):
             out = wd / f"exported.{ext}"
