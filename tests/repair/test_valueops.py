@@ -324,3 +324,14 @@ def test_renames_only_renderings_say_what_they_cannot_do():
     assert "`Transpose` conversion operation" in hf and "`Concatenate`" in hf
     assert "transpose `*.c_attn.weight`: changes values" in mm
     assert "'^module\\\\.'" in mm or "module" in mm
+
+
+def test_a_replaced_head_renders_with_ignore_mismatched_sizes():
+    from pttui.core.recipe.recipe import AcceptMissing
+    from pttui.core.recipe.render import to_hf
+
+    recipe = Recipe([Drop("^classifier\\.", "regex"),
+                     AcceptMissing(("classifier.weight", "classifier.bias"))])
+    text = to_hf(recipe)
+    assert "ignore_mismatched_sizes=True)" in text and "classifier.weight" in text
+    assert "ignore_mismatched_sizes" not in to_hf(Recipe([StripPrefix("module.")]))

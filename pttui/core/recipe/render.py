@@ -136,9 +136,24 @@ def to_hf(recipe: Recipe) -> str:
         notes.append(f"# caution: {renames} rename steps, but transformers renames each key by "
                      "the first matching pattern only; a key that needs two steps stays "
                      "half-renamed (use the Python snippet or `pttui fix`)")
+    replaced = _replaced_head(recipe)
+    if replaced:
+        notes.append(f"# {', '.join(replaced[:3])}{' ...' if len(replaced) > 3 else ''}: "
+                     "dropped and left to train (another shape in the model): transformers "
+                     "does that with ignore_mismatched_sizes=True")
+    load = ("# model = AutoModel.from_pretrained(PATH, key_mapping=key_mapping"
+            + (", ignore_mismatched_sizes=True)" if replaced else ")"))
     lines = [*_header(recipe, "transformers key_mapping"), "key_mapping = {", *entries, "}",
-             *notes, "# model = AutoModel.from_pretrained(PATH, key_mapping=key_mapping)"]
+             *notes, load]
     return "\n".join(lines) + "\n"
+
+
+def _replaced_head(recipe: Recipe) -> list[str]:
+    """Accepted-missing keys a drop removed first: a head of another shape, replaced."""
+    from pttui.core.recipe.args import matcher
+
+    drops = [matcher(op.pattern, op.kind) for op in recipe.ops if isinstance(op, Drop)]
+    return [k for k in recipe.accepted_missing if any(hit(k) for hit in drops)]
 
 
 # -- plain Python ----------------------------------------------------------------------
