@@ -231,3 +231,41 @@ def test_the_conv1d_sample_becomes_its_nanogpt_weights(tmp_path, capsys):
     for k, v in stored.items():
         conv1d = k.endswith((".c_attn.weight", ".c_proj.weight", ".c_fc.weight"))
         assert torch.equal(got[k], v.t() if conv1d else v), k
+
+
+def _tv_tiny_vit():
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    return VisionTransformer(image_size=224, patch_size=16, num_layers=2, num_heads=3,
+                             hidden_dim=192, mlp_dim=768, num_classes=7)
+
+
+@pytest.mark.parametrize("direction", ["timm->torchvision", "torchvision->timm"])
+def test_timm_and_torchvision_vits_convert_by_their_known_layouts(tmp_path, capsys,
+                                                                  direction):
+    """The same ViT in two libraries: norm1/norm2 (ln_1/ln_2) have equal shapes, so no
+    pairing by shape may decide; the known layouts do, and the outputs agree."""
+    import timm
+
+    torch.manual_seed(0)
+    timm_vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2,
+                                 num_classes=7).eval()
+    tv_vit = _tv_tiny_vit().eval()
+    src, dst = (timm_vit, tv_vit) if direction.startswith("timm") else (tv_vit, timm_vit)
+    torch.save(src.state_dict(), tmp_path / "vit.pt")
+    (tmp_path / "models.py").write_text(
+        "import timm\nfrom torchvision.models.vision_transformer import VisionTransformer\n"
+        "def tv():\n    return VisionTransformer(image_size=224, patch_size=16, num_layers=2,"
+        " num_heads=3, hidden_dim=192, mlp_dim=768, num_classes=7)\n"
+        "def timm_vit():\n    return timm.create_model('vit_tiny_patch16_224', "
+        "pretrained=False, depth=2, num_classes=7)\n")
+    spec = f"{tmp_path / 'models.py'}:" + ("tv" if dst is tv_vit else "timm_vit")
+    out = tmp_path / "fixed.pt"
+    rc, text, err = run_main(capsys, "fix", str(tmp_path / "vit.pt"), "--model", spec,
+                             "--auto", "-o", str(out))
+    assert rc == 0, text + err
+    assert "VisionTransformer keys to" in text
+    dst.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(dst(x), src(x), atol=1e-5, rtol=1e-5)

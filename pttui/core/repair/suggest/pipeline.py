@@ -38,6 +38,7 @@ from pttui.core.repair.suggest.measure import _RAISES, Suggestion, _Ctx, problem
 from pttui.core.repair.suggest.pairing import _structural
 from pttui.core.repair.suggest.prefix import WRAPPERS, _prefix_candidates
 from pttui.core.repair.suggest.rules import explains, rule_for
+from pttui.core.repair.suggest.layouts import layout_steps
 from pttui.core.repair.suggest.values import value_steps
 
 # re-exported: callers and tests import these from here
@@ -85,6 +86,7 @@ def suggest(tensors: dict[str, TensorMeta], target, accepted: tuple[str, ...] = 
                     ctx.measure([RegexRename(pattern, repl)], title, "high", True,
                                 "old checkpoints name LayerNorm parameters gamma/beta",
                                 "rename")
+    layout_steps(ctx)  # a known correspondence of two libraries' layouts beats any prefix
     if not any(s.kind == "prefix" for s in ctx.found):
         _structural(ctx, known)  # (after a prefix step, the next round pairs what is left)
         value_steps(ctx)
