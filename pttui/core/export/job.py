@@ -46,6 +46,7 @@ class Job:
             if meta.dtype != orig.dtype and meta is not orig:
                 self.cast[meta.dtype] = self.cast.get(meta.dtype, 0) + 1
         self._buf: Any = None  # every cast goes into it, so memory is one cast, not many
+        self._dbuf: Any = None  # and every computed tensor into this one
 
     def _orig(self, name: str, meta: TensorMeta) -> TensorMeta:
         orig = self.source.get(meta.key)
@@ -71,7 +72,8 @@ class Job:
         if isinstance(meta, Derived):  # computed by the recipe's value ops: a new tensor
             from pttui.core.recipe.values import compute
 
-            t = compute(meta, lambda leaf: self._leaf(src, leaf))
+            out = None if keep else self._into(meta)
+            t = compute(meta, lambda leaf: self._leaf(src, leaf), out)
             self._done(name, (tuple(t.shape), meta.dtype, checksum(t)))
             return t
         t = src.read(orig)
@@ -83,6 +85,15 @@ class Job:
                                 f"({str(err).splitlines()[0][:120]})") from None
         self._done(name, (tuple(t.shape), meta.dtype, checksum(t)))
         return t
+
+    def _into(self, meta: TensorMeta) -> Any:
+        """A view of the one buffer every computed tensor goes into (the largest's size)."""
+        import torch
+
+        if self._dbuf is None:
+            largest = max(m.nbytes for _, m, o in self.items if m is o)
+            self._dbuf = torch.empty(largest, dtype=torch.uint8)
+        return self._dbuf[:meta.nbytes].view(torch_dtype(meta.dtype)).view(tuple(meta.shape))
 
     def _leaf(self, src: TensorSource, leaf: TensorMeta) -> Any:
         """A stored tensor a value op reads, cast as the recipe had cast it before."""

@@ -57,12 +57,15 @@ def as_bytes(t: Any) -> Any:
 
 
 def checksum(t: Any) -> str:
-    """blake2b of a tensor's logical bytes (row-major); equal tensors, equal digests."""
-    h = hashlib.blake2b(digest_size=16)
+    """sha256 (its first 16 bytes) of a tensor's logical bytes (row-major); equal tensors,
+    equal digests. sha256 rather than blake2b: with the CPU's SHA instructions it hashes
+    about 1.7 GB/s against blake2b's 0.7, and the export and its read-back hash every
+    byte they compute."""
+    h = hashlib.sha256()
     b = as_bytes(t)
     if b.numel():
         h.update(b.numpy())
-    return h.hexdigest()
+    return h.hexdigest()[:32]
 
 
 class TensorSource:

@@ -16,25 +16,33 @@ from typing import Any
 from pttui.core.base.meta import Derived, ReadError, TensorMeta
 
 
-def compute(meta: TensorMeta, read: Callable[[TensorMeta], Any]) -> Any:
+def compute(meta: TensorMeta, read: Callable[[TensorMeta], Any], out: Any = None) -> Any:
     """The tensor ``meta`` stands for: ``read(meta)`` for a stored one (cast to
-    ``meta.dtype`` by the caller), else its derivation applied to its inputs."""
+    ``meta.dtype`` by the caller), else its derivation applied to its inputs.
+
+    ``out`` (a contiguous tensor of ``meta``'s shape and dtype) receives the result:
+    moving views (transpose, narrow, reshape) cost one copy into it and nothing else,
+    and joins write straight into it. The export passes one buffer, reused for every
+    tensor, because fresh allocations freed one by one leave the C heap holding them."""
     if not isinstance(meta, Derived):
         return read(meta)
+    from pttui.core.read.tensordata import torch_dtype
+
     d = meta.derive
+    want = torch_dtype(meta.dtype, meta.key)
     inputs = [compute(i, read) for i in d.inputs]
+    direct = out is not None and d.fn in _INTO and all(x.dtype == want for x in inputs)
     try:
-        out = FUNCTIONS[d.fn](inputs, *d.args)
+        got = FUNCTIONS[d.fn](inputs, *d.args, **({"out": out} if direct else {}))
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
         raise ReadError(f"{meta.key}: cannot compute {d.fn} "
                         f"({str(err).splitlines()[0][:160]})") from None
-    if tuple(out.shape) != tuple(meta.shape):
-        raise ReadError(f"{meta.key}: {d.fn} gave {list(out.shape)}, the recipe promised "
+    if tuple(got.shape) != tuple(meta.shape):
+        raise ReadError(f"{meta.key}: {d.fn} gave {list(got.shape)}, the recipe promised "
                         f"{list(meta.shape)}; please report this")
-    from pttui.core.read.tensordata import torch_dtype
-
-    want = torch_dtype(meta.dtype, meta.key)
-    return out.to(want).contiguous() if out.dtype != want else out.contiguous()
+    if out is not None:
+        return got if got is out else out.copy_(got)
+    return got.to(want).contiguous() if got.dtype != want else got.contiguous()
 
 
 def _transpose(xs: list, a: int, b: int) -> Any:
@@ -45,20 +53,20 @@ def _reshape(xs: list, *shape: int) -> Any:
     return xs[0].reshape(shape)
 
 
-def _cat(xs: list, dim: int) -> Any:
+def _cat(xs: list, dim: int, out: Any = None) -> Any:
     import torch
 
-    return torch.cat(xs, dim)
+    return torch.cat(xs, dim) if out is None else torch.cat(xs, dim, out=out)
 
 
 def _narrow(xs: list, dim: int, start: int, length: int) -> Any:
     return xs[0].narrow(dim, start, length)
 
 
-def _stack(xs: list, dim: int) -> Any:
+def _stack(xs: list, dim: int, out: Any = None) -> Any:
     import torch
 
-    return torch.stack(xs, dim)
+    return torch.stack(xs, dim) if out is None else torch.stack(xs, dim, out=out)
 
 
 def _select(xs: list, dim: int, index: int) -> Any:
@@ -108,7 +116,7 @@ def _adapt_channels(xs: list, channels: int) -> Any:
     return w.to(dtype)
 
 
-def _resize_rows(xs: list, rows: int, fill: str) -> Any:
+def _resize_rows(xs: list, rows: int, fill: str, out: Any = None) -> Any:
     """Kept rows exact; new rows the mean of the old ones (in float32) or zeros."""
     import torch
 
@@ -116,7 +124,8 @@ def _resize_rows(xs: list, rows: int, fill: str) -> Any:
     old = x.shape[0]
     if rows <= old:
         return x[:rows]
-    out = torch.empty((rows, *x.shape[1:]), dtype=x.dtype)
+    if out is None:
+        out = torch.empty((rows, *x.shape[1:]), dtype=x.dtype)
     out[:old] = x
     if fill == "mean":
         out[old:] = x.float().mean(dim=0).to(x.dtype)
@@ -125,6 +134,7 @@ def _resize_rows(xs: list, rows: int, fill: str) -> Any:
     return out
 
 
+_INTO = ("cat", "stack", "resize_rows")  # they write into ``out`` themselves
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "transpose": _transpose, "reshape": _reshape, "cat": _cat, "narrow": _narrow,
     "stack": _stack, "select": _select, "resample": _resample,
