@@ -335,3 +335,19 @@ def test_a_replaced_head_renders_with_ignore_mismatched_sizes():
     text = to_hf(recipe)
     assert "ignore_mismatched_sizes=True)" in text and "classifier.weight" in text
     assert "ignore_mismatched_sizes" not in to_hf(Recipe([StripPrefix("module.")]))
+
+
+def test_hostile_value_recipes_get_one_line(tmp_path):
+    """A recipe from elsewhere: templates that would backtrack, sizes no machine has."""
+    with pytest.raises(ReadError) as err:
+        Concat(["*." * 20 + "q", "*." * 20 + "k"], "x")
+    assert "at most 8 `*`" in str(err.value)
+    sd = {"emb": torch.zeros(4, 3)}
+    torch.save(sd, tmp_path / "src.pt")
+    ckpt = open_checkpoint(str(tmp_path / "src.pt"))
+    recipe = Recipe([ResizeRows("emb", 2**50)])
+    assert recipe.apply(ckpt.tensors)["emb"].shape == (2**50, 3)  # the preview is free
+    with pytest.raises(ReadError) as err:
+        export_session(ckpt, recipe, str(tmp_path / "out.pt"), write_recipe=False)
+    assert "more than this machine can give" in str(err.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.pt"]  # nothing left behind

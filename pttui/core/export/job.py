@@ -92,7 +92,14 @@ class Job:
 
         if self._dbuf is None:
             largest = max(m.nbytes for _, m, o in self.items if m is o)
-            self._dbuf = torch.empty(largest, dtype=torch.uint8)
+            try:
+                self._dbuf = torch.empty(largest, dtype=torch.uint8)
+            except (RuntimeError, MemoryError):
+                from pttui.core.base.humanize import nbytes
+
+                raise ReadError(f"{meta.key}: the largest tensor the recipe computes needs "
+                                f"{nbytes(largest)} of memory, more than this machine "
+                                "can give; check the recipe's sizes") from None
         return self._dbuf[:meta.nbytes].view(torch_dtype(meta.dtype)).view(tuple(meta.shape))
 
     def _leaf(self, src: TensorSource, leaf: TensorMeta) -> Any:

@@ -15,6 +15,9 @@ from pttui.core.base.meta import ReadError
 from pttui.core.recipe.args import quote
 
 
+MAX_STARS = 8  # more gives the matcher nothing a user needs, and a regex that backtracks
+
+
 class Template:
     """One key template; ``fill`` and ``match`` are each other's inverse."""
 
@@ -24,6 +27,9 @@ class Template:
         if not isinstance(text, str) or not text:
             raise ReadError(f"{what}: expected a key or key template, got {text!r}")
         self.text, self.stars = text, text.count("*")
+        if self.stars > MAX_STARS or len(text) > 1000:
+            raise ReadError(f"{what}: {quote(text[:60])}: at most {MAX_STARS} `*` in a key "
+                            "template of at most 1,000 characters")
         self.index = text.count("#")
         if self.index > (1 if index else 0):
             raise ReadError(f"{what}: {quote(text)}: " + (
