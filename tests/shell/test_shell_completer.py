@@ -203,7 +203,8 @@ def test_factories_of_a_file_come_from_parsing_it_never_importing(factory_file):
     assert meta["Net"] == "class (layers=2, bias=True)"
     assert not (factory_file.parent / "IMPORTED").exists()
     sample = f"model {SAMPLES}/targets.py:"
-    assert words(c, sample) == [f"{sample}tiny_vit"]
+    assert words(c, sample) == [f"{sample}{n}" for n in ("tiny_vit", "tiny_gpt",
+                                                         "gray_squeezenet", "_Block")]
     for broken in ("nope.py:", f"{factory_file.parent}:"):  # nothing there: nothing offered
         assert words(c, f"model {broken}") == []
     (factory_file.parent / "bad.py").write_text("def (:\n")
