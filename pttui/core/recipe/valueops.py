@@ -281,11 +281,13 @@ class ResamplePosEmbed(ValueOp):
             raise ReadError(f"{what} is not [1, tokens, dim] or [tokens, dim]")
         tokens = meta.shape[-2]
         prefix, old = self.layout(tokens)
-        if prefix + old[0] * old[1] != tokens:
-            raise ReadError(f"{what}: {prefix} prefix token(s) and a {old[0]}x{old[1]} grid "
-                            f"make {prefix + old[0] * old[1]} tokens, not {tokens}")
+        if prefix < 0 or prefix + old[0] * old[1] != tokens:
+            raise ReadError(f"{what}: a {old[0]}x{old[1]} grid" + (
+                f" and {prefix} prefix token(s) make {prefix + old[0] * old[1]} tokens"
+                if prefix >= 0 else f" alone makes {old[0] * old[1]} tokens") +
+                f", not {tokens}")
         new = (*meta.shape[:-2], prefix + self.grid[0] * self.grid[1], meta.shape[-1])
-        if (prefix, old) == (prefix, self.grid):
+        if old == self.grid:
             return dict(tensors)
         out = dict(tensors)
         out[self.key] = Derived.of("resample", (prefix, *old, *self.grid, self.method),
@@ -293,26 +295,33 @@ class ResamplePosEmbed(ValueOp):
         return out
 
     def layout(self, tokens: int) -> tuple[int, tuple[int, int]]:
-        """(prefix tokens, old grid) as given, else the fewest prefix tokens (0-8) that
-        leave a square grid."""
-        if self.prefix is not None and self.old_grid is not None:
-            return self.prefix, self.old_grid  # type: ignore[return-value]
-        for prefix in ([self.prefix] if self.prefix is not None else range(9)):
-            rest = tokens - prefix
-            if self.old_grid is not None:
-                return prefix, self.old_grid  # type: ignore[return-value]
-            side = isqrt(max(rest, 0))
-            if rest > 0 and side * side == rest:
-                return prefix, (side, side)
-        raise ReadError(f"resample position embedding: {quote(self.key)} has {tokens} tokens, "
-                        "not a square grid plus up to 8 prefix tokens; give the old grid "
-                        "and the prefix token count")
+        """(prefix tokens, old grid): as given (the prefix follows from an old grid), else
+        the fewest prefix tokens (0-8) that leave a square grid."""
+        if self.old_grid is not None:
+            h, w = self.old_grid
+            return (tokens - h * w if self.prefix is None else self.prefix), (h, w)
+        found = square_grid(tokens, self.prefix)
+        if found is None:
+            raise ReadError(f"resample position embedding: {quote(self.key)} has {tokens} "
+                            "tokens, not a square grid plus up to 8 prefix tokens; give the "
+                            "old grid and the prefix token count")
+        return found[0], (found[1], found[1])
 
     def describe(self) -> str:
         h, w = self.grid
         keep = "" if self.prefix is None else f", {self.prefix} prefix token(s) kept"
         return (f"resample {quote(self.key)} to a {h}x{w} grid ({self.method}: "
                 f"{METHODS[self.method]}{keep})")
+
+
+def square_grid(tokens: int, prefix: int | None = None) -> tuple[int, int] | None:
+    """(prefix tokens, side) of a position embedding of ``tokens``: the given prefix, else
+    the fewest (0-8) that leave a square grid; None when none does."""
+    for p in ([prefix] if prefix is not None else range(9)):
+        side = isqrt(max(tokens - p, 0))
+        if tokens - p > 0 and side * side == tokens - p:
+            return p, side
+    return None
 
 
 def _grid(value: Any, what: str) -> tuple[int, int]:

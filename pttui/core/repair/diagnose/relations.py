@@ -6,9 +6,10 @@ a vocabulary of another size. The diagnosis names the relation; the value steps
 from __future__ import annotations
 
 import re
-from math import isqrt, prod
+from math import prod
 
 from pttui.core.compare.strict import ShapeMismatch
+from pttui.core.recipe.valueops import square_grid
 
 POS = re.compile(r"(^|\.)(pos_embed|pos_embedding|position_embeddings?|"
                  r"positional_embedding|absolute_pos_embed)(\.weight)?$")
@@ -16,15 +17,6 @@ VOCAB = re.compile(r"(^|\.)(wte|word_embeddings|embed_tokens|tok_embeddings|tok_
                    r"token_embedding|shared|embed_in|embed_out|lm_head|output|"
                    r"final_logits_bias)(\.weight|\.bias)?$")
 CONV1D = re.compile(r"\.c_(attn|proj|fc)\.weight$")
-
-
-def grid(tokens: int) -> tuple[int, int] | None:
-    """(prefix tokens, side): the fewest prefix tokens (0-8) that leave a square grid."""
-    for prefix in range(9):
-        side = isqrt(max(tokens - prefix, 0))
-        if tokens - prefix > 0 and side * side == tokens - prefix:
-            return prefix, side
-    return None
 
 
 def is_transposed(m: ShapeMismatch) -> bool:
@@ -44,7 +36,7 @@ def grids(m: ShapeMismatch) -> tuple[int, int, int] | None:
     if not POS.search(m.key) or len(fs) != len(ms) or len(fs) not in (2, 3) \
             or fs[:-2] != ms[:-2] or fs[-1] != ms[-1]:
         return None
-    old, new = grid(fs[-2]), grid(ms[-2])
+    old, new = square_grid(fs[-2]), square_grid(ms[-2])
     if old is None or new is None or old[0] != new[0] or old == new:
         return None
     return new[0], old[1], new[1]

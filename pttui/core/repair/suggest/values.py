@@ -20,7 +20,11 @@ from pttui.core.recipe.joinops import Concat, Split
 from pttui.core.recipe.op import Op
 from pttui.core.recipe.valueops import (AdaptInputChannels, ResamplePosEmbed, Reshape,
                                         ResizeRows, Transpose)
+from pttui.core.base import humanize as hz
+from pttui.core.repair.suggest.cleanup import _exact_regex
 from pttui.core.repair.suggest.measure import _Ctx
+
+_n = hz.counted
 
 _ROLES = {"q": re.compile(r"(^|[._])(q|query)([._]|proj|$)"),
           "k": re.compile(r"(^|[._])(k|key)([._]|proj|$)"),
@@ -31,10 +35,6 @@ _FUSIONS = (("q", "k", "v"), ("gate", "up"))
 _LAYER = re.compile(r"\.\d+\.")
 
 
-def _exact(keys: list[str]) -> str:
-    return "^(?:" + "|".join(re.escape(k) for k in keys) + ")$"
-
-
 def _family(keys: list[str], tensors: dict[str, TensorMeta]) -> list[str]:
     """Globs with the layer numbers as ``*`` that match exactly ``keys``, else []."""
     import fnmatch
@@ -42,10 +42,6 @@ def _family(keys: list[str], tensors: dict[str, TensorMeta]) -> list[str]:
     globs = sorted({_LAYER.sub(".*.", k) for k in keys})
     hit = {k for k in tensors for g in globs if fnmatch.fnmatchcase(k, g)}
     return globs if hit == set(keys) else []
-
-
-def _n(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def value_steps(ctx: _Ctx) -> None:
@@ -81,7 +77,7 @@ def _transposes(ctx: _Ctx, bad: list[ShapeMismatch]) -> None:
              tuple(tensors[k].shape)]
     family = sorted(set(hits) | (set(square) if square and not as_is else set()))
     globs = _family(family, tensors)
-    ops: list[Op] = [Transpose(g) for g in globs] or [Transpose(_exact(family), "regex")]
+    ops: list[Op] = [Transpose(g) for g in globs] or [Transpose(_exact_regex(family), "regex")]
     stored = ("HF Conv1D layout: [in, out] where nn.Linear keeps [out, in]"
               if any(CONV1D.search(k) for k in hits)
               else "[in, out] where the model keeps [out, in]")
@@ -100,7 +96,7 @@ def _reshapes(ctx: _Ctx, bad: list[ShapeMismatch]) -> None:
     for m in keys:
         by_shape.setdefault(tuple(m.model_shape), []).append(m.key)
     for shape, group in by_shape.items():
-        ctx.measure([Reshape(_exact(group), shape, "regex")],
+        ctx.measure([Reshape(_exact_regex(group), shape, "regex")],
                     f"reshape {_n(len(group), 'key')} to {list(shape)}", "high", True,
                     "the same elements in another rank (a Linear stored as a 1x1 conv, or "
                     "the reverse): only size-1 dims differ", "value")
@@ -153,7 +149,7 @@ def _rows(ctx: _Ctx, bad: list[ShapeMismatch]) -> None:
                "(transformers' resize_token_embeddings with mean_resizing)" if grow else
                f"the model's vocabulary has {have - want:,} fewer row(s): the last rows are "
                "dropped and lost; check that the tokenizer agrees")
-        ctx.measure([ResizeRows(_exact(keys), want, "regex")],
+        ctx.measure([ResizeRows(_exact_regex(keys), want, "regex")],
                     f"resize the vocabulary of {', '.join(keys[:2])}"
                     f"{', ...' if len(keys) > 2 else ''} from {have:,} to {want:,} rows",
                     "medium" if grow else "low", grow, why, "value")
