@@ -82,7 +82,9 @@ def test_real_snapshot_on_this_box_never_raises():
     assert snap.cpu.cores >= 1
     if snap.source is None:  # no NVML here: no GPUs and a reason, not an exception
         assert snap.gpus == [] and snap.reason.startswith("NVML not available")
-    assert snap.to_json()["cpu"]["ram_total"] == snap.cpu.ram_total
+    j = snap.to_json()
+    assert j["ram"]["total"] == snap.cpu.ram_total and j["ram"]["available"] > 0
+    assert j["ram"]["swap_total"] is not None
 
 
 def test_fake_nvml_fields_are_guarded(fake):
@@ -133,15 +135,15 @@ def test_cuda_visible_devices_maps_ordinals(fake, monkeypatch):
     ("1,1", [None, 0, None]),
 ])
 def test_cuda_ordinals(visible, expected):
-    ordinals, _notes = cuda_ordinals(visible, ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"])
+    ordinals, _notes, _mig = cuda_ordinals(visible, ["GPU-aaaa", "GPU-bbbb", "GPU-cccc"])
     assert ordinals == expected
 
 
 def test_cuda_ordinals_explains_what_it_ignored():
-    _, notes = cuda_ordinals("0,7", ["GPU-aaaa"])
+    _, notes, _ = cuda_ordinals("0,7", ["GPU-aaaa"])
     assert notes and "'7'" in notes[0]
-    _, mig = cuda_ordinals("MIG-1234", ["GPU-aaaa"])
-    assert "MIG" in mig[0]
+    _, mig, _ = cuda_ordinals("MIG-1234", ["GPU-aaaa"])
+    assert "MIG" in mig[0] and "no such instance" in mig[0]
 
 
 def _snap(gpus):
@@ -204,3 +206,157 @@ def test_torch_fallback_when_nvml_is_missing():
         devices.use_nvml(None)
     assert snap.source == "torch" and snap.gpus[0].memory_total > 0
     assert "NVML not available" in snap.reason
+
+
+# -- who uses a GPU, MIG, CUDA's numbering, host memory ---------------------------------
+
+class BusyNvml(FakeNvml):
+    """Three GPUs in PCI order: a T4, an A100 used by this very process (exclusive
+    mode), and an A100 split into two MIG instances."""
+
+    def __init__(self):
+        super().__init__()
+        self.process_calls = 0
+
+    def nvmlDeviceGetCount(self):
+        return 3
+
+    def nvmlDeviceGetName(self, h):
+        return {"h0": "Fake T4", "h1": "Fake A100", "h2": "Fake A100",
+                "m0": "Fake A100 MIG 3g.40gb", "m1": "Fake A100 MIG 1g.10gb"}[h]
+
+    def nvmlDeviceGetUUID(self, h):
+        return {"h0": "GPU-t4", "h1": "GPU-a1", "h2": "GPU-a2",
+                "m0": "MIG-m0", "m1": "MIG-m1"}[h]
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return SimpleNamespace(total=40 * GIB, used=8 * GIB, free=32 * GIB)
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return SimpleNamespace(gpu=5, memory=1)
+
+    def nvmlDeviceGetCudaComputeCapability(self, h):
+        return (7, 5) if h == "h0" else (8, 0)
+
+    def nvmlDeviceGetComputeMode(self, h):
+        return 3 if h == "h1" else 0
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        self.process_calls += 1
+        if h == "h1":
+            import os
+
+            return [SimpleNamespace(pid=os.getpid(), usedGpuMemory=3 * GIB),
+                    SimpleNamespace(pid=2**22 + 7, usedGpuMemory=2**64 - 1)]
+        return []
+
+    def nvmlDeviceGetMigMode(self, h):
+        return (1, 1) if h == "h2" else (0, 0)
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h):
+        return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, k):
+        if k > 1:
+            raise NotSupported("Not Found")
+        return f"m{k}"
+
+
+@pytest.fixture
+def busy(monkeypatch):
+    for name in ("CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"):
+        monkeypatch.delenv(name, raising=False)
+    nv = BusyNvml()
+    devices.use_nvml(nv)
+    yield nv
+    devices.use_nvml(None)
+
+
+def _by_uuid(snap):
+    return {g.uuid: g for g in snap.gpus}
+
+
+def test_processes_name_their_user_and_command(busy):
+    import getpass
+    import os
+
+    snap = devices.snapshot()
+    a1 = _by_uuid(snap)["GPU-a1"]
+    mine, ghost = sorted(a1.processes, key=lambda p: p.pid != os.getpid())
+    assert mine.pid == os.getpid() and mine.memory == 3 * GIB
+    assert mine.user == getpass.getuser() and "python" in mine.command
+    assert ghost.user is None and ghost.command is None and ghost.memory is None
+    assert _by_uuid(snap)["GPU-t4"].processes == []
+    j = snap.to_json()["gpus"]
+    assert {"pid", "user", "command", "memory"} <= set(j[1]["processes"][0])
+
+
+def test_process_lists_are_read_at_most_every_few_seconds(busy):
+    for _ in range(10):
+        devices.snapshot()
+    assert busy.process_calls == 5  # 3 GPUs and 2 MIG instances, once
+
+
+def test_an_exclusive_gpu_held_by_a_process_has_no_room(busy):
+    snap = devices.snapshot()
+    a1 = _by_uuid(snap)["GPU-a1"]
+    assert a1.compute_mode == "exclusive_process" and a1.available == 0
+    assert a1.memory_free == 32 * GIB
+    assert not fits(GIB, snap, f"cuda:{a1.cuda_ordinal}").fits
+    assert _by_uuid(snap)["GPU-t4"].available == 32 * GIB
+
+
+def test_cuda_numbers_fastest_first_and_says_it_is_an_estimate(busy):
+    snap = devices.snapshot()
+    g = _by_uuid(snap)
+    assert (g["GPU-a1"].cuda_ordinal, g["GPU-t4"].cuda_ordinal) == (0, 1)
+    assert not snap.order_exact and any("PCI_BUS_ID" in n for n in snap.notes)
+    assert snap.to_json()["cuda_order"] == "estimated"
+
+
+def test_pci_bus_order_and_torchs_list_are_exact(busy, monkeypatch):
+    exact = devices.snapshot(torch_uuids=["GPU-t4", "GPU-a1"])
+    assert (_by_uuid(exact)["GPU-t4"].cuda_ordinal, _by_uuid(exact)["GPU-a1"].cuda_ordinal) \
+        == (0, 1)
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    pci = devices.snapshot()
+    g = _by_uuid(pci)
+    assert (g["GPU-t4"].cuda_ordinal, g["GPU-a1"].cuda_ordinal) == (0, 1)
+    assert not any("fastest-first" in n for n in pci.notes)
+
+
+def test_visible_devices_index_cudas_order_not_nvmls(busy, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    snap = devices.snapshot()
+    g = _by_uuid(snap)
+    assert g["GPU-t4"].cuda_ordinal == 0 and g["GPU-a1"].cuda_ordinal is None
+
+
+def test_mig_instances_are_devices_of_their_own(busy, monkeypatch):
+    snap = devices.snapshot()
+    g = _by_uuid(snap)
+    parent, m0, m1 = g["GPU-a2"], g["MIG-m0"], g["MIG-m1"]
+    assert parent.mig_enabled and parent.cuda_ordinal is None and parent.available == 0
+    assert (m0.mig_parent, m1.mig_parent) == (2, 2) and m0.name.endswith("3g.40gb")
+    assert m0.cuda_ordinal == 2 and m1.cuda_ordinal is None  # one instance per process
+    assert any("MIG" in n for n in snap.notes)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-m1,MIG-m0")
+    named = devices.snapshot()
+    g = _by_uuid(named)
+    assert g["MIG-m1"].cuda_ordinal == 0 and g["MIG-m0"].cuda_ordinal is None
+    assert g["GPU-t4"].cuda_ordinal is None
+    assert any("only the first MIG instance" in n for n in named.notes)
+
+
+def test_ram_without_psutil_is_memavailable_never_memfree(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal:       65536000 kB\nMemFree:         3800000 kB\n"
+                    "MemAvailable:   21000000 kB\nSwapTotal:       2048000 kB\n"
+                    "SwapFree:        1024000 kB\n")
+    real = devices.meminfo
+    monkeypatch.setattr(devices, "meminfo", lambda path=str(info): real(path))
+    monkeypatch.setattr(devices, "_cgroup_room", lambda: None)
+    cpu = devices._cpu()
+    assert cpu.ram_available == 21000000 * 1024 and cpu.ram_total == 65536000 * 1024
+    assert (cpu.swap_total, cpu.swap_free) == (2048000 * 1024, 1024000 * 1024)

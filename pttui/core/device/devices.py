@@ -1,15 +1,12 @@
 """What this machine can hold: CPU RAM and every GPU, cheap enough to poll every 2 s.
 
-GPU figures come from NVML (``nvidia-ml-py``), initialised once with its handles
-kept; each field is read on its own so one an old driver does not support is
-``None`` (shown N/A) instead of hiding the GPU. NVML numbers GPUs physically;
-torch numbers the ones ``CUDA_VISIBLE_DEVICES`` lets it see, so each GPU carries
-both. Without NVML, ``torch.cuda`` is the fallback, but only when torch is already
-imported: nothing here imports torch just to poll. Nothing here raises: a box
-with no GPU gets an empty list and a reason.
-
-Test seam: :func:`use_nvml` swaps in a fake NVML module (anything with the
-``nvml*`` functions used below) and resets the cached state.
+GPU figures come from NVML (``nvml.py``). NVML numbers GPUs in PCI bus order; CUDA
+numbers them fastest first unless ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, then keeps the
+ones ``CUDA_VISIBLE_DEVICES`` names, in its order. Each GPU carries both numbers, and
+the snapshot says whether the CUDA one is exact (same models, PCI order asked for, or
+torch's own list) or pttui's estimate. Without NVML, ``torch.cuda`` is the fallback,
+but only when torch is already imported: nothing here imports torch just to poll.
+Nothing here raises: a box with no GPU gets an empty list and a reason.
 """
 
 from __future__ import annotations
@@ -17,12 +14,16 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pttui.core.base import humanize
+from pttui.core.device import nvml
+from pttui.core.device.nvml import GpuInfo, GpuProcess, use_nvml
+
+__all__ = ["CpuInfo", "DeviceSnapshot", "Fit", "GpuInfo", "GpuProcess", "cuda_ordinals",
+           "fits", "format_bytes", "snapshot", "torch_versions", "use_nvml"]
 
 
 @dataclass(slots=True)
@@ -31,20 +32,9 @@ class CpuInfo:
     cores_physical: int | None
     cores_usable: int | None  # what this process may run on (affinity)
     ram_total: int | None
-    ram_available: int | None  # also capped by a cgroup memory limit when one applies
-
-
-@dataclass(slots=True)
-class GpuInfo:
-    index: int | None  # NVML's (physical) index; None when only torch knows the GPU
-    cuda_ordinal: int | None  # torch's cuda:N under CUDA_VISIBLE_DEVICES; None = hidden
-    name: str | None = None
-    uuid: str | None = None
-    memory_total: int | None = None
-    memory_used: int | None = None
-    memory_free: int | None = None
-    utilization: int | None = None  # percent
-    temperature: int | None = None  # degrees Celsius
+    ram_available: int | None  # MemAvailable, capped by a cgroup memory limit if any
+    swap_total: int | None = None
+    swap_free: int | None = None
 
 
 @dataclass(slots=True)
@@ -56,6 +46,7 @@ class DeviceSnapshot:
     driver: str | None = None
     notes: list[str] = field(default_factory=list)
     taken_at: float = field(default_factory=time.time)
+    order_exact: bool = True  # False: the cuda:N numbers are pttui's estimate
 
     @property
     def visible_gpus(self) -> list[GpuInfo]:
@@ -67,9 +58,26 @@ class DeviceSnapshot:
         return next((g for g in self.gpus if g.cuda_ordinal == ordinal), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"cpu": asdict(self.cpu), "gpus": [asdict(g) for g in self.gpus],
+        """The ``pttui devices --json`` contract (docs/cli.md)."""
+        c = self.cpu
+        return {"ram": {"total": c.ram_total, "available": c.ram_available,
+                        "swap_total": c.swap_total, "swap_free": c.swap_free},
+                "cpu": {"cores": c.cores, "cores_physical": c.cores_physical,
+                        "cores_usable": c.cores_usable},
+                "gpus": [_gpu_json(g) for g in self.gpus],
+                "cuda_order": "exact" if self.order_exact else "estimated",
                 "source": self.source, "reason": self.reason, "driver": self.driver,
                 "notes": list(self.notes), "taken_at": self.taken_at}
+
+
+def _gpu_json(g: GpuInfo) -> dict[str, Any]:
+    return {"cuda_index": g.cuda_ordinal, "nvml_index": g.index, "uuid": g.uuid,
+            "name": g.name, "mig_parent": g.mig_parent, "mig_enabled": g.mig_enabled,
+            "memory": {"total": g.memory_total, "used": g.memory_used,
+                       "free": g.memory_free, "available": g.available},
+            "utilization": g.utilization, "temperature": g.temperature,
+            "compute_mode": g.compute_mode,
+            "processes": None if g.processes is None else [asdict(p) for p in g.processes]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,107 +97,24 @@ def format_bytes(n: int | None) -> str:
     return "N/A" if n is None else humanize.nbytes(n)
 
 
-# -- NVML -----------------------------------------------------------------------------
-
-class _Nvml:
-    """One NVML session: init once, keep the handles, read fields per poll."""
-
-    def __init__(self, module: Any | None, error: str | None = None) -> None:
-        self.nv = module
-        self.error = error
-        self.handles: list[Any] | None = None
-        self.driver: str | None = None
-
-    def ready(self) -> bool:
-        if self.handles is None and self.error is None:
-            try:
-                self.nv.nvmlInit()
-                count = self.nv.nvmlDeviceGetCount()
-                self.handles = [self.nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-                self.driver = _text(_field(self.nv.nvmlSystemGetDriverVersion))
-            except Exception as err:  # noqa: BLE001 - any NVML failure means "no NVML"
-                self.error = f"NVML not available: {err or type(err).__name__}"
-        return self.handles is not None
-
-    def read(self) -> list[GpuInfo]:
-        nv, out = self.nv, []
-        for i, h in enumerate(self.handles or []):
-            mem = _field(nv.nvmlDeviceGetMemoryInfo, h)
-            util = _field(nv.nvmlDeviceGetUtilizationRates, h)
-            temp = _field(nv.nvmlDeviceGetTemperature, h, getattr(nv, "NVML_TEMPERATURE_GPU", 0))
-            out.append(GpuInfo(
-                index=i, cuda_ordinal=None,
-                name=_text(_field(nv.nvmlDeviceGetName, h)),
-                uuid=_text(_field(nv.nvmlDeviceGetUUID, h)),
-                memory_total=_int(getattr(mem, "total", None)),
-                memory_used=_int(getattr(mem, "used", None)),
-                memory_free=_int(getattr(mem, "free", None)),
-                utilization=_int(getattr(util, "gpu", None)),
-                temperature=_int(temp)))
-        return out
-
-    def close(self) -> None:
-        if self.handles is not None:
-            _field(self.nv.nvmlShutdown)
-
-
-def _field(fn: Any, *args: Any) -> Any:
-    """One NVML call; unsupported, lost GPU or any other error reads as None."""
-    try:
-        return fn(*args)
-    except Exception:  # noqa: BLE001 - NVMLError_NotSupported and friends
-        return None
-
-
-def _text(v: Any) -> str | None:
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    return v if isinstance(v, str) else None
-
-
-def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-_lock = threading.Lock()
-_nvml: _Nvml | None = None
-
-
-def use_nvml(module: Any | None) -> None:
-    """Test seam: poll ``module`` instead of pynvml from now on (None: the real one again)."""
-    global _nvml
-    with _lock:
-        if _nvml is not None:
-            _nvml.close()
-        _nvml = _Nvml(module) if module is not None else None
-
-
-def _session() -> _Nvml:
-    global _nvml
-    if _nvml is None:
-        try:
-            import pynvml
-        except Exception as err:  # noqa: BLE001 - ImportError, or a broken install
-            _nvml = _Nvml(None, f"NVML not available: nvidia-ml-py cannot be imported ({err})")
-        else:
-            _nvml = _Nvml(pynvml)
-    return _nvml
-
-
 # -- CUDA_VISIBLE_DEVICES ---------------------------------------------------------------
 
-def cuda_ordinals(visible: str | None, uuids: list[str | None]) -> tuple[list[int | None],
-                                                                          list[str]]:
-    """For each physical GPU, its cuda:N under ``visible`` (None = hidden), plus notes.
+def cuda_ordinals(visible: str | None, uuids: list[str | None],
+                  migs: list[str | None] = ()) -> tuple[list[int | None], list[str],
+                                                       int | None]:
+    """cuda:N of each device CUDA enumerates (``uuids``, in CUDA's order) under
+    ``visible``, None = hidden; notes; and which of ``migs`` (MIG instance UUIDs) gets
+    a number (a CUDA process uses one MIG instance at most).
 
-    Follows CUDA's rules: indexes or (prefixes of) UUIDs, in the listed order, up to
-    the first entry that names no device.
+    Follows CUDA's rules: indexes (into CUDA's order) or (prefixes of) UUIDs, in the
+    listed order, up to the first entry that names no device.
     """
     count = len(uuids)
     if visible is None:
-        return list(range(count)), []
+        return list(range(count)), [], None
     ordinals: list[int | None] = [None] * count
     notes: list[str] = []
+    mig: int | None = None
     n = 0
     for token in (t.strip() for t in visible.split(",")):
         phys: int | None = None
@@ -200,34 +125,84 @@ def cuda_ordinals(visible: str | None, uuids: list[str | None]) -> tuple[list[in
             hits = [i for i, u in enumerate(uuids) if u and u.startswith(token)]
             phys = hits[0] if len(hits) == 1 else None
         elif token.startswith("MIG-"):
-            notes.append(f"CUDA_VISIBLE_DEVICES names MIG instance {token}; MIG instances "
-                         "are not mapped to their GPU here")
+            hits = [i for i, u in enumerate(migs) if u and u.startswith(token)]
+            if len(hits) == 1 and mig is None:
+                mig = hits[0]
+                n += 1
+                continue
+            notes.append(f"CUDA_VISIBLE_DEVICES names MIG instance {token}: " + (
+                "a CUDA process uses only the first MIG instance it is given"
+                if hits else "no such instance here"))
+            continue
         if phys is None or ordinals[phys] is not None:
-            if token and not token.startswith(("MIG-", "-")):
+            if token and not token.startswith("-"):
                 notes.append(f"CUDA_VISIBLE_DEVICES entry {token!r} names no GPU here; "
                              "CUDA ignores it and every entry after it")
             break
         ordinals[phys] = n
         n += 1
-    return ordinals, notes
+    return ordinals, notes, mig
+
+
+def cuda_order(gpus: list[GpuInfo], device_order: str | None,
+               torch_uuids: list[str] | None = None) -> tuple[list[GpuInfo], bool, list[str]]:
+    """The whole GPUs CUDA enumerates, in its order before CUDA_VISIBLE_DEVICES; whether
+    that order is exact; notes. CUDA's default order is fastest first (its heuristic is
+    not published: pttui sorts by compute capability, then SMs, then clock, ties in PCI
+    order), so with mixed models the numbers are exact only with
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or torch's own list of UUIDs."""
+    whole = [g for g in gpus if g.mig_parent is None and not g.mig_enabled]
+    if device_order == "PCI_BUS_ID" or len({(g.name, g.speed) for g in whole}) <= 1:
+        return whole, True, []
+    if torch_uuids:
+        by_uuid = {g.uuid: g for g in whole}
+        listed = [by_uuid[u] for u in torch_uuids if u in by_uuid]
+        if len(listed) == len(whole):
+            return listed, True, []
+    ranked = sorted(whole, key=lambda g: tuple(-x for x in (*g.speed[0], *g.speed[1:])))
+    return ranked, False, ["mixed GPU models and CUDA_DEVICE_ORDER is not PCI_BUS_ID: "
+                           "cuda:N is pttui's estimate of CUDA's fastest-first order; set "
+                           "CUDA_DEVICE_ORDER=PCI_BUS_ID to make it exact"]
+
+
+def _number(gpus: list[GpuInfo], torch_uuids: list[str] | None = None) -> tuple[bool,
+                                                                                 list[str]]:
+    """Give every GPU and MIG instance its cuda:N (None: hidden) as this process sees."""
+    order, exact, notes = cuda_order(gpus, os.environ.get("CUDA_DEVICE_ORDER"), torch_uuids)
+    migs = [g for g in gpus if g.mig_parent is not None]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ordinals, more, mig = cuda_ordinals(visible, [g.uuid for g in order],
+                                        [g.uuid for g in migs])
+    for g, o in zip(order, ordinals, strict=True):
+        g.cuda_ordinal = o
+    if migs:
+        if visible is None:
+            mig, n = 0, len(order)
+            more.append("MIG instances: a CUDA process uses one; without "
+                        "CUDA_VISIBLE_DEVICES=MIG-<uuid> it is the first (estimated)")
+            exact = False
+        else:
+            n = sum(o is not None for o in ordinals)
+        if mig is not None:
+            migs[mig].cuda_ordinal = n
+    return exact, notes + more
 
 
 # -- snapshot -------------------------------------------------------------------------
 
 def _cpu() -> CpuInfo:
-    total = avail = cores = physical = None
+    total = avail = cores = physical = swap_total = swap_free = None
     try:
         import psutil
 
-        vm = psutil.virtual_memory()
+        vm, sw = psutil.virtual_memory(), psutil.swap_memory()
         total, avail = int(vm.total), int(vm.available)
+        swap_total, swap_free = int(sw.total), int(sw.free)
         cores, physical = psutil.cpu_count(logical=True), psutil.cpu_count(logical=False)
-    except Exception:  # noqa: BLE001 - psutil missing: fall back to sysconf
-        try:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-            avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-        except (ValueError, OSError, AttributeError):
-            pass
+    except Exception:  # noqa: BLE001 - psutil missing or broken: the kernel's own figures
+        info = meminfo()
+        total, avail = info.get("MemTotal"), info.get("MemAvailable")
+        swap_total, swap_free = info.get("SwapTotal"), info.get("SwapFree")
         cores = os.cpu_count()
     limit = _cgroup_room()
     if limit is not None and avail is not None:
@@ -236,7 +211,24 @@ def _cpu() -> CpuInfo:
         usable: int | None = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         usable = cores
-    return CpuInfo(cores, physical, usable, total, avail)
+    return CpuInfo(cores, physical, usable, total, avail, swap_total, swap_free)
+
+
+def meminfo(path: str = "/proc/meminfo") -> dict[str, int]:
+    """``/proc/meminfo`` in bytes. MemAvailable is what can be allocated without
+    swapping; MemFree leaves out the page cache the kernel gives back (often most of
+    a box's RAM), so it is never used for "free"."""
+    out: dict[str, int] = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts and parts[0].isdigit():
+                    out[name] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    except OSError:
+        pass
+    return out
 
 
 def _cgroup_room() -> int | None:
@@ -273,26 +265,21 @@ def _torch_gpus() -> list[GpuInfo]:
     return out
 
 
-def snapshot() -> DeviceSnapshot:
-    """RAM and GPUs now. Never raises; the first call may take NVML's init time."""
+def snapshot(torch_uuids: list[str] | None = None) -> DeviceSnapshot:
+    """RAM and GPUs now. Never raises; the first call may take NVML's init time.
+    ``torch_uuids``: torch's GPUs in cuda:N order (:func:`torch_versions`), which makes
+    the numbering exact on a box with mixed GPU models."""
     cpu = _cpu()
-    with _lock:
-        nv = _session()
+    with nvml.lock:
+        nv = nvml.session()
         if nv.ready():
             gpus = nv.read()
             error, driver = None, nv.driver
         else:
             gpus, error, driver = [], nv.error, None
     if gpus:
-        ordinals, notes = cuda_ordinals(os.environ.get("CUDA_VISIBLE_DEVICES"),
-                                        [g.uuid for g in gpus])
-        for g, o in zip(gpus, ordinals, strict=True):
-            g.cuda_ordinal = o
-        if (len({g.name for g in gpus}) > 1
-                and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID"):
-            notes.append("mixed GPU models and CUDA_DEVICE_ORDER is not PCI_BUS_ID: CUDA may "
-                         "number them fastest-first, unlike NVML")
-        return DeviceSnapshot(cpu, gpus, "nvml", None, driver, notes)
+        exact, notes = _number(gpus, torch_uuids)
+        return DeviceSnapshot(cpu, gpus, "nvml", None, driver, notes, order_exact=exact)
     if error is None:
         return DeviceSnapshot(cpu, [], "nvml", "NVML reports no GPUs", driver)
     tgpus = _torch_gpus()
@@ -309,6 +296,7 @@ class TorchVersions:
     cuda_available: bool
     device_count: int
     error: str | None = None
+    uuids: tuple[str, ...] = ()  # torch's GPUs in cuda:N order, as NVML spells them
 
 
 @functools.lru_cache(maxsize=1)
@@ -322,10 +310,22 @@ def torch_versions() -> TorchVersions:
         available = bool(torch.cuda.is_available())
         count = torch.cuda.device_count() if available else 0
         cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
-        return TorchVersions(torch.__version__, torch.version.cuda, cudnn, available, count)
+        return TorchVersions(torch.__version__, torch.version.cuda, cudnn, available, count,
+                             uuids=_uuids(torch, count))
     except Exception as err:  # noqa: BLE001
         return TorchVersions(torch.__version__, torch.version.cuda, None, False, 0,
                              f"CUDA check failed: {err}")
+
+
+def _uuids(torch: Any, count: int) -> tuple[str, ...]:
+    """torch's GPU UUIDs in cuda:N order (properties only: no CUDA context is made)."""
+    out = []
+    for i in range(count):
+        u = str(getattr(torch.cuda.get_device_properties(i), "uuid", "") or "")
+        if not u:
+            return ()
+        out.append(u if u.startswith(("GPU-", "MIG-")) else f"GPU-{u}")
+    return tuple(out)
 
 
 def fits(nbytes: int, snap: DeviceSnapshot, device: str = "auto") -> Fit:
@@ -346,7 +346,7 @@ def fits(nbytes: int, snap: DeviceSnapshot, device: str = "auto") -> Fit:
             why = snap.reason or "no such GPU is visible"
             return Fit(False if snap.source else None, device, nbytes, None, None,
                        f"{device} is not available ({why})")
-        avail, total = g.memory_free, g.memory_total
+        avail, total = g.available, g.memory_total
         where, label = f"{device} ({g.name or 'GPU'})", "free"
     else:
         return Fit(None, device, nbytes, None, None, f"unknown device {device!r}")
