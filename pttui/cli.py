@@ -62,7 +62,7 @@ def _command_help() -> dict[str, str]:
         "diff": "compare two checkpoints: keys, shapes, dtypes, and values",
         "recipe": "show a saved repair recipe, or render it for mmengine, transformers or Python",
         "load": "try a real torch.load in a subprocess and explain any failure",
-        "devices": "show CPU RAM and GPUs (NVML), torch and CUDA versions",
+        "devices": "show CPU RAM, GPUs (NVML) and who uses them; --for FILE: where it fits",
         "shell": "an interactive repair shell (or run a script of its commands)",
     }
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = _command(argv)
     from pttui.core.guard import readguard
 
-    if cmd in readguard.READING:  # in a forked child under a deadline
+    if _reads(argv, cmd, readguard.READING):  # in a forked child under a deadline
         return readguard.run_guarded(lambda: _main(argv, cmd), readguard.cli_label(argv, cmd),
                                      lean=cmd == "inspect")
     return _main(argv, cmd)
@@ -107,11 +107,19 @@ def entry() -> None:
     from pttui.core.guard import READING
 
     code = main()
-    if _command(sys.argv[1:]) in READING:
+    argv = sys.argv[1:]
+    if _reads(argv, _command(argv), READING):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _reads(argv: list[str], cmd: str | None, reading: tuple[str, ...]) -> bool:
+    """Whether the command unpickles a file (``devices`` only with ``--for FILE``)."""
+    if cmd == "devices":
+        return any(a == "--for" or a.startswith("--for=") for a in argv)
+    return cmd in reading
 
 
 def _command(argv: list[str]) -> str | None:

@@ -190,42 +190,39 @@ def _check_suffix(out: str, fmt: str | None) -> None:
                         "suffix chooses)")
 
 
-@command(Spec("devices", "CPU RAM, GPUs (NVML), torch/CUDA versions; whether the open "
-              "checkpoint fits each", slow=True))
+@command(Spec("devices", "CPU RAM, GPUs (NVML) and who uses them, torch/CUDA versions; "
+              "where the open checkpoint's weights would go", slow=True))
 def devices(call: Call) -> CommandResult:
     from pttui.core.device import devices as dv
+    from pttui.core.device import plan as fp
 
-    snap = dv.snapshot()
     versions = dv.torch_versions()
+    snap = dv.snapshot(torch_uuids=list(versions.uuids))
     call.check_cancel()
-    needed = None
-    if call.session.source is not None:
-        needed = sum(t.nbytes for t in call.ctx.current().values())
     t = rd.table("device", "name", "used", "free", "total", "util", "temp",
-                 *(["fits"] if needed is not None else []),
                  right=("used", "free", "total", "util", "temp"))
     fb = dv.format_bytes
     cpu = snap.cpu
-    rows = [("cpu", f"{cpu.cores or '?'} cores", None, cpu.ram_available, cpu.ram_total,
-             None, None)]
+    t.add_row("cpu", f"{cpu.cores or '?'} cores", "", fb(cpu.ram_available),
+              fb(cpu.ram_total), "", "")
     for g in snap.gpus:
-        where = f"cuda:{g.cuda_ordinal}" if g.cuda_ordinal is not None else "hidden"
-        rows.append((where, g.name or "GPU", g.memory_used, g.memory_free, g.memory_total,
-                     g.utilization, g.temperature))
-    for dev, name, used, free, total, util, temp in rows:
-        cells = [dev, name, fb(used) if used is not None else "", fb(free), fb(total),
-                 "N/A" if util is None and dev != "cpu" else (f"{util}%" if util is not None
-                                                                  else ""),
-                 "N/A" if temp is None and dev != "cpu" else (f"{temp} C" if temp is not None
-                                                                  else "")]
-        if needed is not None:
-            fit = dv.fits(needed, snap, dev) if dev != "hidden" else None
-            cells.append(Text("?" if fit is None or fit.fits is None else
-                              "yes" if fit.fits else "no",
-                              style="" if fit is None or fit.fits is None else
-                              rd.GOOD if fit.fits else rd.BAD))
-        t.add_row(*cells)
-    res = call.result("", t, **snap.to_json())
+        where = (f"cuda:{g.cuda_ordinal}" if g.cuda_ordinal is not None
+                 else "MIG" if g.mig_enabled else "hidden")
+        t.add_row(where, g.name or "GPU", fb(g.memory_used), fb(g.available),
+                  fb(g.memory_total), "N/A" if g.utilization is None else f"{g.utilization}%",
+                  "N/A" if g.temperature is None else f"{g.temperature} C")
+    doc = {**snap.to_json()}
+    stored = cast = None
+    if call.session.source is not None:
+        stored, cast = fp.both(list(call.ctx.current().values()), snap)
+        doc["plan"] = {"file": call.session.source.path, **stored.to_json(),
+                       "cast": None if cast is None else cast.to_json()}
+    res = call.result("", t, **doc)
+    for g in snap.gpus:
+        for p in g.processes or []:
+            res.add(rd.note(f"{'cuda:' + str(g.cuda_ordinal) if g.cuda_ordinal is not None else g.label}: "
+                            f"pid {p.pid} {p.user or '?'} {fb(p.memory)} "
+                            f"{p.command or '(not visible from here)'}"))
     if versions.torch is None:
         res.add(rd.note(f"torch: not available ({versions.error})"))
     else:
@@ -234,6 +231,12 @@ def devices(call: Call) -> CommandResult:
                         f"{'yes' if versions.cuda_available else 'no'}"))
     if not snap.gpus:
         res.add(rd.note(f"GPUs: none ({snap.reason or 'no GPU found'})"))
-    if needed is not None:
-        res.add(rd.note(f"the open checkpoint needs {hz.nbytes(needed)}"))
+    for n in snap.notes:
+        res.add(rd.note(n))
+    if stored is not None:
+        body = fp.lines(stored, cast)
+        res.add(Text.assemble(Text("plan: ", style="bold"),
+                              Text(body[0], style=rd.GOOD if stored.fits else rd.BAD)))
+        for line in body[1:]:
+            res.add(rd.note(line))
     return res

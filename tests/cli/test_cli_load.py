@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pttui.cli import main
-from tests.helpers import run_cli
+from tests.helpers import SAMPLES, run_cli
 from tests.load.test_loading import save_cuda_tagged, save_with_namespace, state_dict
 
 
@@ -125,9 +125,25 @@ def test_devices_human_and_json():
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("CPU") and "torch" in res.stdout
     doc = json.loads(run_cli("devices", "--json").stdout)
-    assert doc["cpu"]["ram_total"] > 0 and doc["torch"]["torch"] == torch.__version__
+    assert doc["ram"]["total"] > 0 and doc["torch"]["torch"] == torch.__version__
+    assert "plan" not in doc
     if not doc["gpus"]:
         assert doc["reason"]
+
+
+def test_devices_for_a_file_plan_from_its_header():
+    sample = str(SAMPLES / "squeezenet1_1.pt")
+    res = run_cli("devices", "--for", sample, "--json")
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(res.stdout)["plan"]
+    assert plan["file"] == sample and plan["fits"] and plan["bytes"] > 4 * 2**20
+    assert set(plan) >= {"bytes", "verdict", "device_map", "max_memory", "map_location"}
+    assert plan["cast"]["dtype"] == "bfloat16"
+    text = run_cli("devices", "--for", sample, "--dtype", "float16")
+    assert text.returncode == 0 and "plan    " in text.stdout and "(float16)" in text.stdout
+    missing = run_cli("devices", "--for", "no/such.pt")
+    assert missing.returncode == 2
+    one_line(missing.stderr)
 
 
 @pytest.mark.gpu

@@ -277,9 +277,13 @@ def test_load_success_is_summarised(monkeypatch):
     assert r.title.startswith("loaded with torch.load") and "OrderedDict" in r.plain()
 
 
-def test_devices_say_whether_the_file_fits():
+def test_devices_say_where_the_file_fits():
     r = ok(session(), "devices")
-    assert r.data["cpu"]["cores"] and "fits" in r.plain() and "needs 4.7 MiB" in r.plain()
+    assert r.data["cpu"]["cores"] and r.data["ram"]["available"] > 0
+    plan = r.data["plan"]
+    assert 4 * 2**20 < plan["bytes"] < 5 * 2**20 and plan["fits"]
+    assert "plan: 4.7 MiB (as stored): fits" in r.plain() and "torch.load(path, " in r.plain()
+    assert plan["cast"]["dtype"] == "bfloat16" and plan["cast"]["bytes"] < plan["bytes"]
 
 
 def test_help_and_quit():

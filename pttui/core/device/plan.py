@@ -190,6 +190,38 @@ def snippet(p: Plan) -> str:
     return "\n".join(lines)
 
 
+def both(tensors: Sequence[Any], snap: Any, dtype: str | None = None) -> tuple[Plan, Plan | None]:
+    """The plan as stored, and (when it changes anything) the plan cast to ``dtype``
+    (default bfloat16, when the file holds wider floats)."""
+    stored = plan(tensors, snap)
+    want = dtype or "bfloat16"
+    if dtype is None and not any(_wider(t.dtype, CASTS[want]) for t in tensors):
+        return stored, None
+    cast = plan(tensors, snap, want)
+    return stored, (None if cast.bytes == stored.bytes and dtype is None else cast)
+
+
+def _wider(dtype: str, size: int) -> bool:
+    from pttui.core.base.dtypes import itemsize_bits
+
+    return (dtype.startswith(("float", "complex", "bfloat"))
+            and itemsize_bits(dtype) > 8 * size)
+
+
+def lines(p: Plan, cast: Plan | None = None) -> list[str]:
+    """The verdict as people read it, the same in the CLI, the shell and the TUI."""
+    fb = humanize.nbytes
+    what = p.dtype or "as stored"
+    out = [f"{fb(p.bytes)} ({what}): {p.verdict}"]
+    if cast is not None:
+        out.append(f"as {cast.dtype} {fb(cast.bytes)}: {cast.verdict}")
+    out.append(f"torch.load(path, {p.map_location})")
+    if p.kind in ("gpus", "offload", "disk"):
+        out.extend(snippet(p).splitlines()[:2])
+    out.extend(p.notes)
+    return out
+
+
 def _gib(n: int) -> str:
     """accelerate reads "12GiB" style sizes; whole MiB keep it exact enough."""
     return f"{n // 2**20}MiB"
