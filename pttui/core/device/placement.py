@@ -53,34 +53,80 @@ class Layout:
         from pttui.core.base.dtypes import itemsize_bits
 
         self.root = Module()
-        self.sizes: dict[str, float] = {}
         self.tied: list[list[str]] = []
         firsts: dict[object, list[str]] = {}
-        params: list[tuple[str, float]] = []
-        buffers: list[tuple[str, float]] = []
+        nodes: dict[str, Module] = {"": self.root}
+        params: list[tuple[str, int, int, bool]] = []  # name, numel, bytes each, castable
+        buffers: list[tuple[str, int, int, bool]] = []
         for name, numel, dtype, tie in tensors:
             own = (itemsize_bits(dtype) + 7) // 8
-            size = numel * (own if cast is None or dtype.startswith(_INTEGERS)
-                            else min(cast, own))
             if tie is not None:
                 group = firsts.setdefault(tie, [])
                 group.append(name)
                 if len(group) == 2:
                     self.tied.append(group)
                 if len(group) > 1:
-                    size = 0  # named_parameters() yields a shared tensor once
-            parts = name.split(".")
-            node = self.root
-            for part in parts[:-1]:
-                node = node.children.setdefault(part, Module())
-            is_buffer = parts[-1] in BUFFER_NAMES
+                    numel = 0  # named_parameters() yields a shared tensor once
+            parent, _, leaf = name.rpartition(".")
+            node = nodes.get(parent)
+            if node is None:
+                node = self.root
+                for part in parent.split("."):
+                    child = node.children.get(part)
+                    if child is None:
+                        child = node.children[part] = Module()
+                    node = child
+                nodes[parent] = node
+            is_buffer = leaf in BUFFER_NAMES
             (node.buffers if is_buffer else node.params).append(name)
-            (buffers if is_buffer else params).append((name, size))
-        for name, size in params + buffers:  # named_parameters(), then named_buffers()
-            parts = name.split(".")
-            for i in range(len(parts) + 1):
-                key = ".".join(parts[:i])
-                self.sizes[key] = self.sizes.get(key, 0) + size
+            row = (name, numel, own, not dtype.startswith(_INTEGERS))
+            (buffers if is_buffer else params).append(row)
+        self._rows = {r[0]: r for r in params + buffers}
+        self.cast = cast
+        self.sizes = self._sizes(cast)
+
+    def recast(self, cast: int | None) -> Layout:
+        """The same tree, sized for weights cast to ``cast`` bytes per element."""
+        if cast == self.cast:
+            return self
+        other = object.__new__(Layout)
+        other.root, other.tied, other._rows = self.root, self.tied, self._rows
+        other.cast = cast
+        other.sizes = other._sizes(cast)
+        return other
+
+    def _sizes(self, cast: int | None) -> dict[str, float]:
+        """``compute_module_sizes``: every module and tensor, modules in the order they
+        first appear in the file (accelerate's), each the sum of what it holds. Walked
+        with a stack: a hostile key a thousand dots deep needs no recursion."""
+        sized = {name: numel * (min(cast, own) if cast is not None and castable else own)
+                 for name, numel, own, castable in self._rows.values()}
+        order: list[tuple[str, Module]] = []
+        stack: list[tuple[str, Module]] = [("", self.root)]
+        while stack:  # pre-order: a module before what it holds
+            name, node = stack.pop()
+            order.append((name, node))
+            prefix = f"{name}." if name else ""
+            stack.extend([(prefix + k, c) for k, c in reversed(node.children.items())])
+        totals: dict[str, float] = {}
+        for name, node in reversed(order):  # children before parents
+            total = 0.0
+            for t in node.params:
+                total += sized[t]
+            for t in node.buffers:
+                total += sized[t]
+            prefix = f"{name}." if name else ""
+            for k in node.children:
+                total += totals[prefix + k]
+            totals[name] = total
+        out: dict[str, float] = {}
+        for name, node in order:
+            out[name] = totals[name]
+            for t in node.params:
+                out[t] = sized[t]
+            for t in node.buffers:
+                out[t] = sized[t]
+        return out
 
     def top(self) -> list[Entry]:
         """What accelerate starts from: parameters, children, then buffers of the root."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pttui.core.base import humanize
+from pttui.core.base.nogc import gc_paused
 from pttui.core.device import placement as pl
 
 CUDA_CONTEXT = 512 * 2**20
@@ -57,6 +58,7 @@ class Plan:
                 "notes": list(self.notes)}
 
 
+@gc_paused  # a module per prefix: 125,000 objects for a 100,000-key file
 def layout(tensors: Iterable[Any], dtype: str | None = None) -> pl.Layout:
     """The module tree of TensorMetas; tensors sharing storage, offset, shape and stride
     are one (tied weights count once)."""
@@ -92,25 +94,29 @@ def budgets(snap: Any) -> tuple[dict[pl.Device, int], list[str]]:
     return out, notes
 
 
-def plan(tensors: Sequence[Any], snap: Any, dtype: str | None = None,
+@gc_paused
+def plan(tensors: Sequence[Any] | pl.Layout, snap: Any, dtype: str | None = None,
          max_memory: dict[pl.Device, int] | None = None) -> Plan:
-    """The ``device_map="auto"`` plan for ``tensors`` on the machine ``snap`` describes.
-    ``max_memory`` replaces the snapshot's budgets (as a user's own would: no 10% kept
-    back on a lone GPU)."""
-    lay = layout(tensors, dtype)
+    """The ``device_map="auto"`` plan for ``tensors`` (TensorMetas, or their
+    :func:`layout`) on the machine ``snap`` describes. ``max_memory`` replaces the
+    snapshot's budgets (as a user's own would: no 10% kept back on a lone GPU)."""
+    if isinstance(tensors, pl.Layout):
+        lay = tensors.recast(None if dtype is None else CASTS[dtype])
+    else:
+        lay = layout(tensors, dtype)
     user_set = max_memory is not None
     raw, notes = (dict(max_memory), []) if user_set else budgets(snap)
     blocks = lay.blocks()
     no_split = blocks.__contains__
     memory = pl.balanced_memory(lay, raw, user_set, no_split)
     dmap = pl.infer_device_map(lay, memory, no_split) if lay.sizes else {}
-    per: dict[pl.Device, int] = {}
-    for name, node_size in _tensor_sizes(lay):
-        d = pl.device_of(name, dmap)
-        if d is not None:
-            per[d] = per.get(d, 0) + int(node_size)
-    per = {d: b for d, b in per.items() if b > 0}
     total = int(lay.size(""))
+    per: dict[pl.Device, int] = {}
+    for name, d in dmap.items():  # disjoint prefixes once cleaned
+        per[d] = per.get(d, 0) + int(lay.size(name))
+    if sum(per.values()) < total:
+        _cover(lay, dmap, per)
+    per = {d: b for d, b in per.items() if b > 0}
     kind, verdict, spare = _verdict(per, raw, total)
     if _tied_apart(lay, dmap):
         notes.append("tied weights end up on different devices; accelerate would warn")
@@ -118,14 +124,23 @@ def plan(tensors: Sequence[Any], snap: Any, dtype: str | None = None,
                 kind, _map_location(per), spare, notes)
 
 
-def _tensor_sizes(lay: pl.Layout) -> Iterable[tuple[str, float]]:
-    def walk(node: pl.Module) -> Iterable[tuple[str, float]]:
+def _cover(lay: pl.Layout, dmap: dict[str, pl.Device], per: dict[pl.Device, int]) -> None:
+    """accelerate leaves the buffers of a module it split out of its map; pttui's map
+    names them, on the device of the module's first part, so pasting it covers every
+    tensor."""
+    def walk(prefix: str, node: pl.Module, inherited: pl.Device | None) -> None:
+        here = dmap.get(prefix.rstrip("."), inherited) if prefix else dmap.get("", inherited)
+        first = here
+        if first is None:
+            first = next((d for k, d in dmap.items() if k.startswith(prefix)), None)
         for name in node.params + node.buffers:
-            yield name, lay.size(name)
-        for child in node.children.values():
-            yield from walk(child)
+            if pl.device_of(name, dmap) is None and first is not None:
+                dmap[name] = first
+                per[first] = per.get(first, 0) + int(lay.size(name))
+        for k, child in node.children.items():
+            walk(f"{prefix}{k}.", child, here)
 
-    return walk(lay.root)
+    walk("", lay.root, None)
 
 
 def _tied_apart(lay: pl.Layout, dmap: dict[str, pl.Device]) -> bool:
@@ -190,14 +205,16 @@ def snippet(p: Plan) -> str:
     return "\n".join(lines)
 
 
+@gc_paused
 def both(tensors: Sequence[Any], snap: Any, dtype: str | None = None) -> tuple[Plan, Plan | None]:
     """The plan as stored, and (when it changes anything) the plan cast to ``dtype``
     (default bfloat16, when the file holds wider floats)."""
-    stored = plan(tensors, snap)
+    lay = layout(tensors)
+    stored = plan(lay, snap)
     want = dtype or "bfloat16"
     if dtype is None and not any(_wider(t.dtype, CASTS[want]) for t in tensors):
         return stored, None
-    cast = plan(tensors, snap, want)
+    cast = plan(lay, snap, want)
     return stored, (None if cast.bytes == stored.bytes and dtype is None else cast)
 
 
