@@ -21,6 +21,8 @@ KEYS = [
     Key("m", "target", "Model", True, "choose the model the weights are for"),
     Key("f", "fix", "Fix", True, "guided fix-up: one step at a time, with previews"),
     Key("l", "load", "Load", True, "try a real torch.load in a separate process"),
+    Key("g", "load_device", "Load to", False, "where l loads: auto, cpu, each GPU, meta "
+        "(cycles; the devices pane shows whether the file fits there)"),
     Key("e", "export", "Export", True, "write the repaired weights and the recipe"),
     Key("u", "undo", "Undo", True, "undo the last recipe change"),
     Key("ctrl+r", "redo", "Redo", False, "redo"),

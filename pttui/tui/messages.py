@@ -35,9 +35,10 @@ class TargetBuilt(Message):
 
 
 class DevicesPolled(Message):
-    def __init__(self, snapshot: Any) -> None:
+    def __init__(self, snapshot: Any, plans: Any = None) -> None:
         super().__init__()
         self.snapshot = snapshot
+        self.plans = plans  # (tensors, stored plan, cast plan | None), or None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DevicesPolled)

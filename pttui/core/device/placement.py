@@ -18,6 +18,7 @@ Devices are accelerate's: ints for GPUs (CUDA indexes), ``"cpu"``, ``"disk"``.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Sequence
 
 Device = int | str
@@ -194,10 +195,12 @@ def _ties_of(name: str, tied: list[list[str]]) -> list[str]:
 
 def _with_ties(ties: list[str], size: float, layout: Layout,
                todo: list[Entry]) -> tuple[float, list[str], list[Module | None]]:
-    """``get_module_size_with_ties``: the module plus the modules holding its ties."""
+    """``get_module_size_with_ties``: the module plus the modules holding its ties
+    (``todo`` is the stack of entries left: the next one last)."""
     names, nodes = [], []
     for tp in ties:
-        hit = next(((n, m) for n, m in todo if tp == n or tp.startswith(n + ".")), None)
+        hit = next(((n, m) for n, m in reversed(todo) if tp == n or tp.startswith(n + ".")),
+                   None)
         if hit is not None:
             names.append(hit[0])
             nodes.append(hit[1])
@@ -207,43 +210,138 @@ def _with_ties(ties: list[str], size: float, layout: Layout,
     return total, names, nodes
 
 
+class _Largest:
+    """accelerate's ``max_layer_size, max_layer_names`` as its loop keeps them, without
+    its rescans: a heap of the modules still to place, by their largest unsplit layer,
+    and the set of layer names realising the current value. accelerate rescans every
+    module left (and filters a list of names) at each step, quadratic in the number of
+    tensors: a flat 100,000-key file would take minutes."""
+
+    def __init__(self, layout: Layout, no_split: Callable[[str], bool],
+                 todo: list[Entry]) -> None:
+        self.layout, self.no_split = layout, no_split
+        self.alive: dict[str, int] = {}
+        self.heap: list[tuple[float, int, str, Module]] = []
+        self._seq = 0
+        self._best: dict[int, float] = {}  # id(module) -> its largest unsplit layer
+        for name, node in todo:
+            self.add(name, node)
+        value, names = max_layer(todo, layout, no_split)  # tensors count, the first time
+        self.value, self.names = value, set(names)
+
+    def _unsplit(self, name: str, node: Module) -> bool:
+        return not node.children or self.no_split(name)
+
+    def best(self, name: str, node: Module) -> float:
+        """The largest layer under ``name`` (itself when it is not split), memoised;
+        walked with a stack (a key a thousand dots deep needs no recursion)."""
+        got = self._best.get(id(node))
+        if got is not None:
+            return got
+        post: list[tuple[str, Module]] = []
+        stack = [(name, node)]
+        while stack:
+            n, m = stack.pop()
+            if id(m) in self._best:
+                continue
+            post.append((n, m))
+            if not self._unsplit(n, m):
+                stack.extend((f"{n}.{k}", c) for k, c in m.children.items())
+        for n, m in reversed(post):
+            self._best[id(m)] = (self.layout.size(n) if self._unsplit(n, m) else
+                                 max((self._best[id(c)] for c in m.children.values()),
+                                     default=0))
+        return self._best[id(node)]
+
+    def layers(self, name: str, node: Module) -> Iterable[tuple[str, Module]]:
+        stack = [(name, node)]
+        while stack:
+            n, m = stack.pop()
+            if self._unsplit(n, m):
+                yield n, m
+            else:
+                stack.extend((f"{n}.{k}", c) for k, c in m.children.items())
+
+    def add(self, name: str, node: Module | None) -> None:
+        if node is not None:
+            self.alive[name] = self.alive.get(name, 0) + 1
+            self._seq += 1
+            heapq.heappush(self.heap, (-self.best(name, node), self._seq, name, node))
+
+    def removed(self, name: str, node: Module | None) -> None:
+        """``name`` left the list of entries to place (the names are not told: accelerate
+        drops tied modules from the list without updating them)."""
+        if node is not None:
+            self.alive[name] -= 1
+
+    def popped(self, name: str, node: Module | None) -> None:
+        self.removed(name, node)
+        self.names.discard(name)
+        if node is not None and self.names:
+            for layer, _ in self.layers(name, node):
+                self.names.discard(layer)
+        if not self.names:
+            self.recompute()
+
+    def recompute(self) -> None:
+        """``get_max_layer_size`` over the modules left."""
+        heap = self.heap
+        while heap and self.alive.get(heap[0][2], 0) <= 0:
+            heapq.heappop(heap)
+        if not heap:
+            self.value, self.names = 0, set()
+            return
+        value = -heap[0][0]
+        tops, names = [], set()
+        while heap and -heap[0][0] == value:
+            entry = heapq.heappop(heap)
+            if self.alive.get(entry[2], 0) > 0:
+                tops.append(entry)
+                names.update(n for n, m in self.layers(entry[2], entry[3])
+                             if self.layout.size(n) == value)
+        for entry in tops:
+            heapq.heappush(heap, entry)
+        self.value, self.names = value, names
+
+
 def infer_device_map(layout: Layout, max_memory: dict[Device, float],
                      no_split: Callable[[str], bool] = lambda name: False
                      ) -> dict[str, Device]:
     """``infer_auto_device_map(model, max_memory, no_split_module_classes)``, cleaned.
 
     ``max_memory``: GPUs by index first, then ``"cpu"`` and ``"disk"`` if given (bytes).
+    The entries to place are a stack (the next one last), so taking one is O(1).
     """
     devices: list[Device] = list(max_memory)
     if "disk" not in devices:
         devices.append("disk")
     gpus = [d for d in devices if d not in ("cpu", "disk")]
     main = [gpus[0], "cpu"] if gpus else ["cpu"]
-    todo = layout.top()
+    first = layout.top()
+    todo = first[::-1]
+    largest = _Largest(layout, no_split, first)
     dmap: dict[str, Device] = {}
     used = {d: 0.0 for d in devices}
     current = 0
-    biggest, biggest_names = max_layer(todo, layout, no_split)
     while todo:
-        name, node = todo.pop(0)
-        biggest_names = [n for n in biggest_names if n != name and not n.startswith(name + ".")]
-        if not biggest_names:
-            biggest, biggest_names = max_layer([e for e in todo if e[1] is not None],
-                                               layout, no_split)
+        name, node = todo.pop()
+        largest.popped(name, node)
         size = layout.size(name)
-        ties = _ties_of(name, layout.tied)
+        ties = _ties_of(name, layout.tied) if layout.tied else []
         device = devices[current]
         limit = max_memory[device] if device != "disk" else None
         reserved = 0.0
         if device in main and limit is not None:
-            limit -= biggest
-            reserved = biggest
+            limit -= largest.value
+            reserved = largest.value
         with_ties, tie_names, tie_nodes = _with_ties(ties, size, layout, todo)
         if limit is None or used[device] + with_ties <= limit:
             used[device] += with_ties
             dmap[name] = device
             for tn in tie_names:
-                todo = [e for e in todo if e[0] != tn]
+                i = next((i for i in range(len(todo) - 1, -1, -1) if todo[i][0] == tn), None)
+                if i is not None:
+                    largest.removed(*todo.pop(i))
                 dmap[tn] = device
             continue
         if ties and used[device] + size <= limit:
@@ -251,40 +349,70 @@ def infer_device_map(layout: Layout, max_memory: dict[Device, float],
             for tn, tnode in zip(tie_names, tie_nodes):
                 if tnode is None or not tnode.children or no_split(tn):
                     continue
-                i = next(i for i, (n, _) in enumerate(todo) if n == tn)
-                todo = [(name, node)] + todo[:i] + _named(tn, tnode, True) + todo[i + 1:]
-                biggest, biggest_names = max_layer([e for e in todo if e[1] is not None],
-                                                   layout, no_split)
+                order = todo[::-1]
+                i = next(i for i, (n, _) in enumerate(order) if n == tn)
+                largest.removed(*order[i])
+                kids = _named(tn, tnode, True)
+                for e in [(name, node), *kids]:
+                    largest.add(*e)
+                todo = ([(name, node)] + order[:i] + kids + order[i + 1:])[::-1]
+                largest.recompute()
                 split = True
                 break
             if split:
                 continue
         if used[device] + size >= limit:
             if node is not None and node.children and not no_split(name):
-                todo = _named(name, node, True) + todo
-                biggest, biggest_names = max_layer([e for e in todo if e[1] is not None],
-                                                   layout, no_split)
+                kids = _named(name, node, True)
+                for e in kids:
+                    largest.add(*e)
+                todo.extend(reversed(kids))
+                largest.recompute()
                 continue
         used[device] += reserved
         current += 1
-        todo = [(name, node)] + todo
+        todo.append((name, node))
+        largest.add(name, node)
     return clean(dmap)
 
 
-def clean(dmap: dict[str, Device], module: str = "") -> dict[str, Device]:
-    """``clean_device_map``: parts of a module all on one device become the module."""
-    prefix = "" if module == "" else f"{module}."
-    values = [v for k, v in dmap.items() if k.startswith(prefix)]
-    if len(set(values)) == 1 and len(values) > 1:
-        for k in [k for k in dmap if k.startswith(prefix)]:
-            del dmap[k]
-        dmap[module] = values[0]
-    depth = len(module.split(".")) + 1 if module else 1
-    kids = {".".join(k.split(".")[:depth]) for k in dmap
-            if k.startswith(prefix) and len(k) > len(module)}
-    for kid in kids:
-        clean(dmap, kid)
-    return dmap
+def clean(dmap: dict[str, Device]) -> dict[str, Device]:
+    """``clean_device_map``: where two or more entries under a module all go to one
+    device, the module replaces them, the outermost such module first. Built on a trie
+    of the names (accelerate rescans the whole map per module: quadratic)."""
+    root: dict = {}
+    own: dict[int, Device] = {}
+    for key, device in dmap.items():
+        node = root
+        for part in key.split(".") if key else []:
+            node = node.setdefault(part, {})
+        own[id(node)] = device
+    summary: dict[int, tuple[int, set]] = {}  # id(node) -> (entries under it, devices)
+    post, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        post.append(node)
+        stack.extend(node.values())
+    for node in reversed(post):
+        count, seen = (1, {own[id(node)]}) if id(node) in own else (0, set())
+        for child in node.values():
+            c, d = summary[id(child)]
+            count += c
+            seen |= d if len(seen) < 2 else set()
+        summary[id(node)] = (count, seen if len(seen) < 2 else {None, "mixed"})
+    out: dict[str, Device] = {}
+    todo = [("", root)]
+    while todo:
+        name, node = todo.pop()
+        count, seen = summary[id(node)]
+        if count > 1 and len(seen) == 1:
+            out[name] = next(iter(seen))
+            continue
+        if id(node) in own:
+            out[name] = own[id(node)]
+        prefix = f"{name}." if name else ""
+        todo.extend((prefix + k, c) for k, c in reversed(node.items()))
+    return out
 
 
 def device_of(key: str, dmap: dict[str, Device]) -> Device | None:

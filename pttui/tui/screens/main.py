@@ -151,7 +151,7 @@ class MainScreen(Screen):
                 self.session.set_source(None)
             self.query_one(KeyTreePane).show(None, Text(
                 "cannot read it (why: Report pane, F4) · l tries torch.load", style="red"))
-            self.query_one(DevicesPane).show(nbytes=None)
+            self.query_one(DevicesPane).show(nbytes=None, tensors=None)
             self._show_report()
             self._keys_title()
             return
@@ -238,7 +238,7 @@ class MainScreen(Screen):
         if a.error:
             summary = Text(a.error, style="red")
         self.query_one(KeyTreePane).show(a.index, summary)
-        self.query_one(DevicesPane).show(nbytes=a.nbytes)
+        self.query_one(DevicesPane).show(nbytes=a.nbytes, tensors=list(cur.values()))
         self._show_report()
 
     def _show_report(self) -> None:
@@ -372,6 +372,16 @@ class MainScreen(Screen):
                 self.query_one(FilesPane).read(os.path.dirname(open_path), select=open_path)
 
         self.app.push_screen(LoadScreen(path, self.session.policy, scan, unsafe), closed)
+
+    def action_load_device(self) -> None:
+        """``g``: the next place ``l`` loads to (auto, cpu, each GPU, meta)."""
+        pane = self.query_one(DevicesPane)
+        where = pane.targets()
+        now = self.session.policy.map_location
+        nxt = where[(where.index(now) + 1) % len(where)] if now in where else where[0]
+        self.session.set_policy(self.session.policy.with_changes({"map_location": nxt}))
+        pane.show(map_location=nxt)
+        self.notify(f"l loads with map_location={nxt!r}", timeout=3)
 
     def action_unsafe_load(self) -> None:
         self.action_load(unsafe=True)

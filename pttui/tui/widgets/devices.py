@@ -1,7 +1,10 @@
-"""The devices pane: RAM, each GPU, torch/CUDA versions, map_location, does the file fit."""
+"""The devices pane: RAM, each GPU and who uses it, torch/CUDA versions, where ``l``
+loads, and where the open file's weights would go (the same plan as ``pttui devices
+--for``, computed in the poll worker)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rich.text import Text
@@ -15,6 +18,7 @@ from pttui.tui import errors
 from pttui.tui.messages import DevicesPolled, VersionsRead
 
 POLL_S = 2.0
+PLAN_EVERY_S = 10.0  # free memory drifts; the plan follows it, not every poll
 
 
 class DevicesPane(Static):
@@ -29,6 +33,9 @@ class DevicesPane(Static):
         self.versions: Any = None
         self.map_location = "auto"
         self.nbytes: int | None = None
+        self.tensors: list | None = None  # the open file's TensorMetas
+        self.plans: Any = None  # (tensors, stored, cast) for those tensors
+        self._planned_at = 0.0
         self._polling = False
 
     def start(self) -> None:
@@ -49,12 +56,27 @@ class DevicesPane(Static):
             snap = self.app.device_source()  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - devices never take the app down
             snap = None
-        self.post_message(DevicesPolled(snap))
+        plans, tensors = None, self.tensors
+        stale = self.plans is None or self.plans[0] is not tensors
+        if (snap is not None and tensors is not None
+                and (stale or time.monotonic() - self._planned_at > PLAN_EVERY_S)):
+            from pttui.core.device import plan as fp
+
+            self._planned_at = time.monotonic()
+            plans = (tensors, *fp.both(tensors, snap))
+        self.post_message(DevicesPolled(snap, plans))
 
     def on_devices_polled(self, message: DevicesPolled) -> None:
         self._polling = False
+        if message.plans is not None and message.plans[0] is self.tensors:
+            self.plans = message.plans
         if message.snapshot is not None:
             self.show(message.snapshot)
+
+    def targets(self) -> list[str]:
+        """Where ``l`` can load: auto, the CPU, each GPU torch can see, meta."""
+        gpus = [f"cuda:{g.cuda_ordinal}" for g in (self.snap.visible_gpus if self.snap else [])]
+        return ["auto", "cpu", *gpus, "meta"]
 
     @work(thread=True, group="versions", exit_on_error=False)
     def read_versions(self) -> None:
@@ -74,7 +96,7 @@ class DevicesPane(Static):
             self._polling = False
 
     def show(self, snap: Any = None, versions: Any = None, map_location: str | None = None,
-             nbytes: int | None = -1) -> None:
+             nbytes: int | None = -1, tensors: Any = -1) -> None:
         if snap is not None:
             self.snap = snap
         if versions is not None:
@@ -83,6 +105,12 @@ class DevicesPane(Static):
             self.map_location = map_location
         if nbytes != -1:
             self.nbytes = nbytes
+        if tensors != -1:
+            self.tensors = tensors
+            if tensors is None or self.plans is None or self.plans[0] is not tensors:
+                self.plans = None
+                if tensors is not None and self.snap is not None:
+                    self.poll()  # plan the new file now, not at the next tick
         self.update(self._text())
 
     def _text(self) -> Text:
@@ -103,6 +131,11 @@ class DevicesPane(Static):
                 util = "N/A" if g.utilization is None else f"{g.utilization}%"
                 temp = "N/A" if g.temperature is None else f"{g.temperature}°C"
                 t.append(f"\n  {used} · util {util} · {temp}", style="dim")
+                if g.processes:
+                    mine = sum(p.memory or 0 for p in g.processes)
+                    t.append(f"\n  {len(g.processes)} proc · {fb(mine)}", style="dim")
+                if g.available == 0 and g.memory_free:
+                    t.append(f"\n  no room: {g.compute_mode or 'MIG'}", style="yellow")
             if not s.gpus:
                 t.append("\nno GPU", style="dim")
                 if s.reason:
@@ -124,9 +157,19 @@ class DevicesPane(Static):
             word = "fits" if fit.fits else "does not fit" if fit.fits is False else "fit N/A"
             # short enough for the 26 columns of the pane: size, verdict, device; the
             # free memory below it (the full reason only when there is no figure)
-            t.append(f"\nfile {fb(self.nbytes)} {word} {fit.device}", style=style)
+            t.append(f"\nl: {fb(self.nbytes)} {word} {fit.device}", style=style)
             if fit.available is not None:
                 t.append(f"\n  {fb(fit.available)} free there", style="dim")
             else:
                 t.append(Text(f"\n  {fit.reason}", style="dim"))
+        if self.plans is not None:
+            _, stored, cast = self.plans
+            ok = "green" if stored.fits and stored.kind in ("gpu", "cpu") else \
+                "yellow" if stored.fits else "red"
+            t.append("\nplan ", style="bold")
+            t.append(Text(stored.verdict, style=ok))
+            if cast is not None:
+                t.append(Text(f"\n  {cast.dtype}: {cast.verdict}", style="dim"))
+        elif self.tensors is not None:
+            t.append("\nplan: working…", style="dim")
         return t
