@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from tests.helpers import SAMPLES
-from tests.tui.conftest import SQUEEZE, make_app, screen_text, settle
+from tests.tui.conftest import SQUEEZE, make_app, screen_text, settle, until
 
 pytestmark = pytest.mark.slow
 
@@ -87,14 +87,34 @@ async def test_devices_fit_line_is_short_enough_for_its_pane(folder):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         shown = screen_text(app)
-        assert any("│ file 4.7 MiB fits cuda:0" in line for line in shown)
+        assert any("│ l: 4.7 MiB fits cuda:0" in line for line in shown)
         assert any("│   78.0 GiB free there" in line for line in shown)
     app = make_app(folder / "squeezenet1_1.pt")
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         await pilot.press("f3")  # on 80 columns the pane starts hidden
         await settle(app, pilot)
-        assert "file 4.7 MiB fits cuda:0" in _shown(app)
+        assert "l: 4.7 MiB fits cuda:0" in _shown(app)
+
+
+async def test_devices_pane_plans_the_open_file_and_g_picks_where_l_loads(folder):
+    app = make_app(folder / "squeezenet1_1.pt")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await until(pilot, lambda: "plan fits on cuda:0" in _shown(app))
+        shown = _shown(app)
+        # the fake GPU has 78 GiB free; the plan keeps room for a CUDA context
+        assert "77.5 GiB to spare" in shown and "as bfloat16 2.4 MiB" in shown
+        main = _main(app)
+        seen = []
+        for _ in range(4):
+            await pilot.press("g")
+            await settle(app, pilot)
+            seen.append(main.session.policy.map_location)
+        assert seen == ["cpu", "cuda:0", "meta", "auto"]
+        await pilot.press("g")
+        await settle(app, pilot)
+        assert "map_location: cpu" in _shown(app) and "l: 4.7 MiB fits cpu" in _shown(app)
 
 
 async def test_rename_from_a_group_empty_replacement_removes_the_prefix(folder):

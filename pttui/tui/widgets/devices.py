@@ -113,6 +113,22 @@ class DevicesPane(Static):
                     self.poll()  # plan the new file now, not at the next tick
         self.update(self._text())
 
+    def _plan(self, t: Text) -> None:
+        """The open file's plan, first after the GPUs (the pane is short: what decides
+        where the weights go comes before the versions). The cast plan shows its
+        verdict only when it changes the answer."""
+        if self.plans is not None:
+            _, stored, cast = self.plans
+            ok = "green" if stored.fits and stored.kind in ("gpu", "cpu") else \
+                "yellow" if stored.fits else "red"
+            t.append("\nplan ", style="bold")
+            t.append(Text(stored.verdict, style=ok))
+            if cast is not None:
+                said = f": {cast.verdict}" if cast.kind != stored.kind else ""
+                t.append(Text(f"\n  as {cast.dtype} {fb(cast.bytes)}{said}", style="dim"))
+        elif self.tensors is not None:
+            t.append("\nplan: working…", style="dim")
+
     def _text(self) -> Text:
         t = Text()
         s = self.snap
@@ -140,15 +156,7 @@ class DevicesPane(Static):
                 t.append("\nno GPU", style="dim")
                 if s.reason:
                     t.append(Text(f" ({s.reason})", style="dim"))
-        v = self.versions
-        t.append("\n")
-        if v is None:
-            t.append("torch: loading…", style="dim")
-        elif v.torch is None:
-            t.append(Text(v.error or "torch unavailable", style="red"))
-        else:
-            t.append(f"torch {v.torch}" + (f" · CUDA {v.cuda}" if v.cuda else " · CPU build"),
-                     style="dim")
+        self._plan(t)
         t.append(f"\nmap_location: {self.map_location}")
         if self.nbytes is not None and s is not None:
             where = self.map_location if self.map_location not in ("keep", "auto") else "auto"
@@ -162,14 +170,13 @@ class DevicesPane(Static):
                 t.append(f"\n  {fb(fit.available)} free there", style="dim")
             else:
                 t.append(Text(f"\n  {fit.reason}", style="dim"))
-        if self.plans is not None:
-            _, stored, cast = self.plans
-            ok = "green" if stored.fits and stored.kind in ("gpu", "cpu") else \
-                "yellow" if stored.fits else "red"
-            t.append("\nplan ", style="bold")
-            t.append(Text(stored.verdict, style=ok))
-            if cast is not None:
-                t.append(Text(f"\n  {cast.dtype}: {cast.verdict}", style="dim"))
-        elif self.tensors is not None:
-            t.append("\nplan: working…", style="dim")
+        v = self.versions
+        t.append("\n")
+        if v is None:
+            t.append("torch: loading…", style="dim")
+        elif v.torch is None:
+            t.append(Text(v.error or "torch unavailable", style="red"))
+        else:
+            t.append(f"torch {v.torch}" + (f" · CUDA {v.cuda}" if v.cuda else " · CPU build"),
+                     style="dim")
         return t
