@@ -138,6 +138,9 @@ class Layout:
     def size(self, name: str) -> float:
         return self.sizes.get(name, 0)
 
+    def is_tensor(self, name: str) -> bool:
+        return name in self._rows
+
     def blocks(self) -> frozenset[str]:
         """The innermost numbered modules (``layers.3``, ``h.11``, ``layer1.0``): the
         default ``no_split``. transformers keeps its decoder layers whole

@@ -127,20 +127,16 @@ def plan(tensors: Sequence[Any] | pl.Layout, snap: Any, dtype: str | None = None
 def _cover(lay: pl.Layout, dmap: dict[str, pl.Device], per: dict[pl.Device, int]) -> None:
     """accelerate leaves the buffers of a module it split out of its map; pttui's map
     names them, on the device of the module's first part, so pasting it covers every
-    tensor."""
-    def walk(prefix: str, node: pl.Module, inherited: pl.Device | None) -> None:
-        here = dmap.get(prefix.rstrip("."), inherited) if prefix else dmap.get("", inherited)
-        first = here
-        if first is None:
-            first = next((d for k, d in dmap.items() if k.startswith(prefix)), None)
-        for name in node.params + node.buffers:
-            if pl.device_of(name, dmap) is None and first is not None:
-                dmap[name] = first
-                per[first] = per.get(first, 0) + int(lay.size(name))
-        for k, child in node.children.items():
-            walk(f"{prefix}{k}.", child, here)
-
-    walk("", lay.root, None)
+    tensor. (Rare: only when the map leaves bytes out.)"""
+    for name in list(lay.sizes):
+        if name in dmap or not lay.is_tensor(name) or pl.device_of(name, dmap) is not None:
+            continue
+        parent = name.rpartition(".")[0]
+        device = next((d for k, d in dmap.items() if k.startswith(f"{parent}.")),
+                      next(iter(dmap.values()), None))
+        if device is not None:
+            dmap[name] = device
+            per[device] = per.get(device, 0) + int(lay.size(name))
 
 
 def _tied_apart(lay: pl.Layout, dmap: dict[str, pl.Device]) -> bool:
