@@ -30,12 +30,15 @@ def run(args: argparse.Namespace) -> int:
         doc = report.to_json()
         doc.update({"path": ckpt.path, "model": args.model, "container": list(ckpt.selected or ()),
                     "diagnosis": notes, "suggestions": [s.to_json() for s in steps],
-                    "notes": load_notes})
+                    "notes": load_notes, **a.file_json()})
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         sel = ".".join(ckpt.selected or ()) or "(root)"
         lines = [f"{ckpt.path}  ->  {getattr(target, 'label', args.model)}",
                  f"  container: {sel}", "  " + rt.verdict(report), "  " + rt.coverage(report)]
+        use = rt.use_line(a)
+        if use:
+            lines.append("  " + use)
         lines += [f"  note: {n}" for n in load_notes]
         lines += [f"  · {n}" for n in notes]
         lines += ["  " + line for line in rt.problem_lines(report)]

@@ -137,7 +137,10 @@ def render(ckpt: Checkpoint, depth: int | None = None) -> list[str]:
         lines.append(f"  globals:  {len(g.allowed)} allowed by weights_only, "
                      f"{len(g.blocked)} blocked, {len(g.dangerous)} dangerous")
         for name in g.dangerous:
-            lines.append(f"    DANGEROUS  {name}  (a full load would run or import this)")
+            lines.append(f"    DANGEROUS  {printable(name)}  (a full load would run or import "
+                         "this)")
+        for call in g.calls:
+            lines.append(f"    a full load calls  {call}")
         for name in g.blocked:
             lines.append(f"    blocked    {name}")
     for key, value in ckpt.other.items():
@@ -212,12 +215,7 @@ def shared_lines(groups: list[list]) -> list[str]:
     return out
 
 
-def printable(text: str) -> str:
-    """A key as the terminal should show it: control characters (escape sequences in a
-    hostile file's keys) and unencodable characters become visible escapes."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+printable = hz.printable  # keys as the terminal should show them
 
 
 def tree_lines(tensors, depth: int | None = None) -> list[str]:

@@ -53,12 +53,28 @@ def load(call: Call) -> CommandResult:
     result = attempt_load(src.path, policy, force=call.args["force"], cancel=call.cancel,
                           timeout=call.args["timeout"])
     call.check_cancel()
+    before = call.session.policy
     call.session.set_policy(policy)
     pol = result.policy
     how = (f"{result.seconds:.1f}s, weights_only={pol.get('weights_only')}, "
            f"map_location={pol.get('map_location')}")
-    if not result.ok:
-        return _failure(call, result, policy, how)
+    res = _failure(call, result, policy, how) if not result.ok else _loaded(call, result, how)
+    if policy != before:  # the TUI's `l` loads with the session's policy: say it changed
+        res.add(rd.note(f"this session's loads now use {_policy_words(policy)} (the TUI's l "
+                        "too); `load` with no options goes back to the defaults"))
+    return res
+
+
+def _policy_words(policy) -> str:  # noqa: ANN001 - a LoadPolicy
+    words = [f"map_location={policy.map_location}"]
+    if policy.allow_globals:
+        words.append("--allow " + " ".join(policy.allow_globals))
+    if policy.mmap is not None:
+        words.append("--mmap" if policy.mmap else "--no-mmap")
+    return ", ".join(words)
+
+
+def _loaded(call: Call, result, how: str) -> CommandResult:  # noqa: ANN001
     s = result.summary or {}
     res = call.result(f"loaded with torch.load ({how})", rd.pairs([
         ("object", str(s.get("type"))),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 
 from pttui.commands import render as rd
+from pttui.core.repair import report_text as rt
 from pttui.commands.context import container_name, find_container
 from pttui.commands.parser import Arg, Opt, Spec
 from pttui.commands.registry import Call, command
@@ -94,6 +95,10 @@ def check(call: Call) -> CommandResult:
     ctx.remember(steps)
     res = call.result(f"{src.path}  ->  {target.label}", rd.verdict(report),
                       rd.coverage(report), **report.to_json())
+    use = rt.use_line(a)
+    if use:
+        res.add(rd.note(use))
+    res.data.update(a.file_json())
     res.data["suggestions"] = [s.to_json() for s in steps]
     res.add(*(rd.note(f"· {n}") for n in notes), *rd.problems(report))
     if steps:

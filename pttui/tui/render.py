@@ -47,19 +47,19 @@ def key_row(row: Row, model_shape: dict[str, tuple[int, ...]], filtered: bool) -
     if row.is_leaf:
         t = node.tensor
         assert t is not None
-        if row.status == "missing" or row.status == "accepted":
-            text.append(f"  {hz.shape(t.shape)} {t.dtype}  ", style="dim")
-            text.append(STATUS_WORD[row.status], style=style)
-        elif row.status == "shape":
+        if row.status == "shape":
             # both shapes first and tight: on 80 columns the model's shape must not be
             # the part cut off (dtype and device are in the details, enter)
             text.append(f"  {_tight(t.shape)}", style="dim")
             text.append(f" model {_tight(model_shape.get(row.key, ()))}", style=style)
             text.append(f" {t.dtype} {t.device}", style="dim")
-        else:
-            text.append(f"  {hz.shape(t.shape)} {t.dtype} {t.device}", style="dim")
-            if row.status in ("unexpected", "auto"):
-                text.append(f"  {STATUS_WORD[row.status]}", style=style)
+            return text
+        if row.status in STATUS_WORD and row.status != "ok":
+            # the word right after the name: a narrow pane cuts the facts, not the status
+            # (colour alone does not say it on a 16-colour or monochrome terminal)
+            text.append(f"  {STATUS_WORD[row.status]}", style=style)
+        where = "" if row.status in ("missing", "accepted") else f" {t.device}"
+        text.append(f"  {hz.shape(t.shape)} {t.dtype}{where}", style="dim")
         return text
     for s, c in row.counts.items():  # problems first: they are what the user looks for
         if s not in ("ok", "auto"):

@@ -104,7 +104,10 @@ def test_torchscript_and_dcp_get_their_loader_not_allow_listing(squeeze):
     assert "torch.jit.load" in format_advice(ts)
     assert "torch.distributed.checkpoint.load" in format_advice(dcp)
     assert format_advice(open_checkpoint(str(SAMPLES / "tiny_vit_training_state.pt"))) is None
-    step = next_step(ts, Recipe(), squeeze, set())
+    from pttui.core.target import load_target
+
+    tiny = load_target(f"{SAMPLES}/targets.py:tiny_vit")  # the model the archive is of
+    step = next_step(ts, Recipe(), tiny, set())
     assert step.stage == "globals" and "TorchScript" in step.title
     assert "torch.jit.load" in step.why and "will not load" not in step.title
 

@@ -43,3 +43,11 @@ def middle_elided(text: str, width: int) -> str:
         return "…"[:max(width, 0)]
     tail = (width - 1) // 2
     return text[:width - 1 - tail] + "…" + (text[len(text) - tail:] if tail else "")
+
+
+def printable(text: str) -> str:
+    """A name from a file as a terminal should show it: control characters (a hostile
+    file's escape sequences, newlines) become visible escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)

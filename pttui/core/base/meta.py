@@ -196,21 +196,25 @@ class Container(_Record):
 
 
 class GlobalsScan(_Record):
-    """Every global the pickle references, by class. Sorted, deduplicated names."""
+    """Every global the pickle references, by class. Sorted, deduplicated names.
+    ``calls``: how the pickle calls its dangerous globals, one line each
+    (``posix.system('touch /tmp/x')``), what a full load would run."""
 
-    __slots__ = ("allowed", "blocked", "dangerous")
+    __slots__ = ("allowed", "blocked", "dangerous", "calls")
 
     def __init__(self, allowed: list[str] | None = None, blocked: list[str] | None = None,
-                 dangerous: list[str] | None = None) -> None:
+                 dangerous: list[str] | None = None, calls: list[str] | None = None) -> None:
         self.allowed = [] if allowed is None else allowed
         self.blocked = [] if blocked is None else blocked
         self.dangerous = [] if dangerous is None else dangerous
+        self.calls = [] if calls is None else calls
 
     @property
     def weights_only_ok(self) -> bool:
         return not self.blocked and not self.dangerous
 
     def to_json(self) -> dict[str, list[str]]:
+        # the inspect --json contract (DESIGN.md): these three; the calls are for people
         return {"allowed": self.allowed, "blocked": self.blocked, "dangerous": self.dangerous}
 
 

@@ -44,14 +44,14 @@ def read(index_path: str, unpickle_only: bool = False) -> Checkpoint:
             notes.append(f"{shard} holds {extra} tensors the index does not list")
         for k in keys:
             tensors[k] = got[k]
-        for cls in ("allowed", "blocked", "dangerous"):
+        for cls in ("allowed", "blocked", "dangerous", "calls"):
             getattr(scan, cls).extend(getattr(part.globals, cls))
         notes.extend(f"{shard}: {n}" for n in part.notes)
     if unpickle_only:
         return Checkpoint(index_path, formats.SHARDED, [], None, GlobalsScan(), {}, [])
     tensors = {k: tensors[k] for k in weight_map}  # the index's order, not shard order
     scan = GlobalsScan(*(sorted(set(getattr(scan, c))) for c in ("allowed", "blocked",
-                                                                   "dangerous")))
+                                                                   "dangerous", "calls")))
     other = {k: v for k, v in doc.items() if k != "weight_map"}
     ckpt = Checkpoint(index_path, formats.SHARDED, [Container((), tensors)], (), scan,
                       ct.summarize(other) if other else {}, notes)

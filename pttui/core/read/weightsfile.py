@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from pttui.core.base.meta import Checkpoint, Container, GlobalsScan, ReadError
+from pttui.core.base import humanize as hz
 from pttui.core.read import containers as ct
 from pttui.core.read import formats, stfile
 from pttui.core.read.pickle import globalscan
@@ -27,7 +28,7 @@ FORMATS = (formats.ZIP, formats.LEGACY, formats.TAR, formats.SAFETENSORS)
 
 def one_line(text: str) -> str:
     """Names inside a message come from the file: no newline or escape code gets out."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return hz.printable(text)
 
 
 def read(path: str, fmt: str, shard: str | None = None, unpickle_only: bool = False
@@ -72,7 +73,9 @@ def globals_scan(up: Any, torchscript: bool = False) -> GlobalsScan:
     """Every global the pickle names, plus the ``numpy.dtypes`` classes of the NumPy dtypes
     it builds: torch's weights-only load needs those allow-listed too."""
     names = list(up.globals) + globalscan.numpy_dtype_classes(up.numpy_dtypes)
-    return globalscan.scan(names, called_globals(up), torchscript)
+    firsts = {n: g.first_call for n, g in up.globals.items()
+              if getattr(g, "first_call", None) is not None}
+    return globalscan.scan(names, called_globals(up), torchscript, firsts)
 
 
 def _dedupe(items: list[str], limit: int = 20) -> list[str]:

@@ -28,6 +28,17 @@ class Analysis:
     diagnosis: list[str] = field(default_factory=list)
     suggestions: list[Any] | None = None  # None: not computed (with_suggestions=False)
     error: str | None = None  # the recipe cannot run on this source (conflict, container)
+    wrong_model: str | None = None  # the weights are not for this model: why, in words
+    file_use: tuple[int, int] = (0, 0)  # (file elements that load into the model, all)
+    dropped: int = 0  # the file's keys the recipe drops
+    variant_dropped: str | None = None  # a wrong variant made to fit by dropping keys
+
+    def file_json(self) -> dict[str, Any]:
+        """The file's side, for ``check --json``: what it uses of the file, what the
+        recipe drops, and whether the weights are for this model at all."""
+        used, total = self.file_use
+        return {"file_use": {"elements": used, "total": total, "dropped_keys": self.dropped},
+                "wrong_model": self.wrong_model}
 
     @property
     def nbytes(self) -> int:
@@ -50,13 +61,59 @@ def analyse(source: Checkpoint | None, recipe: Recipe, target: Any = None,
     from pttui.core.repair.diagnose.diagnosis import diagnose
     from pttui.core.repair.suggest.pipeline import suggest
 
+    from pttui.core.repair.diagnose import fit
+
     accepted, meta = recipe.accepted_missing, metadata_for(source, recipe)
     report = compare(current, target, accepted_missing=accepted, ckpt_metadata=meta)
     diagnosis = diagnose(current, target, report, source.containers)
     suggestions = suggest(current, target, accepted, metadata=meta,
                           containers=source.containers) if with_suggestions else None
+    best = max((s.after.coverage_params[0] for s in suggestions or [] if s.after is not None),
+               default=0)
+    wrong = fit.not_for_model(current, target, report, best)
+    if wrong is not None:  # say that first, and offer nothing a rename could not help
+        diagnosis = [wrong]
+        suggestions = [] if suggestions is not None else None
+    base = recipe.select(source)
+    dropped = _dropped(base, current)
+    kept = _dropped_variant(base, target, report, dropped) if dropped and wrong is None \
+        else None
+    if kept:
+        diagnosis = [kept] + diagnosis
     return Analysis(current, build_index(current, report, target), report, diagnosis,
-                    suggestions)
+                    suggestions, wrong_model=wrong, file_use=fit.file_use(base, report),
+                    dropped=dropped, variant_dropped=kept)
+
+
+def _dropped(base: dict[str, TensorMeta], current: dict[str, TensorMeta]) -> int:
+    """How many of the container's keys no tensor of the result reads any more."""
+    used: set[str] = set()
+    for meta in current.values():
+        derive = getattr(meta, "derive", None)
+        if derive is None:
+            used.add(meta.key)
+        else:
+            used.update(leaf.key for leaf in derive.leaves())
+    return sum(1 for m in base.values() if m.key not in used)
+
+
+def _dropped_variant(base: dict[str, TensorMeta], target: Any, report: Report,
+                     dropped: int) -> str | None:
+    """A wrong variant stays a wrong variant when the keys that show it are dropped by
+    hand: said while it holds, with what the drops throw away of the file."""
+    from pttui.core.repair.diagnose import fit
+    from pttui.core.repair.diagnose.diagnosis import variant_mismatch
+    from pttui.core.repair.diagnose.variant import variant_reason
+
+    whole = compare(base, target)
+    if not variant_mismatch(whole, base, target):
+        return None
+    reason = variant_reason(whole, target) or "layer shapes or block counts differ"
+    used, total = fit.file_use(base, report)
+    share = f"{used / total:.0%}" if total else "none"
+    return (f"the file is another variant of the model ({reason}); the recipe drops "
+            f"{dropped:,} of its keys to make it fit, and the result uses only {share} of "
+            "the checkpoint's parameters: use the matching model instead")
 
 
 def report_for(source: Checkpoint, recipe: Recipe, target: Any) -> Report:

@@ -1,6 +1,7 @@
 """The guided fix-up: the next step to propose, in the order problems are best fixed.
 
-Order: container, unsafe globals, device mapping, a different model variant, the
+Order: container, weights that are not for this model at all (then nothing else is
+offered), unsafe globals, device mapping, a different model variant, the
 model built with the checkpoint's class count, then the ranked suggestions
 (prefixes, renames, shape mismatches, leftovers), and last an explicit strict=False
 acknowledgement of the model keys that stay uninitialised: a step of its own, never
@@ -22,7 +23,7 @@ from pttui.core.recipe.op import Op, RecipeConflict
 from pttui.core.recipe.recipe import (AcceptMissing, Drop, Recipe, RegexRename, SelectContainer,
                                       StripPrefix)
 
-STAGES = ("container", "globals", "device", "variant", "classes", "prefix", "rename",
+STAGES = ("container", "model", "globals", "device", "variant", "classes", "prefix", "rename",
           "values", "shape", "leftover", "accept", "stuck", "done")
 _KIND_STAGE = {"prefix": "prefix", "rename": "rename", "structural": "rename", "value": "values",
                "head": "shape",
@@ -110,10 +111,21 @@ def next_step(source: Checkpoint, recipe: Recipe, target: Any, seen: set[str]) -
     if a.error is not None:
         raise ReadError(a.error)
     current, report = a.current, a.report
-    for make in (_container, _globals, _device, _variant, _classes):
+    step = _container(source, recipe, target, current, report)
+    if step is not None and step.ident not in seen:
+        return step
+    if a.wrong_model:  # nothing else helps: the one thing to offer is another model
+        return Step("model", "these weights are not for this model",
+                    f"{a.wrong_model}. Every rename, drop or strict=False step would be "
+                    "noise here.", before=report, after=report, ident="model")
+    for make in (_globals, _device, _variant, _classes):
         step = make(source, recipe, target, current, report)
         if step is not None and step.ident not in seen:
             return step
+    if a.variant_dropped and "variant-dropped" not in seen:
+        return Step("variant", "this is a different variant of the model",
+                    f"{a.variant_dropped}. Continue only if you know better.",
+                    before=report, after=report, ident="variant-dropped")
     step = _suggested(source, recipe, target, a.suggestions or [], seen)
     if step is not None:
         return step

@@ -34,6 +34,20 @@ def coverage(report: Report) -> str:
     return f"coverage: {k}/{kt} keys, {hz.count(p)}/{hz.count(pt)} elements ({pct})"
 
 
+def use_line(analysis) -> str | None:
+    """``uses 54% of the checkpoint's parameters; 96 keys dropped``: the file's side of
+    coverage (a strict OK reached by dropping most of a file is no repair)."""
+    used, total = analysis.file_use
+    if not total or analysis.report is None:
+        return None
+    share = "all" if used >= total else f"{used / total:.0%}" if used * 100 >= total \
+        else "under 1%" if used else "none"
+    line = f"uses {share} of the checkpoint's parameters ({hz.count(used)}/{hz.count(total)})"
+    if analysis.dropped:
+        line += f"; {hz.counted(analysis.dropped, 'key')} dropped"
+    return line
+
+
 def problem_lines(report: Report, limit: int = 12) -> list[str]:
     out: list[str] = []
     for title, keys in (("missing (in the model, not in the file)", report.missing),
@@ -70,11 +84,59 @@ def _names(names: list[str], limit: int = 3) -> str:
     return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
 
 
+def danger_lines(ckpt) -> list[str]:
+    """For a file whose pickle names code (dangerous globals): what a full load would run,
+    the headline first, then each call with its arguments. Empty for every other file."""
+    g = ckpt.globals
+    if not g.dangerous:
+        return []
+    head = "DANGER: this file carries code a full torch.load runs (pttui ran none)"
+    calls = [f"runs {c}" for c in g.calls]
+    named = {c.split("(", 1)[0] for c in g.calls}
+    rest = [n for n in g.dangerous if hz.printable(n) not in named]
+    if rest:
+        calls.append(("imports " if calls else "needs ") + _names([hz.printable(n)
+                                                                   for n in rest]))
+    return [head] + calls
+
+
+def stored_device_note(ckpt, problems_only: bool = False) -> str | None:
+    """Where the tensors were saved from, when that is a GPU: what a plain ``torch.load``
+    does with it here and the line that loads it. Loading it with pttui (which maps it)
+    must not hide that the user's own script would fail. ``problems_only``: only when a
+    plain load fails here."""
+    import sys
+
+    cuda = [str(d) for d in ckpt.devices if str(d).startswith("cuda")]
+    if not cuda:
+        return None
+    where = ", ".join(cuda[:3]) + (" …" if len(cuda) > 3 else "")
+    torch = sys.modules.get("torch")  # never imported just for this
+    try:  # a worker may be importing it right now: a half-made module knows nothing yet
+        cuda_ok, have = torch.cuda.is_available(), torch.cuda.device_count()
+    except (AttributeError, ImportError):
+        torch = None
+    if torch is None:
+        return (f"saved from {where}: torch.load needs map_location='cpu' where there is "
+                "no GPU")
+    if not cuda_ok:
+        return (f"saved from {where} and this machine has no CUDA: a plain torch.load fails "
+                "here; torch.load(path, map_location='cpu') loads it (`pttui fix` writes "
+                "CPU tensors)")
+    beyond = [d for d in cuda if d.partition(":")[2].isdigit() and int(d[5:]) >= have]
+    if beyond and have:
+        return (f"saved from {where}; this machine has {have} GPU{'s' if have != 1 else ''}: "
+                f"a plain torch.load fails here; map_location={{'{beyond[0]}': 'cuda:0'}} "
+                "(or 'cpu') loads it")
+    if problems_only:
+        return None
+    return (f"saved from {where}: a plain torch.load puts the tensors back there; "
+            "map_location='cpu' loads them where there is no GPU")
+
+
 def load_notes(ckpt) -> list[str]:
     """What ``torch.load`` itself would refuse in this file, one line per fact, each with
     what to do. A strict ``load_state_dict`` can be fine while ``torch.load`` is not."""
-    import sys
-
     notes: list[str] = []
     g = ckpt.globals
     if ckpt.format == "torchscript":
@@ -92,14 +154,7 @@ def load_notes(ckpt) -> list[str]:
                          f"{_names(g.blocked)}, data classes pttui knows are safe to "
                          "allow-list): `pttui fix` exports plain weights, or `pttui load "
                          "--allow NAME` loads it")
-    cuda = [d for d in ckpt.devices if str(d).startswith("cuda")]
-    if cuda:
-        torch = sys.modules.get("torch")  # never imported just for this
-        where = ", ".join(cuda[:3])
-        if torch is None:
-            notes.append(f"saved from {where}: torch.load needs map_location='cpu' where "
-                         "there is no GPU")
-        elif not torch.cuda.is_available():
-            notes.append(f"saved from {where} and this machine has no CUDA: torch.load "
-                         "needs map_location='cpu' (`pttui fix` writes CPU tensors)")
+    note = stored_device_note(ckpt, problems_only=True)
+    if note:
+        notes.append(note)
     return notes

@@ -59,9 +59,11 @@ class ExportScreen(ModalScreen[Any]):
             super().__init__()
             self.result, self.recipe, self.error = result, recipe, error
 
-    def __init__(self, source: Any, recipe: Any, report: Any = None) -> None:
+    def __init__(self, source: Any, recipe: Any, report: Any = None,
+                 analysis: Any = None) -> None:
         super().__init__()
         self.source, self.recipe, self.report = source, recipe, report
+        self.analysis = analysis  # what the file's side looks like: use, drops, variant
         self.cancel_event = threading.Event()
         self.running = False
         self.result: Any = None
@@ -103,6 +105,12 @@ class ExportScreen(ModalScreen[Any]):
             if not ok:
                 t.append("\nthe exported file will not load into the model as it is",
                          style="yellow")
+        a = self.analysis
+        use = rt.use_line(a) if a is not None else None
+        if use:
+            t.append("\n" + use, style="yellow" if a.dropped else "dim")
+        if a is not None and (a.variant_dropped or a.wrong_model):
+            t.append("\n" + (a.variant_dropped or a.wrong_model), style="bold yellow")
         return t
 
     @on(RadioSet.Changed, "#fmt")

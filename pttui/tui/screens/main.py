@@ -22,7 +22,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Container, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import Worker
@@ -34,6 +34,7 @@ from pttui.tui import errors, keys
 from pttui.tui.messages import Analysed, FileOpened, FolderRead, TargetBuilt
 from pttui.tui.screens.confirm import ConfirmScreen
 from pttui.tui.steps import need
+from pttui.tui.widgets.banner import DangerBanner
 from pttui.tui.widgets.commandbar import CommandBar
 from pttui.tui.widgets.devices import DevicesPane
 from pttui.tui.widgets.files import FilesPane
@@ -79,13 +80,15 @@ class MainScreen(Screen):
         self.first_paint: tuple[float, bool] | None = None  # (perf_counter, torch imported?)
 
     def compose(self) -> ComposeResult:
+        yield DangerBanner(id="danger")
         # every pane has its title from the first frame (the Keys pane's names the file)
         with Panes(id="panes"):
             with Vertical(id="left"):
                 yield _titled(FilesPane(id="files"), "Files")
                 yield _titled(DevicesPane(id="devices"), "Devices")
-            yield _titled(KeyTreePane(self.session, id="keys"), "Keys")
-            yield _titled(ReportPane(id="report"), "Report")
+            with Container(id="right"):  # side by side; stacked on a narrow terminal
+                yield _titled(KeyTreePane(self.session, id="keys"), "Keys")
+                yield _titled(ReportPane(id="report"), "Report")
         yield CommandBar(self.ctx, id="command-bar")
         yield Footer(compact=True)
 
@@ -149,6 +152,7 @@ class MainScreen(Screen):
             self.analysis = None
             if self.session.source is not None:
                 self.session.set_source(None)
+            self.query_one(DangerBanner).show(None)
             self.query_one(KeyTreePane).show(None, Text(
                 "cannot read it (why: Report pane, F4) · l tries torch.load", style="red"))
             self.query_one(DevicesPane).show(nbytes=None, tensors=None)
@@ -210,6 +214,10 @@ class MainScreen(Screen):
                 self.query_one(KeyTreePane).message = "analysing…"
                 self.analyse(self.gen)
         self._show_report()
+        self.query_one(DangerBanner).show(session.source)
+        devices = self.query_one(DevicesPane)
+        if devices.map_location != session.policy.map_location:  # a `:load --map-location`
+            devices.show(map_location=session.policy.map_location)
         self._keys_title()  # a `:open` changes the file without passing on_file_opened
         self.refresh_bindings()
 
@@ -344,6 +352,8 @@ class MainScreen(Screen):
         def closed(result: str | None) -> None:
             if result == "export":
                 self.action_export()
+            elif result == "model":
+                self.action_target()
 
         self.app.push_screen(WizardScreen(self.session, self.set_target), closed)
 
@@ -400,7 +410,8 @@ class MainScreen(Screen):
                 self.action_refresh()  # the new file shows in the Files pane
 
         self.app.push_screen(
-            ExportScreen(self.session.source, self.session.recipe_for_file(), report), closed)
+            ExportScreen(self.session.source, self.session.recipe_for_file(), report,
+                         self.analysis), closed)
 
     def action_container(self) -> None:
         if self._need():

@@ -27,7 +27,7 @@ from pttui.tui import errors
 from pttui.tui.render import append_changes, coverage_change
 from pttui.tui.screens.pattern import SHOW, PatternScreen
 
-_STAGE_WORDS = {"container": "container", "globals": "unsafe globals", "device": "device mapping",
+_STAGE_WORDS = {"container": "container", "model": "another model", "globals": "unsafe globals", "device": "device mapping",
                 "variant": "model variant", "classes": "model arguments", "prefix": "prefixes",
                 "rename": "renames", "values": "values and shapes", "shape": "shape mismatches",
                 "leftover": "leftovers",
@@ -35,7 +35,8 @@ _STAGE_WORDS = {"container": "container", "globals": "unsafe globals", "device":
 
 
 class WizardScreen(ModalScreen[str | None]):
-    """Dismisses with ``"export"`` when the user goes on to export, else None."""
+    """Dismisses with ``"export"`` when the user goes on to export, ``"model"`` to choose
+    another model, else None."""
 
     BINDINGS = [Binding("a", "accept", "Accept"), Binding("e", "edit", "Edit"),
                 Binding("s", "skip", "Skip"), Binding("u", "undo", "Undo"),
@@ -118,6 +119,8 @@ class WizardScreen(ModalScreen[str | None]):
         accept.display = stage != "stuck"
         if stage == "done":
             accept.label = "Export (a)"
+        elif stage == "model":
+            accept.label = "Choose a model (a)"
         elif stage == "accept":
             accept.label = f"Leave {len(step.uninitialised)} uninitialised (a)"
         elif step is not None and step.target is not None:
@@ -130,8 +133,8 @@ class WizardScreen(ModalScreen[str | None]):
         edit.display = stage not in ("done", "stuck", "accept") and \
             (step is None or step.editable is not None)
         skip = self.query_one("#skip", Button)
-        skip.disabled = step is None or stage in ("done", "stuck")
-        skip.display = stage not in ("done", "stuck")
+        skip.disabled = step is None or stage in ("done", "stuck", "model")
+        skip.display = stage not in ("done", "stuck", "model")
         self.query_one("#undo", Button).disabled = not self.history
 
     # -- answers ----------------------------------------------------------------------------
@@ -143,6 +146,9 @@ class WizardScreen(ModalScreen[str | None]):
             return
         if step.stage == "done":
             self.dismiss("export")
+            return
+        if step.stage == "model":
+            self.dismiss("model")
             return
         if step.target is not None:  # rebuild the model with the step's arguments
             self.history.append(("target", step.ident, self.session.target))
@@ -188,7 +194,7 @@ class WizardScreen(ModalScreen[str | None]):
     @on(Button.Pressed, "#skip")
     def action_skip(self) -> None:
         step = self.step
-        if step is None or step.stage in ("done", "stuck"):
+        if step is None or step.stage in ("done", "stuck", "model"):
             return
         self.seen.add(step.ident)
         self.history.append(("skipped", step.ident, None))

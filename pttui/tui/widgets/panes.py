@@ -1,7 +1,7 @@
-"""The main screen's four panes side by side: which show, at which width, which has
-the focus. The Files and Devices panes share the left column; on a narrow terminal
-(under NARROW columns) the Report and Devices panes start hidden and one side column
-shows at a time."""
+"""The main screen's four panes: which show, at which width, which has the focus. The
+Files and Devices panes share the left column, the Keys and Report panes the right one,
+side by side; on a narrow terminal (under NARROW columns) the Report goes under the keys
+(the diagnosis stays in sight at 80x24) and the Devices pane starts hidden."""
 
 from __future__ import annotations
 
@@ -20,23 +20,15 @@ class Panes(Horizontal):
         narrow = self.size.width < NARROW
         if narrow != self._narrow:
             self._narrow = narrow
-            self.query_one("#report").display = not narrow
             self.query_one("#devices").display = not narrow
             self.set_class(narrow, "-narrow")
 
     def toggle(self, pane: str) -> None:
-        """Show or hide a pane; on a narrow terminal one side pane shows at a time."""
+        """Show or hide a pane (the left column shows while one of its panes does)."""
         w = self.query_one(f"#{pane}")
         w.display = not w.display
-        left = self.query_one("#left")
-        narrow = self.has_class("-narrow")
-        if w.display and narrow:
-            if pane == "report":
-                left.display = False
-            else:
-                self.query_one("#report").display = False
-        left.display = (self.query_one("#files").display or self.query_one("#devices").display) \
-            and not (narrow and self.query_one("#report").display)
+        self.query_one("#left").display = (self.query_one("#files").display
+                                           or self.query_one("#devices").display)
 
     def focus_pane(self, pane: str) -> None:
         """Focus a pane, showing it (and its column) first when hidden."""

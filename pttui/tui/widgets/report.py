@@ -51,6 +51,12 @@ def report_text(session: Any, analysis: Any, load: Any = None,
     if src is None:
         return Text("open a checkpoint (Files pane, Enter)", style="dim")
     parts: list[Any] = [heading(os.path.basename(src.path.rstrip("/")) or src.path)]
+    danger = rt.danger_lines(src)
+    if danger:
+        parts.append(Text(danger[0], style="bold red"))
+        parts += [Text("  " + line, style="red") for line in danger[1:]]
+    # the verdict and the diagnosis first: on 80x24 the pane shows about ten lines
+    parts += _verdict_part(session, analysis)
     sel = session.recipe.container or src.selected or ()
     cont = src.container(tuple(sel))
     facts = f"{src.format} · container {'.'.join(sel) or '(root)'}"
@@ -61,38 +67,56 @@ def report_text(session: Any, analysis: Any, load: Any = None,
         parts.append(Text(f"{len(cont.tensors):,} tensors · {hz.count(cont.params)} elements · "
                           f"{hz.nbytes(cont.nbytes)}", style="dim"))
     g = src.globals
-    if g.dangerous:
-        parts.append(Text("unsafe globals: " + ", ".join(g.dangerous), style="bold red"))
     advice = format_advice(src)  # TorchScript, DCP: their classes are not to allow-list
     if advice is not None:
         parts.append(Text(advice, style="yellow"))
     elif g.blocked:
         parts.append(Text("needs allow-listing: " + ", ".join(g.blocked), style="yellow"))
+    stored = rt.stored_device_note(src)
+    if stored:
+        parts.append(Text(stored, style="yellow"))
     for n in src.notes[:4]:
         parts.append(Text("note: " + n, style="dim"))
     if analysis is not None and analysis.error:
         parts.append(Text("recipe error: " + analysis.error, style="bold red"))
     parts.append("")
-    parts += _target_part(session, analysis)
+    parts += _details_part(session, analysis)
     parts += _recipe_part(session)
     if load is not None:
         parts += _load_part(load)
+        if load.ok and stored:  # loading it here (mapped) does not fix the user's script
+            parts.append(Text("your own script: " + stored, style="yellow"))
     return lines(*parts)
 
 
-def _target_part(session: Any, analysis: Any) -> list[Any]:
+def _verdict_part(session: Any, analysis: Any) -> list[Any]:
+    """Against which model, the verdict, why (the diagnosis), what it uses of the file."""
     target = session.target
     if target is None:
         return [Text("no model chosen: press m to compare with one", style="italic")]
-    out: list[Any] = [heading("model"), Text(target.label or target.spec)]
+    line = Text("vs ", style="dim")
+    line.append(Text(target.label or target.spec, style="bold"))
     rep = analysis.report if analysis is not None else None
     if rep is None:
-        return out + [Text("comparing…", style="dim")]
+        return [line, Text("comparing…", style="dim")]
     style = "bold green" if rep.strict_ok else "bold cyan" if rep.ok_with_accepted else "bold red"
-    out += [Text(rt.verdict(rep), style=style), Text(rt.coverage(rep))]
-    if analysis.diagnosis:
-        out.append(heading("diagnosis"))
+    out: list[Any] = [line, Text(rt.verdict(rep), style=style)]
+    if analysis.wrong_model:
+        out.append(Text(analysis.wrong_model + " (m)", style="bold red"))
+    else:
         out += [Text("· " + d) for d in analysis.diagnosis]
+    use = rt.use_line(analysis)
+    if use:
+        low = analysis.dropped or analysis.file_use[0] * 2 < analysis.file_use[1]
+        out.append(Text(use, style="yellow" if low else "dim"))
+    return out
+
+
+def _details_part(session: Any, analysis: Any) -> list[Any]:
+    rep = analysis.report if analysis is not None else None
+    if session.target is None or rep is None:
+        return []
+    out: list[Any] = [Text(rt.coverage(rep))]
     probs = rt.problem_lines(rep, limit=8)
     if probs:
         out.append(heading("problems"))

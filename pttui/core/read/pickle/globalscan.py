@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pttui.core.base import dtypes
+from pttui.core.base import humanize as hz
 from pttui.core.base.meta import GlobalsScan
 
 _TORCH_UTILS = ("_rebuild_device_tensor_from_cpu_tensor", "_rebuild_device_tensor_from_numpy",
@@ -134,16 +135,54 @@ def numpy_dtype_classes(codes: Iterable[str]) -> list[str]:
 _TORCHSCRIPT_TYPES = ("__torch__.", "torch.jit._pickle.")
 
 
-def scan(names: Iterable[str], called: set[str], torchscript: bool = False) -> GlobalsScan:
+def scan(names: Iterable[str], called: set[str], torchscript: bool = False,
+         first_calls: dict[str, tuple] | None = None) -> GlobalsScan:
     """Each name classed; ``torchscript``: the pickle is a TorchScript archive's, whose own
-    types are refused by torch.load (``blocked``) rather than code a load would import."""
+    types are refused by torch.load (``blocked``) rather than code a load would import.
+    ``first_calls``: name -> the arguments of its first call, for the dangerous ones' lines."""
     out = GlobalsScan()
     for name in sorted(set(names)):
         cls = classify(name, name in called)
         if torchscript and cls == "dangerous" and name.startswith(_TORCHSCRIPT_TYPES):
             cls = "blocked"
         getattr(out, cls).append(name)
+    first_calls = first_calls or {}
+    out.calls = [call_line(n, first_calls[n]) for n in out.dangerous
+                 if first_calls.get(n) is not None][:MAX_CALLS]
     return out
+
+
+MAX_CALLS = 8
+_ARG_CHARS = 80
+_CALL_CHARS = 200
+
+
+def call_line(name: str, args: tuple) -> str:
+    """``posix.system('touch /tmp/x')``: a call as the payload makes it, printable on one
+    line (reprs escape newlines and control characters), cut to a readable length."""
+    text = f"{hz.printable(name)}({', '.join(_arg(a, 2) for a in args)})"
+    return text if len(text) <= _CALL_CHARS else text[:_CALL_CHARS - 2] + "…)"
+
+
+def _arg(value: object, depth: int) -> str:
+    from pttui.core.read.pickle.stubs import Opaque  # the reader's own stand-ins
+
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:_ARG_CHARS])
+        return text + ("…" if len(value) > _ARG_CHARS else "")
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)[:_ARG_CHARS]
+    if isinstance(value, Opaque):
+        return f"<{type(value).qualname}>"
+    if isinstance(value, (list, tuple)) and depth > 0:
+        inner = ", ".join(_arg(v, depth - 1) for v in list(value)[:4])
+        more = ", …" if len(value) > 4 else ""
+        return f"[{inner}{more}]" if isinstance(value, list) else f"({inner}{more})"
+    if isinstance(value, dict) and depth > 0:
+        items = list(value.items())[:4]
+        inner = ", ".join(f"{_arg(k, 0)}: {_arg(v, depth - 1)}" for k, v in items)
+        return "{" + inner + (", …" if len(value) > 4 else "") + "}"
+    return f"<{type(value).__name__}>"
 
 
 def scan_opcodes(data: bytes, limit: int = 2_000_000) -> GlobalsScan:

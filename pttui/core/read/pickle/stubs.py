@@ -27,6 +27,7 @@ class Opaque:
 
     __slots__ = ("args", "state", "items", "__weakref__")
     qualname = "?"
+    first_call: tuple | None = None  # set on the class by OpaqueMeta: what the payload ran
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Opaque:
         self = object.__new__(cls)
@@ -80,6 +81,8 @@ class OpaqueMeta(type):
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Opaque:
         cls.called = True  # type: ignore[attr-defined]
+        if cls.first_call is None:  # type: ignore[attr-defined]
+            cls.first_call = args + ((kwargs,) if kwargs else ())  # type: ignore[attr-defined]
         return cls.__new__(cls, *args, **kwargs)
 
 
