@@ -1,0 +1,148 @@
+"""What the TUI says can be trusted: a malicious file never looks mild, weights for
+another model get no advice that cannot help, a fit reached by dropping most of a file
+says so, the stored device survives a load, and the diagnosis shows at 80x24."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import torchvision
+
+from tests.helpers import SAMPLES
+from tests.tui.conftest import make_app, screen_text, settle, until
+
+pytestmark = pytest.mark.slow
+
+
+def _main(app):
+    from pttui.tui.screens.main import MainScreen
+
+    return next(s for s in app.screen_stack if isinstance(s, MainScreen))
+
+
+def _shown(app) -> str:
+    return "\n".join(screen_text(app))
+
+
+def _report(app) -> str:
+    return str(_main(app).query_one("#report-body").render())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_a_malicious_file_opens_under_a_banner_naming_the_call(tmp_path, size):
+    shutil.copy(SAMPLES / "malicious.pt", tmp_path / "malicious.pt")
+    app = make_app(tmp_path / "malicious.pt")
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        lines = screen_text(app)
+        assert lines[0].strip().startswith("DANGER: this file carries code a full torch.load "
+                                           "runs")
+        assert lines[1].strip().startswith("runs builtins.exec('import os, tempfile")
+        assert "DANGER" in _report(app) and "runs builtins.exec(" in _report(app)
+        # the next file has no banner, and the panes take its rows back
+        shutil.copy(SAMPLES / "squeezenet1_1.pt", tmp_path / "squeezenet1_1.pt")
+        await pilot.press("f5")
+        await settle(app, pilot)
+        main = _main(app)
+        main.open_file(str(tmp_path / "squeezenet1_1.pt"))
+        await settle(app, pilot)
+        assert not main.query_one("#danger").display
+        assert "DANGER" not in _shown(app)
+
+
+async def test_at_80x24_the_verdict_and_diagnosis_show_without_a_key(folder):
+    app = make_app(folder / "squeezenet1_1_dataparallel.pt", model="torchvision:squeezenet1_1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        shown = _shown(app)
+        assert "Report" in shown and "Files" in shown  # both, side by side with the keys
+        assert "strict load: FAILS (52 missing, 52 unexpected)" in shown
+        assert "`module.` (nn.DataParallel / DDP)" in shown
+        await pilot.press("f4")  # hides it; the keys take the whole column
+        await settle(app, pilot)
+        assert "strict load: FAILS" not in _shown(app)
+
+
+@pytest.fixture
+def squeeze_file(tmp_path):
+    path = tmp_path / "squeezenet_weights.pt"
+    torch.save(torchvision.models.squeezenet1_1().state_dict(), path)
+    return path
+
+
+async def test_weights_for_another_model_say_so_and_offer_only_another_model(squeeze_file):
+    app = make_app(squeeze_file, model="torchvision:resnet18")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        report = _report(app)
+        assert "these weights are not for torchvision resnet18" in report
+        assert "suggestions (f" not in report and "-> " not in report  # no rename offered
+        assert main.analysis.suggestions == []
+        await pilot.press("f")
+        await until(pilot, lambda: type(app.screen).__name__ == "WizardScreen")
+        await settle(app, pilot)
+        wizard = app.screen
+        assert wizard.step.stage == "model"
+        assert "not for this model" in _shown(app) and "Choose a model (a)" in _shown(app)
+        assert not wizard.query_one("#skip").display  # nothing else to offer
+        await pilot.press("a")
+        await until(pilot, lambda: type(app.screen).__name__ == "TargetScreen")
+
+
+async def test_dropping_a_wrong_variant_into_shape_keeps_the_warning(tmp_path):
+    from pttui.core.recipe import Drop
+
+    path = tmp_path / "r34.pt"
+    torch.save(torchvision.models.resnet34().state_dict(), path)
+    app = make_app(path, model="torchvision:resnet18")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        s = main.session
+        s.set_recipe(s.recipe.with_op(Drop(r"^(layer1\.2|layer2\.[23]|layer3\.[2-5]|layer4\.2)\.",
+                                           "regex")))
+        await settle(app, pilot)
+        report = _report(app)
+        assert "strict load: OK" in report
+        assert "uses 54% of the checkpoint's parameters" in report and "96 keys dropped" in report
+        assert "another variant of the model" in report
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "ExportScreen")
+        await settle(app, pilot)
+        shown = _shown(app)
+        assert "96 keys dropped" in shown and "another variant" in shown
+        await pilot.press("escape")
+
+
+async def test_the_stored_device_stays_in_the_report_after_a_mapped_load(folder, no_cuda):
+    app = make_app(folder / "tiny_vit_cuda.pt", map_location="cpu")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert "saved from cuda:0 and this machine has no CUDA: a plain torch.load fails" \
+            in _report(app)
+        await pilot.press("l")
+        await settle(app, pilot)
+        assert app.screen.result.ok
+        await pilot.press("escape")
+        await settle(app, pilot)
+        report = _report(app)
+        assert "loaded in" in report
+        assert "your own script: saved from cuda:0" in report
+        assert "map_location='cpu'" in report
+
+
+async def test_a_load_option_typed_on_the_line_is_shown_as_the_new_default(folder):
+    app = make_app(folder / "squeezenet1_1.pt")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        await pilot.press(":")
+        await pilot.press(*"load --map-location meta", "enter")
+        await settle(app, pilot)
+        await until(pilot, lambda: main.session.policy.map_location == "meta")
+        await settle(app, pilot)
+        assert "map_location: meta" in str(main.query_one("#devices").render())
+        assert "this session's loads now use map_location=meta" in _shown(app)
