@@ -141,6 +141,12 @@ def apply(call: Call) -> CommandResult:
         raise ReadError(f"apply: {text!r} is not a suggestion number; choose 1.."
                         f"{len(steps)} from `suggest`")
     step = steps[int(text) - 1]
+    if step.target is not None:  # build the model with the step's arguments
+        call.session.set_target(step.target)
+        shown = " ".join(f"--model-arg {k}={v!r}" for k, v in step.args.items())
+        res = call.result(f"applied: {step.title}", rd.note(f"the model is now "
+                          f"{step.target.label} ({shown})"), model_args=dict(step.args))
+        return outcome(call, res)
     recipe = call.session.recipe
     for op in step.ops:
         recipe = recipe.with_op(op)

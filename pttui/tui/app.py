@@ -77,14 +77,30 @@ class PttuiApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def _unexported_steps(self) -> int:
+        """Steps of a recipe the user built and did not export (quitting loses them)."""
+        for screen in self.screen_stack:
+            steps = getattr(screen, "unexported_steps", None)
+            if callable(steps):
+                return steps()
+        return 0
+
     async def action_quit(self) -> None:
-        if not self.busy:
-            self.exit()
-            return
         from pttui.tui.screens.confirm import ConfirmScreen
 
         if getattr(self.screen, "quit_confirm", False):
             return  # already asking
+        if not self.busy:
+            n = self._unexported_steps()
+            if not n:
+                self.exit()
+                return
+            body = (f"The recipe for the open file has {n} step{'s' if n != 1 else ''} that "
+                    "were not exported; quitting loses them. Export first (e) to keep them.")
+            screen = ConfirmScreen("Quit without exporting?", body, yes="Quit")
+            screen.quit_confirm = True
+            self.push_screen(screen, lambda yes: self.exit() if yes else None)
+            return
 
         what = " and ".join(sorted(self.busy))
         effect = {"load": "the load process is killed",

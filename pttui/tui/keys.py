@@ -42,7 +42,7 @@ KEYS = [
     Key("2", "focus_pane('keys')", "Keys", False, "focus the key tree"),
     Key("3", "focus_pane('report')", "Report", False, "focus the report"),
     Key("f5", "refresh", "Re-read", False, "read the folder and the file again"),
-    Key("q", "app.quit", "Quit", False, "quit (asks while a load or export runs)"),
+    Key("q", "app.quit", "Quit", False, "quit (asks while a load or export runs, or before an unexported recipe is lost)"),
 ]
 
 OTHER_KEYS = [

@@ -398,3 +398,12 @@ def test_load_on_a_sharded_index_says_what_to_do_in_the_shell():
     shard = index.parent / "model-00001-of-00002.safetensors"
     ok(ctx, f"open {shard}")
     assert ok(ctx, "load --map-location cpu").title.startswith("loaded with torch.load")
+
+
+def test_apply_builds_the_model_with_the_files_class_count(squeeze):
+    ctx = session(SAMPLES / "squeezenet1_1_finetuned_10cls.pt", squeeze)
+    res = run_line(ctx, "check")
+    assert "build the model with num_classes=10" in res.plain(200)
+    ok(ctx, "apply 1")
+    assert ctx.session.target.args == {"num_classes": 10}
+    assert ctx.session.report.strict_ok

@@ -146,7 +146,8 @@ def test_suggestions_steps_and_missing_keys():
     run_line(ctx, "suggest")
     assert words(c, "apply ")[0] == "apply 1"
     meta = [m.meta for m in candidates(ctx, "apply ")[1]]
-    assert meta[0].startswith("drop the mismatched head")
+    assert meta[0] == "build the model with num_classes=10"  # the diagnosis's advice
+    assert meta[1].startswith("drop the mismatched head")
     run_line(ctx, "drop classifier.1")
     assert words(c, "accept-missing ") == ["accept-missing classifier.1.weight",
                                            "accept-missing classifier.1.bias"]

@@ -146,3 +146,68 @@ async def test_a_load_option_typed_on_the_line_is_shown_as_the_new_default(folde
         await settle(app, pilot)
         assert "map_location: meta" in str(main.query_one("#devices").render())
         assert "this session's loads now use map_location=meta" in _shown(app)
+
+
+@pytest.mark.parametrize("name, advice, code", [
+    ("tiny_vit_torchscript.pt", "torch.jit.load", "torch.jit.load("),
+    ("truncated.pt", "copy or download the file again", None)])
+async def test_load_fixes_that_cannot_run_are_advice_not_choices(folder, name, advice, code):
+    app = make_app(folder / name)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("l")
+        await settle(app, pilot)
+        load = app.screen
+        assert load.result is not None and not load.result.ok
+        fixes = load.query_one("#load-fixes")
+        offered = [str(o.prompt) for o in fixes.options]
+        assert not any(advice in o for o in offered)  # Enter on it would do nothing
+        text = str(load.query_one("#load-result").render())
+        assert "what to do:" in text and advice in text
+        if code:
+            assert "in your own script:" in text and code in text
+        await pilot.press("escape")
+
+
+async def test_q_asks_before_an_unexported_recipe_is_lost(folder):
+    app = make_app(folder / "squeezenet1_1_dataparallel.pt", model="torchvision:squeezenet1_1")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        from pttui.core.recipe.recipe import StripPrefix
+
+        main = _main(app)
+        main.session.set_recipe(main.session.recipe.with_op(StripPrefix("module.")))
+        await settle(app, pilot)
+        await pilot.press("2", "q")
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        assert "Quit without exporting?" in _shown(app) and "1 step" in _shown(app)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is main)
+        assert app.is_running and main.session.recipe.ops
+
+
+async def test_the_report_lists_what_the_file_holds_beside_the_weights(tmp_path):
+    shutil.copy(SAMPLES / "tiny_vit_lightning.ckpt", tmp_path / "run.ckpt")
+    app = make_app(tmp_path / "run.ckpt")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        report = _report(app)
+        assert "epoch = 3" in report and "global_step = 1200" in report
+        assert "hparams_name" in report
+
+
+async def test_a_dropped_head_is_not_called_headless_and_the_class_count_is_offered(folder):
+    from pttui.core.recipe import AcceptMissing, Drop
+
+    app = make_app(folder / "squeezenet1_1_finetuned_10cls.pt", model="torchvision:squeezenet1_1")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        assert "1. build the model with num_classes=10" in _report(app)
+        s = _main(app).session
+        s.set_recipe(s.recipe.with_op(Drop("classifier.1.*")).with_op(
+            AcceptMissing(("classifier.1.weight", "classifier.1.bias"))))
+        await settle(app, pilot)
+        report = _report(app)
+        assert "loads with strict=False" in report
+        assert "headless" not in report and "has no classifier" not in report
+        assert "the recipe drops the checkpoint's own classifier" in report

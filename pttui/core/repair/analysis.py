@@ -68,6 +68,10 @@ def analyse(source: Checkpoint | None, recipe: Recipe, target: Any = None,
     diagnosis = diagnose(current, target, report, source.containers)
     suggestions = suggest(current, target, accepted, metadata=meta,
                           containers=source.containers) if with_suggestions else None
+    if suggestions is not None:
+        rebuilt = _class_count_step(source, recipe, target, report)
+        if rebuilt is not None:
+            suggestions = [rebuilt] + suggestions
     best = max((s.after.coverage_params[0] for s in suggestions or [] if s.after is not None),
                default=0)
     wrong = fit.not_for_model(current, target, report, best)
@@ -83,6 +87,30 @@ def analyse(source: Checkpoint | None, recipe: Recipe, target: Any = None,
     return Analysis(current, build_index(current, report, target), report, diagnosis,
                     suggestions, wrong_model=wrong, file_use=fit.file_use(base, report),
                     dropped=dropped, variant_dropped=kept)
+
+
+def _class_count_step(source: Checkpoint, recipe: Recipe, target: Any, report: Report):
+    """The model built with the file's class count, as a suggestion the Report, the
+    shell and ``check`` list (the diagnosis says "build the model with num_classes=N";
+    the suggestions offer it). Not safe for ``fix --auto``: it changes the model."""
+    from pttui.core.repair.guide import _rebuild, head_classes
+    from pttui.core.repair.suggest.measure import Suggestion
+
+    classes = head_classes(report)
+    if classes is None or getattr(target, "kind", "model") != "model" or not target.spec:
+        return None
+    have, want = classes
+    args = {**dict(target.args or {}), "num_classes": have}
+    rebuilt = _rebuild(target.spec, args)
+    if rebuilt is None:
+        return None
+    after = report_for(source, recipe, rebuilt)
+    if after.shape_mismatch or after.coverage_keys[0] <= report.coverage_keys[0]:
+        return None
+    return Suggestion([], f"build the model with num_classes={have}", report, after, "high",
+                      False, f"the checkpoint's classifier has {have} classes, the model "
+                      f"{want}: built with num_classes={have} it takes the trained head",
+                      "model", target=rebuilt, args=args)
 
 
 def _dropped(base: dict[str, TensorMeta], current: dict[str, TensorMeta]) -> int:

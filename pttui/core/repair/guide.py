@@ -266,7 +266,7 @@ def _suggested(source: Checkpoint, recipe: Recipe, target, suggestions: list,
                seen: set[str]) -> Step | None:
     for s in suggestions:
         ident = "s:" + s.title
-        if ident in seen:
+        if ident in seen or s.kind == "model":  # the model step is the wizard's own
             continue
         stage = _KIND_STAGE.get(s.kind, "rename")
         uninit = [] if s.kind == "tied" else [  # a tied alias loads through its twin

@@ -131,12 +131,15 @@ class LoadScreen(ModalScreen[Any]):
         ol = self.query_one("#load-fixes", OptionList)
         ol.clear_options()
         for i, fix in enumerate(fixes):
+            if not runnable(fix):
+                continue  # advice: shown in the text above, not offered as a choice
             label = Text(("DANGER: " if fix.unsafe else "try: ") + fix.description,
                          style="bold red" if fix.unsafe else "")
             ol.add_option(Option(label, id=str(i)))
-        ol.display = bool(fixes)
-        if fixes:  # a load that runs the file's code is never the one Enter picks
-            safe = [i for i, f in enumerate(fixes) if not f.unsafe]
+        ol.display = ol.option_count > 0
+        if ol.option_count:  # a load that runs the file's code is never the one Enter picks
+            safe = [j for j, opt in enumerate(ol.options)
+                    if not fixes[int(opt.id or 0)].unsafe]
             ol.highlighted = safe[0] if safe else None
             ol.focus()
         allowed = (r.policy or {}).get("allow_globals") or []
@@ -229,6 +232,21 @@ def result_text(r: Any) -> Text:
         if f.headline:
             t.append(Text(f"torch: {f.headline}\n", style="red"))
         t.append(Text(f.explanation))
-        if f.fixes:
-            t.append("\n\nfixes (enter retries with one):", style="bold")
+        advice = [x for x in f.fixes if not runnable(x)]
+        for x in advice:
+            t.append(Text("\n\nwhat to do: " + x.description, style="cyan"))
+        codes = [x.code for x in f.fixes if x.code and not x.unsafe]
+        if codes:
+            t.append("\n\nin your own script:", style="bold")
+            for code in codes:
+                t.append(Text("\n  " + code, style="green"))
+        if any(runnable(x) for x in f.fixes):
+            t.append("\n\nretry here with (enter):", style="bold")
     return t
+
+
+def runnable(fix: Any) -> bool:
+    """A fix the dialog can retry with (a policy change, skipping the memory check, or
+    the consented unsafe load); any other is advice to read, never a choice that does
+    nothing."""
+    return bool(fix.changes) or fix.force or fix.unsafe

@@ -179,8 +179,7 @@ class MainScreen(Screen):
         line, bar = message.line, self.query_one(CommandBar)
         if not line:
             return
-        if line.split(maxsplit=1)[0] == "open" and self.session.recipe.ops \
-                and self.session.recipe is not self.exported_recipe:
+        if line.split(maxsplit=1)[0] == "open" and self.unexported_steps():
             self.confirm_discard(lambda: bar.run(line))  # as the Files pane asks
             return
         bar.run(line)
@@ -290,8 +289,7 @@ class MainScreen(Screen):
         if src is not None and os.path.abspath(src.path) == os.path.abspath(entry.path):
             self.query_one(KeyTree).focus()
             return
-        if src is not None and self.session.recipe.ops \
-                and self.session.recipe is not self.exported_recipe:
+        if src is not None and self.unexported_steps():
             self.confirm_discard(lambda: self.open_file(entry.path))
         else:
             self.open_file(entry.path)
@@ -314,6 +312,11 @@ class MainScreen(Screen):
     def _need(self, target: bool = False) -> bool:
         name = os.path.basename(self.unreadable[0]) if self.unreadable else ""
         return need(self, self.session, name, target)
+
+    def unexported_steps(self) -> int:
+        """The recipe's steps, unless it is the one last exported (nothing to lose)."""
+        recipe = self.session.recipe
+        return len(recipe.ops) if recipe.ops and recipe is not self.exported_recipe else 0
 
     def confirm_discard(self, then: Any) -> None:
         n = len(self.session.recipe.ops)

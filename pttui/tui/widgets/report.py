@@ -77,6 +77,7 @@ def report_text(session: Any, analysis: Any, load: Any = None,
         parts.append(Text(stored, style="yellow"))
     for n in src.notes[:4]:
         parts.append(Text("note: " + n, style="dim"))
+    parts += _other_part(src.other)
     if analysis is not None and analysis.error:
         parts.append(Text("recipe error: " + analysis.error, style="bold red"))
     parts.append("")
@@ -87,6 +88,28 @@ def report_text(session: Any, analysis: Any, load: Any = None,
         if load.ok and stored:  # loading it here (mapped) does not fix the user's script
             parts.append(Text("your own script: " + stored, style="yellow"))
     return lines(*parts)
+
+
+OTHER_SHOWN = 8  # entries beside the weights (epoch, global_step, hyper_parameters, ...)
+
+
+def _other_part(other: dict) -> list[Any]:
+    """What the file holds beside the weights, as the CLI's inspect lists it: a
+    Lightning checkpoint's epoch, global_step and hyper_parameters, a training script's
+    args. Values are summaries the reader made (never the file's objects)."""
+    import json
+
+    out: list[Any] = []
+    for key, value in list(other.items())[:OTHER_SHOWN]:
+        text = json.dumps(value, default=str, ensure_ascii=False)
+        text = text if len(text) <= 160 else text[:159] + "…"
+        line = Text(hz.printable(str(key)), style="bold")
+        line.append(Text(" = " + hz.printable(text)))
+        out.append(line)
+    if len(other) > OTHER_SHOWN:
+        out.append(Text(f"… {len(other) - OTHER_SHOWN} more entries (pttui inspect lists them all)",
+                        style="dim"))
+    return out
 
 
 def _verdict_part(session: Any, analysis: Any) -> list[Any]:

@@ -31,6 +31,14 @@ def dropped_but_fit(tensors: Mapping[str, TensorMeta], target: Target, keys: lis
     """Of the model ``keys`` missing from ``tensors`` (the recipe's result), those the
     source holds under the same name (or with the same prefix change as the kept keys)
     with the model's shape: a recipe step dropped keys that fit."""
+    return dropped_from_file(tensors, target, keys, containers, same_shape=True)
+
+
+def dropped_from_file(tensors: Mapping[str, TensorMeta], target: Target, keys: list[str],
+                      containers: list[Container], same_shape: bool = False) -> list[str]:
+    """Of the model ``keys`` missing from ``tensors``, those the source holds under the
+    same name (or the kept keys' prefix change), of any shape unless ``same_shape``:
+    missing because a recipe step dropped them, not because the file lacks them."""
     if not keys or not containers:
         return []
     sources = {m.key for m in itertools.islice(tensors.values(), 64)}
@@ -52,7 +60,7 @@ def dropped_but_fit(tensors: Mapping[str, TensorMeta], target: Target, keys: lis
         if name in kept or k in kept:
             continue
         have = src.tensors.get(name) or src.tensors.get(k)
-        if have is not None and have.shape == exp[k].shape:
+        if have is not None and (not same_shape or have.shape == exp[k].shape):
             found.append(k)
     return found
 

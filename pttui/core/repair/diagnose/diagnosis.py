@@ -14,8 +14,8 @@ from collections.abc import Mapping
 
 from pttui.core.compare.strict import Report, compare, group_keys
 from pttui.core.repair.diagnose.containers import (OPTIMIZER_STATE, _better_container,
-                                             dropped_but_fit, _optimizer_like,
-                                             best_container)
+                                             dropped_but_fit, dropped_from_file,
+                                             _optimizer_like, best_container)
 from pttui.core.repair.diagnose.prefix import WRAPPER_PREFIXES, WRAPPERS, _prefix_fix, _sampled
 from pttui.core.repair.diagnose.relations import relation
 from pttui.core.repair.diagnose.variant import (_brief, _head_only, _input_only, _last_modules,
@@ -162,9 +162,17 @@ def _structure(rep: Report, tensors: Mapping[str, TensorMeta], target: Target,
         real_missing = [k for k in real_missing if k not in gone]
     if real_missing and not real_unexp and not mism \
             and set(map(_module, real_missing)) <= set(_last_modules(rep, 2)):
-        out.append(f"the checkpoint has no classifier ({_brief(real_missing)} missing): a "
-                   "headless / feature-extractor (or base-model) checkpoint; accept them "
-                   "missing — they start untrained")
+        own = dropped_from_file(current, target, real_missing, containers or []) \
+            if current is not None and tensors is current else []
+        if own:  # the file has a head: the recipe dropped it (another class count)
+            accepted = set(rep.accepted_missing) >= set(real_missing)
+            out.append(f"the recipe drops the checkpoint's own classifier ({_brief(own)}, "
+                       "of another shape): the model's head starts untrained"
+                       + ("" if accepted else "; accept it missing"))
+        else:
+            out.append(f"the checkpoint has no classifier ({_brief(real_missing)} missing): a "
+                       "headless / feature-extractor (or base-model) checkpoint; accept them "
+                       "missing — they start untrained")
     elif real_missing and real_unexp:
         have = Counter(tensors[k].shape for k in real_unexp)
         want = Counter(target.tensors[k].shape for k in real_missing)

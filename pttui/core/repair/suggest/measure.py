@@ -16,6 +16,10 @@ from pttui.core.recipe.recipe import AcceptMissing, Recipe
 from pttui.core.recipe.op import Op, RecipeConflict
 from pttui.core.repair.suggest.apply import _affected, apply_op
 
+TYPE_CHECKING = False  # see meta.py: typing is not imported at run time
+if TYPE_CHECKING:
+    from typing import Any
+
 _RAISES = ("prefix", "rename", "structural", "value")  # kinds that must raise coverage
 
 
@@ -36,6 +40,9 @@ class Suggestion:
     # model keys of the output layer this step leaves to train anew (a replaced or
     # missing head): ``fix --auto`` does not count them as "uninitialised"
     head_keys: list[str] = field(default_factory=list)
+    # kind "model": no ops; the model built with other arguments (``args``) fits better
+    target: Any = None
+    args: dict[str, Any] = field(default_factory=dict)
 
     @property
     def effect(self) -> str:
@@ -48,7 +55,8 @@ class Suggestion:
                 "why": self.why, "kind": self.kind,
                 "coverage_keys": [list(self.before.coverage_keys), list(self.after.coverage_keys)],
                 "coverage_params": [list(self.before.coverage_params),
-                                    list(self.after.coverage_params)]}
+                                    list(self.after.coverage_params)],
+                **({"model_args": self.args} if self.kind == "model" else {})}
 
 
 def _score(r: Report) -> tuple[int, int]:
