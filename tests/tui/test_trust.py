@@ -211,3 +211,64 @@ async def test_a_dropped_head_is_not_called_headless_and_the_class_count_is_offe
         assert "loads with strict=False" in report
         assert "headless" not in report and "has no classifier" not in report
         assert "the recipe drops the checkpoint's own classifier" in report
+
+
+async def test_model_picker_search_down_enter_builds_and_drops_the_old_models_args(folder):
+    from pttui.tui.screens.target import TargetScreen
+
+    app = make_app(folder / "squeezenet1_1.pt", model="torchvision:squeezenet1_1",
+                   model_args={"num_classes": 1000})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, TargetScreen))
+        picker = app.screen
+        assert picker.query_one("#args").value == "num_classes=1000"
+        picker.query_one("#tv-search").focus()
+        await pilot.press(*"resnet18")  # quantized_resnet18, resnet18
+        await until(pilot, lambda: picker.query_one("#tv-list").option_count == 2)
+        await pilot.press("down", "down", "enter")  # to the list, the second; built at once
+        await until(pilot, lambda: app.screen is main)
+        await settle(app, pilot)
+        assert main.session.target.spec == "torchvision:resnet18"
+        assert dict(main.session.target.args or {}) == {}  # squeezenet's args stayed behind
+
+
+async def test_model_arguments_keep_their_quotes(folder, monkeypatch):
+    from pttui.tui.screens.target import TargetScreen
+
+    seen = {}
+    monkeypatch.setattr(TargetScreen, "_build", lambda self, spec, args: seen.update(got=args))
+    app = make_app(folder / "squeezenet1_1.pt")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, TargetScreen))
+        picker = app.screen
+        picker.query_one("#spec").value = "torchvision:resnet18"
+        picker.query_one("#args").value = "norm='bn' depth=3"
+        picker.build()
+        assert seen["got"] == {"norm": "bn", "depth": 3}
+        assert "norm" not in seen["got"].bare  # typed as a literal, read as one
+
+
+async def test_a_model_kept_for_the_next_file_says_so(folder):
+    app = make_app(folder / "squeezenet1_1.pt", model="torchvision:squeezenet1_1")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        assert "chosen for" not in _report(app)
+        main.open_file(str(folder / "squeezenet1_1_compiled.pt"))
+        await settle(app, pilot)
+        assert "(chosen for squeezenet1_1.pt: m changes it)" in _report(app)
+
+
+async def test_the_files_cursor_starts_on_the_first_file(folder):
+    app = make_app(folder)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        files = _main(app).query_one("#files-list")
+        assert files.highlighted == 1  # after ../
+        await pilot.press("down")
+        assert files.highlighted == 2

@@ -75,6 +75,7 @@ class MainScreen(Screen):
         self.last_load: Any = None
         self.unreadable: tuple[str, str] | None = None  # (path, why) of a file that failed
         self.exported_recipe: Any = None  # the recipe last exported (nothing to lose)
+        self.model_for: str | None = None  # the file the model was chosen with
         self.gen = 0
         self._state: tuple = ()
         self.first_paint: tuple[float, bool] | None = None  # (perf_counter, torch imported?)
@@ -171,6 +172,12 @@ class MainScreen(Screen):
                         f"{'.'.join(ckpt.selected or ()) or '(root)'} (c to choose)")
         if not again:  # reading the same file again leaves the focus where the user is
             self.query_one(KeyTree).focus()
+        t = self.session.target
+        if not again and t is not None and self.model_for is not None \
+                and self.model_for != ckpt.path:
+            self.notify(f"still comparing with {t.label or t.spec}, the model chosen for "
+                        f"{os.path.basename(self.model_for.rstrip('/'))} (m changes it)",
+                        title="model kept", timeout=6)
 
     # -- the `:` line --------------------------------------------------------------------
 
@@ -203,6 +210,11 @@ class MainScreen(Screen):
 
     def _session_changed(self, session: Session) -> None:
         state = (session.source, tuple(map(id, session.recipe.ops)), session.target)
+        if session.target is not (self._state[2] if self._state else None):
+            # a model chosen (m, :model, the wizard) is the open file's
+            self.model_for = session.source.path if session.source is not None else None
+        if self.model_for is None and session.target is not None and session.source is not None:
+            self.model_for = session.source.path  # given at launch, before the file opened
         if state != self._state:
             if session.source is not None and (not self._state
                                                or session.source is not self._state[0]):
@@ -249,8 +261,11 @@ class MainScreen(Screen):
         self._show_report()
 
     def _show_report(self) -> None:
+        src = self.session.source
+        kept = self.model_for if (src is not None and self.model_for is not None
+                                  and self.model_for != src.path) else None
         self.query_one(ReportPane).show(self.session, self.analysis, self.last_load,
-                                        self.unreadable)
+                                        self.unreadable, kept)
 
     # -- the model ------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import shlex
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -44,6 +44,7 @@ class TargetScreen(ModalScreen[Any]):
         self.spec, self.args = spec, dict(args or {})
         self.names: list[str] = []
         self.status_text = ""
+        self._carried_args = " ".join(f"{k}={v!r}" for k, v in self.args.items())
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -54,7 +55,7 @@ class TargetScreen(ModalScreen[Any]):
                                     disabled=True), id="tv-list")
             yield Input(self.spec, id="spec", placeholder="torchvision:NAME · pkg.mod:factory "
                         "· path/file.py:Factory · ref:other.pt")
-            yield Input(" ".join(f"{k}={v!r}" for k, v in self.args.items()), id="args",
+            yield Input(self._carried_args, id="args",
                         placeholder="model arguments: num_classes=10 dropout=0.1")
             yield Static("", id="target-status")
             with Horizontal(classes="buttons"):
@@ -110,22 +111,42 @@ class TargetScreen(ModalScreen[Any]):
 
     @on(Input.Submitted, "#tv-search")
     def _search_done(self) -> None:
-        """One match: take it. Several: go to the list, first one highlighted."""
+        """One match: build it. Several: go to the list, first one highlighted."""
         ol = self.query_one("#tv-list", OptionList)
         ids = [ol.get_option_at_index(i).id for i in range(ol.option_count)]
         ids = [i for i in ids if i]
         if len(ids) == 1:
-            self.query_one("#spec", Input).value = f"torchvision:{ids[0]}"
-            self.query_one("#args", Input).focus()
+            self._take(ids[0])
             return
-        if ids:
+        self._to_list()
+
+    def key_down(self, event: events.Key) -> None:
+        """Down in the search goes to the matches (Up and Down move there as usual)."""
+        if self.focused is self.query_one("#tv-search"):
+            event.stop()
+            event.prevent_default()
+            self._to_list()
+
+    def _to_list(self) -> None:
+        ol = self.query_one("#tv-list", OptionList)
+        if any(ol.get_option_at_index(i).id for i in range(ol.option_count)):
             ol.highlighted = 0
         ol.focus()
 
     @on(OptionList.OptionSelected, "#tv-list")
     def _picked(self, event: OptionList.OptionSelected) -> None:
-        self.query_one("#spec", Input).value = f"torchvision:{event.option.id}"
-        self.query_one("#args", Input).focus()
+        if event.option.id:
+            self._take(event.option.id)
+
+    def _take(self, name: str) -> None:
+        """A model from the list: arguments typed for another model do not carry over
+        (``bn_names`` means nothing to resnet18), and Enter builds it at once."""
+        spec = f"torchvision:{name}"
+        args = self.query_one("#args", Input)
+        if spec != self.spec and args.value == self._carried_args:
+            args.value = ""  # the previous model's, untouched here: not for this one
+        self.query_one("#spec", Input).value = spec
+        self.build()
 
     @on(Input.Submitted, "#spec,#args")
     @on(Button.Pressed, "#build")
@@ -134,7 +155,9 @@ class TargetScreen(ModalScreen[Any]):
         try:
             from pttui.core.target import parse_model_args
 
-            args = parse_model_args(shlex.split(self.query_one("#args", Input).value))
+            # quotes kept: `name='bn'` is the literal 'bn', as it reads
+            args = parse_model_args(shlex.split(self.query_one("#args", Input).value,
+                                                posix=False))
         except (ReadError, ValueError) as err:
             self._status(str(err), "red")
             return

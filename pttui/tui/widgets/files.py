@@ -144,10 +144,13 @@ class FilesPane(Vertical):
                                  disabled=True))
         want = next((i for i, e in enumerate(entries)
                      if selected and os.path.abspath(e.path) == os.path.abspath(selected)), None)
+        first = 1 if options and options[0].id == "up" else 0
         if want is not None:
-            ol.highlighted = want + (1 if options and options[0].id == "up" else 0)
+            ol.highlighted = want + first
         elif keep is not None and keep < ol.option_count:
             ol.highlighted = keep
+        elif entries:  # the cursor on the first file: the first Down moves it
+            ol.highlighted = first
 
     def follow(self, path: str) -> None:
         """List the folder of a file opened by a command, with that file highlighted."""

@@ -28,14 +28,17 @@ class ReportPane(VerticalScroll):
                      id="report-body")
 
     def show(self, session: Any, analysis: Any, load: Any = None,
-             unreadable: tuple[str, str] | None = None) -> None:
+             unreadable: tuple[str, str] | None = None, model_from: str | None = None
+             ) -> None:
         self.query_one("#report-body", Static).update(
-            report_text(session, analysis, load, unreadable))
+            report_text(session, analysis, load, unreadable, model_from))
 
 
 def report_text(session: Any, analysis: Any, load: Any = None,
-                unreadable: tuple[str, str] | None = None) -> Text:
-    """``unreadable``: (path, why) of the file chosen when the reader could not read it."""
+                unreadable: tuple[str, str] | None = None, model_from: str | None = None
+                ) -> Text:
+    """``unreadable``: (path, why) of the file chosen when the reader could not read it;
+    ``model_from``: the file the model was chosen with, when that was another one."""
     src = session.source
     if src is None and unreadable is not None:
         path, why = unreadable
@@ -56,7 +59,7 @@ def report_text(session: Any, analysis: Any, load: Any = None,
         parts.append(Text(danger[0], style="bold red"))
         parts += [Text("  " + line, style="red") for line in danger[1:]]
     # the verdict and the diagnosis first: on 80x24 the pane shows about ten lines
-    parts += _verdict_part(session, analysis)
+    parts += _verdict_part(session, analysis, model_from)
     sel = session.recipe.container or src.selected or ()
     cont = src.container(tuple(sel))
     facts = f"{src.format} · container {'.'.join(sel) or '(root)'}"
@@ -112,13 +115,16 @@ def _other_part(other: dict) -> list[Any]:
     return out
 
 
-def _verdict_part(session: Any, analysis: Any) -> list[Any]:
+def _verdict_part(session: Any, analysis: Any, model_from: str | None = None) -> list[Any]:
     """Against which model, the verdict, why (the diagnosis), what it uses of the file."""
     target = session.target
     if target is None:
         return [Text("no model chosen: press m to compare with one", style="italic")]
     line = Text("vs ", style="dim")
     line.append(Text(target.label or target.spec, style="bold"))
+    if model_from:
+        line.append(Text(f" (chosen for {os.path.basename(model_from.rstrip('/'))}: m "
+                         "changes it)", style="yellow"))
     rep = analysis.report if analysis is not None else None
     if rep is None:
         return [line, Text("comparing…", style="dim")]
