@@ -272,3 +272,65 @@ async def test_the_files_cursor_starts_on_the_first_file(folder):
         assert files.highlighted == 1  # after ../
         await pilot.press("down")
         assert files.highlighted == 2
+
+
+async def test_key_status_counts_say_what_they_count(tmp_path):
+    sd = {k: v for k, v in torchvision.models.resnet18().state_dict().items()
+          if not k.endswith("num_batches_tracked")}
+    torch.save(sd, tmp_path / "r18.pt")
+    app = make_app(tmp_path / "r18.pt", model="torchvision:resnet18")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        status = str(_main(app).query_one("#key-status").render())
+        assert "20 filled by torch" in status and " auto" not in status
+
+
+async def test_tab_completes_even_before_the_inline_suggestion_arrives(folder):
+    app = make_app(folder / "squeezenet1_1.pt")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press(":", *"model torch", "tab", *"resn")  # no pause: as fast typing
+        box = _main(app).query_one("#command-line")
+        assert box.value == "model torchvision:resn"
+
+
+async def test_exporting_again_proposes_a_free_name_and_speaks_of_the_checkbox(folder):
+    app = make_app(folder / "squeezenet1_1_dataparallel.pt", model="torchvision:squeezenet1_1")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        out = folder / "squeezenet1_1_dataparallel.fixed.pt"
+        out.write_bytes(b"an earlier export")
+        await pilot.press("e")
+        await until(pilot, lambda: type(app.screen).__name__ == "ExportScreen")
+        field = app.screen.query_one("#out")
+        assert field.value.endswith("squeezenet1_1_dataparallel.fixed-2.pt")
+        field.value = str(out)  # the taken name, typed on purpose
+        app.screen.query_one("#go").press()
+        await until(pilot, lambda: "not replacing it" in _shown(app))
+        shown = _shown(app)
+        assert "tick 'overwrite existing files'" in shown and "--force" not in shown
+        assert out.read_bytes() == b"an earlier export"
+        await pilot.press("escape")
+
+
+async def test_a_previous_files_toasts_do_not_cover_the_next(folder):
+    app = make_app(folder / "squeezenet1_1.pt")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        main = _main(app)
+        app.notify("about squeezenet1_1.pt", timeout=30)
+        main.open_file(str(folder / "squeezenet1_1_compiled.pt"))
+        await settle(app, pilot)
+        assert not any("about squeezenet1_1.pt" in n.message for n in app._notifications)
+
+
+async def test_a_cancelled_command_says_so_once(folder):
+    app = make_app(folder / "squeezenet1_1.pt")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press(":", *"load", "enter")
+        await pilot.pause(0.3)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        said = [n.message for n in app._notifications if "interrupted" in n.message]
+        assert said == ["load: interrupted; nothing was changed"]

@@ -33,7 +33,7 @@ from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
 from pttui.core.read.tensordata import TensorSource, as_bytes, checksum
 
 __all__ = ["EXTENSIONS", "ExportCancelled", "ExportResult", "SAFETENSORS", "TORCH",
-           "exists_message", "export", "source_files", "verify_file", "view_key"]
+           "OutputExists", "exists_message", "export", "source_files", "verify_file", "view_key"]
 TORCH, SAFETENSORS = "torch-zip", "safetensors"
 EXTENSIONS = {".pt": TORCH, ".pth": TORCH, ".bin": TORCH, ".safetensors": SAFETENSORS}
 _FMT_NAMES = {"pt": TORCH, "pth": TORCH, "bin": TORCH, "torch": TORCH, TORCH: TORCH,
@@ -169,16 +169,23 @@ def _check_destination(ckpt: Checkpoint, out: str, force: bool) -> None:
             raise ReadError(f"{out}: is the source checkpoint ({src}); pttui never writes "
                             "over its input. Choose another output name")
     if os.path.lexists(out) and not force:
-        raise ReadError(exists_message(out))
+        raise OutputExists(out)
     if not os.access(folder, os.W_OK):
         raise ReadError(_DENIED.format(folder=folder))
 
 
+class OutputExists(ReadError):
+    """Refusing to replace ``path``. The message names the command line's switch; the
+    TUI says its own words (its checkbox) from ``path``."""
+
+    def __init__(self, path: str, what: str = "already exists") -> None:
+        super().__init__(exists_message(path, what))
+        self.path, self.what = path, what
+
+
 def exists_message(path: str, what: str = "already exists") -> str:
-    """Refusing to replace ``path``: in words every front end's overwrite switch fits
-    (``--force`` in the CLI and the shell, a checkbox in the TUI)."""
-    return (f"{path}: {what}; not replacing it. Choose another name, or allow "
-            "overwriting (--force; in the TUI: 'overwrite existing files')")
+    return (f"{path}: {what}; not replacing it. Choose another name, or pass --force to "
+            "replace it")
 
 
 _DENIED = "{folder}: permission denied; cannot write the export there"
@@ -215,7 +222,7 @@ def _atomic_write(out: str, force: bool, write: Callable[[Any], None],
         try:
             partials.publish(tmp, out, replace=force)
         except FileExistsError:
-            raise ReadError(exists_message(out, "appeared while exporting")) from None
+            raise OutputExists(out, "appeared while exporting") from None
         tmp = None
     except OSError as err:
         raise os_error(err, out) from None

@@ -3,6 +3,6 @@
 from pttui.core.base.face import face
 
 __getattr__, __dir__ = face(__name__, {
-    "export": ("default_output", "export_session", "with_format",),
+    "export": ("default_output", "export_session", "free_output", "with_format",),
     "session": ("Session",),
 })

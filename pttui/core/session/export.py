@@ -24,6 +24,18 @@ def default_output(source_path: str, fmt: str = "pt") -> str:
     return stem + ".fixed" + FORMATS[fmt]
 
 
+def free_output(source_path: str, fmt: str = "pt") -> str:
+    """:func:`default_output`, or ``NAME.fixed-2.pt`` (-3, ...) when an earlier export
+    took that name (or its recipe's): exporting again never starts with a refusal."""
+    first = default_output(source_path, fmt)
+    stem, ext = os.path.splitext(first)
+    for n in range(1, 100):
+        out = first if n == 1 else f"{stem}-{n}{ext}"
+        if not os.path.lexists(out) and not os.path.lexists(recipe_path(out)):
+            return out
+    return first
+
+
 def with_format(out: str, fmt: str) -> str:
     """``out`` with its extension switched to ``fmt``'s."""
     stem, ext = os.path.splitext(out)
@@ -46,9 +58,9 @@ def export_session(source: Checkpoint, recipe: Recipe, out: str, *, fmt: str | N
 
     rpath = (recipe_out or recipe_path(out)) if write_recipe else None
     if rpath and os.path.exists(rpath) and not force:
-        from pttui.core.export.export import exists_message
+        from pttui.core.export.export import OutputExists
 
-        raise ReadError(exists_message(rpath))
+        raise OutputExists(rpath)
     ckpt = reopen(source, recipe)
     result = export(ckpt, recipe.apply(ckpt.tensors), ckpt.tensors, out, fmt=fmt,
                     force=force, metadata=carry_metadata(ckpt.state_metadata, recipe),

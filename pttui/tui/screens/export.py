@@ -28,7 +28,7 @@ from textual.widgets import Button, Checkbox, Input, ProgressBar, RadioSet, Stat
 from pttui.core.base import humanize as hz
 from pttui.core.repair import report_text as rt
 from pttui.core.base import ReadError
-from pttui.core.session import default_output, with_format
+from pttui.core.session import free_output, with_format
 from pttui.tui import errors
 from pttui.tui.widgets.toggles import Check, Radio
 
@@ -76,7 +76,7 @@ class ExportScreen(ModalScreen[Any]):
                 with RadioSet(id="fmt", compact=True):
                     yield Radio(".pt (torch.save, keeps _metadata)", value=True, id="pt")
                     yield Radio(".safetensors", id="safetensors")
-                yield Input(_shown(default_output(self.source.path)), id="out")
+                yield Input(_shown(free_output(self.source.path)), id="out")
                 yield Check("write the recipe too (OUT.recipe.json)", True, id="write-recipe",
                             compact=True)
                 yield Check("overwrite existing files", False, id="force", compact=True)
@@ -144,6 +144,7 @@ class ExportScreen(ModalScreen[Any]):
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def _export(self, out: str, force: bool, write_recipe: bool) -> None:
+        from pttui.core.export.export import OutputExists
         from pttui.core.session import export_session
 
         def progress(done: int, total: int) -> None:
@@ -153,6 +154,10 @@ class ExportScreen(ModalScreen[Any]):
             result, rpath = export_session(self.source, self.recipe, out, force=force,
                                            write_recipe=write_recipe, progress=progress,
                                            cancel=self.cancel_event)
+        except OutputExists as err:  # in this dialog's words, not the command line's
+            self.post_message(self.Finished(None, None, f"{err.path}: {err.what}; not "
+                                            "replacing it. Choose another name, or tick "
+                                            "'overwrite existing files'"))
         except ReadError as err:
             self.post_message(self.Finished(None, None, str(err)))
         except Exception as err:  # noqa: BLE001 - show it; the exporter left nothing behind

@@ -164,6 +164,8 @@ class MainScreen(Screen):
         _spare_the_gc(sum(len(c.tensors) for c in ckpt.containers))
         old = self.session.source
         again = old is not None and old.path == ckpt.path  # F5, or after an export
+        if not again:
+            self.app.clear_notifications()  # the last file's toasts are not about this one
         self.unreadable = None
         self.session.set_source(ckpt)
         self._keys_title()

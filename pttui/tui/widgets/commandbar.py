@@ -41,9 +41,26 @@ class CommandSuggester(Suggester):
 
 
 class CommandInput(Input):
-    """The ``:`` box: Tab takes the suggestion shown (as → at the end of the line does)."""
+    """The ``:`` box: Tab completes the line as it is now. The inline suggestion is built
+    in a thread and may not have arrived for the last key typed; Tab then completes
+    itself, so fast typing never loses the completion ("model torch⇥resn" stays
+    "model torchvision:resn")."""
 
-    BINDINGS = [Binding("tab", "cursor_right", "complete", show=False, priority=True)]
+    BINDINGS = [Binding("tab", "complete", "complete", show=False, priority=True)]
+
+    def action_complete(self) -> None:
+        from pttui.commands import complete_line
+
+        suggester = self.suggester
+        value = self.value
+        if not isinstance(suggester, CommandSuggester):
+            self.action_cursor_right()
+            return
+        head = ":" if value.startswith(":") else ""
+        lines = complete_line(suggester.ctx, value[len(head):], suggester.catalog)
+        if lines and (head + lines[0]).startswith(value) and head + lines[0] != value:
+            self.value = head + lines[0]
+        self.cursor_position = len(self.value)
 
 
 class CommandBar(Widget):

@@ -25,7 +25,7 @@ from textual.widgets.tree import TreeNode
 from pttui.core.base import ReadError
 from pttui.core.read import keyfilter as kf
 from pttui.core.recipe import AcceptMissing, Drop
-from pttui.tui.render import STATUS_STYLE, key_row
+from pttui.tui.render import STATUS_STYLE, STATUS_WORD, key_row
 from pttui.tui.steps import apply_op, need
 
 NOT_IN_FILE = ("missing", "accepted", "auto")  # rows of model keys the file lacks
@@ -257,7 +257,8 @@ class KeyTreePane(Vertical):
                 Text(self.message, style="dim")
             for s, keys in idx.by_status.items():
                 if keys and s != "ok":
-                    text.append(f" · {len(keys)} {s}", style=STATUS_STYLE.get(s, ""))
+                    text.append(f" · {len(keys)} {STATUS_WORD.get(s, s)}",
+                                style=STATUS_STYLE.get(s, ""))
         self.query_one("#key-status", Static).update(text)
 
     # -- ops on the selected row ----------------------------------------------------------
