@@ -52,3 +52,58 @@ def test_report(snap_compare, size):
 def test_wizard(snap_compare, size):
     app = make_app("sample_checkpoints/squeezenet1_1_finetuned_10cls.pt", model=SQUEEZE)
     assert snap_compare(app, terminal_size=size, run_before=_before("f"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_malicious_file(snap_compare, size):
+    app = make_app("sample_checkpoints/malicious.pt")
+    assert snap_compare(app, terminal_size=size, run_before=_before())
+
+
+@pytest.fixture
+def variant_folder(tmp_path, monkeypatch):
+    """resnet34 weights, to be cut down by hand to fit resnet18 (the folder shows as .)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "resnet34_weights.pt")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_wrong_variant_with_manual_drops(snap_compare, size, variant_folder):
+    from pttui.core.recipe import Drop
+
+    async def run(pilot) -> None:
+        app = pilot.app
+        await settle(app, pilot)
+        main = app.screen
+        s = main.session
+        s.set_recipe(s.recipe.with_op(Drop(
+            r"^(layer1\.2|layer2\.[23]|layer3\.[2-5]|layer4\.2)\.", "regex")))
+        await settle(app, pilot)
+        await _before()(pilot)
+
+    app = make_app(variant_folder / "resnet34_weights.pt", model="torchvision:resnet18")
+    assert snap_compare(app, terminal_size=size, run_before=run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_cuda_file_after_load(snap_compare, size, no_cuda):
+    async def run(pilot) -> None:
+        app = pilot.app
+        await settle(app, pilot)
+        await pilot.press("l")
+        await settle(app, pilot)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        main = app.screen
+        assert main.last_load is not None and main.last_load.ok
+        main.last_load.seconds = 1.0  # the real load's duration varies: pinned for the picture
+        main._show_report()
+        await _before("3", "end")(pilot)  # the last load and its note, at the end
+
+    app = make_app("sample_checkpoints/tiny_vit_cuda.pt", map_location="cpu")
+    assert snap_compare(app, terminal_size=size, run_before=run)
