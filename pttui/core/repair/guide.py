@@ -116,8 +116,9 @@ def next_step(source: Checkpoint, recipe: Recipe, target: Any, seen: set[str]) -
         return step
     if a.wrong_model:  # nothing else helps: the one thing to offer is another model
         return Step("model", "these weights are not for this model",
-                    f"{a.wrong_model}. Every rename, drop or strict=False step would be "
-                    "noise here.", before=report, after=report, ident="model")
+                    "Every rename, drop or strict=False step would be noise here: choose "
+                    "the model they were trained for.", before=report, after=report,
+                    ident="model")
     for make in (_globals, _device, _variant, _classes):
         step = make(source, recipe, target, current, report)
         if step is not None and step.ident not in seen:

@@ -57,7 +57,8 @@ def not_for_model(tensors: Mapping[str, TensorMeta], target, report: Report,
     if abs(have - want) <= SAME_TOTAL * max(have, want):
         return None
     name = getattr(target, "label", "") or getattr(target, "spec", "") or "this model"
-    return (f"these weights are not for {name}: {_pct(fit, have)} of the file's parameters "
+    now = report.coverage_params[0]
+    return (f"these weights are not for {name}: {_pct(now, have)} of the file's parameters "
             f"fit it ({report.keys_ok}/{report.keys_total} model keys), and their shapes do "
             "not pair up, so no rename or drop can help: choose the model they were "
             "trained for")
