@@ -306,9 +306,10 @@ async def test_exporting_again_proposes_a_free_name_and_speaks_of_the_checkbox(f
         assert field.value.endswith("squeezenet1_1_dataparallel.fixed-2.pt")
         field.value = str(out)  # the taken name, typed on purpose
         app.screen.query_one("#go").press()
-        await until(pilot, lambda: "not replacing it" in _shown(app))
-        shown = _shown(app)
-        assert "tick 'overwrite existing files'" in shown and "--force" not in shown
+        status = app.screen.query_one("#export-status")
+        await until(pilot, lambda: "not replacing it" in str(status.render()))
+        said = str(status.render())  # the pane's text: where it wraps depends on the path
+        assert "tick 'overwrite existing files'" in said and "--force" not in said
         assert out.read_bytes() == b"an earlier export"
         await pilot.press("escape")
 

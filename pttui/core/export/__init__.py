@@ -3,6 +3,6 @@
 from pttui.core.base.face import face
 
 __getattr__, __dir__ = face(__name__, {
-    "export": ("EXTENSIONS", "SAFETENSORS",),
+    "export": ("EXTENSIONS", "SAFETENSORS", "OutputExists",),
     "job": ("ExportCancelled",),
 })

@@ -93,7 +93,7 @@ def _class_count_step(source: Checkpoint, recipe: Recipe, target: Any, report: R
     """The model built with the file's class count, as a suggestion the Report, the
     shell and ``check`` list (the diagnosis says "build the model with num_classes=N";
     the suggestions offer it). Not safe for ``fix --auto``: it changes the model."""
-    from pttui.core.repair.guide import _rebuild, head_classes
+    from pttui.core.repair.rebuild import head_classes, rebuild
     from pttui.core.repair.suggest.measure import Suggestion
 
     classes = head_classes(report)
@@ -101,7 +101,7 @@ def _class_count_step(source: Checkpoint, recipe: Recipe, target: Any, report: R
         return None
     have, want = classes
     args = {**dict(target.args or {}), "num_classes": have}
-    rebuilt = _rebuild(target.spec, args)
+    rebuilt = rebuild(target.spec, args)
     if rebuilt is None:
         return None
     after = report_for(source, recipe, rebuilt)

@@ -144,7 +144,7 @@ class ExportScreen(ModalScreen[Any]):
 
     @work(thread=True, exclusive=True, group="export", exit_on_error=False)
     def _export(self, out: str, force: bool, write_recipe: bool) -> None:
-        from pttui.core.export.export import OutputExists
+        from pttui.core.export import OutputExists
         from pttui.core.session import export_session
 
         def progress(done: int, total: int) -> None:
