@@ -69,7 +69,7 @@ def analyse(source: Checkpoint | None, recipe: Recipe, target: Any = None,
     suggestions = suggest(current, target, accepted, metadata=meta,
                           containers=source.containers) if with_suggestions else None
     if suggestions is not None:
-        rebuilt = _class_count_step(source, recipe, target, report)
+        rebuilt = class_count_step(source, recipe, target, report)
         if rebuilt is not None:
             suggestions = [rebuilt] + suggestions
     best = max((s.after.coverage_params[0] for s in suggestions or [] if s.after is not None),
@@ -89,7 +89,7 @@ def analyse(source: Checkpoint | None, recipe: Recipe, target: Any = None,
                     dropped=dropped, variant_dropped=kept)
 
 
-def _class_count_step(source: Checkpoint, recipe: Recipe, target: Any, report: Report):
+def class_count_step(source: Checkpoint, recipe: Recipe, target: Any, report: Report):
     """The model built with the file's class count, as a suggestion the Report, the
     shell and ``check`` list (the diagnosis says "build the model with num_classes=N";
     the suggestions offer it). Not safe for ``fix --auto``: it changes the model."""

@@ -18,8 +18,8 @@ from typing import Any
 
 from pttui.core.base.meta import Checkpoint, ReadError
 from pttui.core.compare.strict import Report
-from pttui.core.repair.analysis import analyse, report_for
-from pttui.core.repair.rebuild import head_classes, rebuild
+from pttui.core.repair.analysis import analyse, class_count_step, report_for
+from pttui.core.repair.rebuild import head_classes
 from pttui.core.recipe.op import Op, RecipeConflict
 from pttui.core.recipe.recipe import (AcceptMissing, Drop, Recipe, RegexRename, SelectContainer,
                                       StripPrefix)
@@ -200,28 +200,23 @@ def _variant(source, recipe, target, current, report) -> Step | None:
 
 
 def _classes(source, recipe, target, current, report) -> Step | None:
-    """The checkpoint was trained for another class count: build the model with it."""
-    classes = head_classes(report)
-    if classes is None or getattr(target, "kind", "model") != "model" or not target.spec:
+    """The checkpoint was trained for another class count: build the model with it (the
+    same measured step the suggestions list, worded as a wizard step)."""
+    found = class_count_step(source, recipe, target, report)
+    if found is None:
         return None
-    have, want = classes
-    args = {**dict(target.args or {}), "num_classes": have}
-    rebuilt = rebuild(target.spec, args)
-    if rebuilt is None:
-        return None
-    after = report_for(source, recipe, rebuilt)
-    if after.shape_mismatch or after.coverage_keys[0] <= report.coverage_keys[0]:
-        return None  # it builds, but fits no better
+    have, want = head_classes(report)
+    after, args = found.after, found.args
     where = ", ".join(m.key for m in report.shape_mismatch[:4])
     shown = " ".join(f"{k}={v!r}" for k, v in args.items())
     fit = ("every key of the file then matches: nothing is dropped or left uninitialised"
            if after.strict_ok else "the classifier then matches too")
-    return Step("classes", f"build the model with num_classes={have}",
+    return Step("classes", found.title,
                 f"only the classifier differs: the checkpoint has {have} classes, the model "
                 f"{want} ({where}). Built with {shown}, {target.spec} takes the trained "
                 f"head as it is; {fit}. Skip this to keep the {want}-class model and "
                 "replace the head instead.",
-                before=report, after=after, target=rebuilt, ident=f"classes:{have}")
+                before=report, after=after, target=found.target, ident=f"classes:{have}")
 
 
 def _suggested(source: Checkpoint, recipe: Recipe, target, suggestions: list,
