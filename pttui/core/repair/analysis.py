@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta
+from pttui.core.base.meta import Checkpoint, ReadError, TensorMeta, source_keys
 from pttui.core.compare.strict import Report, compare
 from pttui.core.read.keyfilter import KeyIndex, build_index
 from pttui.core.recipe.modmeta import metadata_for
@@ -79,13 +79,15 @@ def analyse(source: Checkpoint | None, recipe: Recipe, target: Any = None,
         diagnosis = [wrong]
         suggestions = [] if suggestions is not None else None
     base = recipe.select(source)
-    dropped = _dropped(base, current)
-    kept = _dropped_variant(base, target, report, dropped) if dropped and wrong is None \
+    read = source_keys(current.values())  # stored tensors the result still reads
+    dropped = sum(1 for m in base.values() if m.key not in read)
+    use = fit.file_use(base, report)
+    kept = _dropped_variant(base, target, use, dropped) if dropped and wrong is None \
         else None
     if kept:
         diagnosis = [kept] + diagnosis
     return Analysis(current, build_index(current, report, target), report, diagnosis,
-                    suggestions, wrong_model=wrong, file_use=fit.file_use(base, report),
+                    suggestions, wrong_model=wrong, file_use=use,
                     dropped=dropped, variant_dropped=kept)
 
 
@@ -113,23 +115,10 @@ def class_count_step(source: Checkpoint, recipe: Recipe, target: Any, report: Re
                       "model", target=rebuilt, args=args)
 
 
-def _dropped(base: dict[str, TensorMeta], current: dict[str, TensorMeta]) -> int:
-    """How many of the container's keys no tensor of the result reads any more."""
-    used: set[str] = set()
-    for meta in current.values():
-        derive = getattr(meta, "derive", None)
-        if derive is None:
-            used.add(meta.key)
-        else:
-            used.update(leaf.key for leaf in derive.leaves())
-    return sum(1 for m in base.values() if m.key not in used)
-
-
-def _dropped_variant(base: dict[str, TensorMeta], target: Any, report: Report,
+def _dropped_variant(base: dict[str, TensorMeta], target: Any, use: tuple[int, int],
                      dropped: int) -> str | None:
     """A wrong variant stays a wrong variant when the keys that show it are dropped by
     hand: said while it holds, with what the drops throw away of the file."""
-    from pttui.core.repair.diagnose import fit
     from pttui.core.repair.diagnose.diagnosis import variant_mismatch
     from pttui.core.repair.diagnose.variant import variant_reason
 
@@ -137,7 +126,7 @@ def _dropped_variant(base: dict[str, TensorMeta], target: Any, report: Report,
     if not variant_mismatch(whole, base, target):
         return None
     reason = variant_reason(whole, target) or "layer shapes or block counts differ"
-    used, total = fit.file_use(base, report)
+    used, total = use
     share = f"{used / total:.0%}" if total else "none"
     return (f"the file is another variant of the model ({reason}); the recipe drops "
             f"{dropped:,} of its keys to make it fit, and the result uses only {share} of "

@@ -45,7 +45,7 @@ def not_for_model(tensors: Mapping[str, TensorMeta], target, report: Report,
     shapes do not pair up either, and the totals differ (the same parameters fused or
     stacked would keep the total). None otherwise: the diagnosis takes it from there."""
     model = target.tensors
-    have, want = elements(tensors), elements(model)
+    have, want = elements(tensors), report.elements_total  # the model's, counted already
     if not have or not want or report.strict_ok:
         return None
     fit = max(report.coverage_params[0], best_elements or 0)
@@ -72,4 +72,5 @@ def _pct(part: int, whole: int) -> str:
 def file_use(source_tensors: Mapping[str, TensorMeta], report: Report) -> tuple[int, int]:
     """(elements of the file that load into the model, the file's elements): what a
     state keeps of the checkpoint, the side coverage does not show."""
-    return min(report.coverage_params[0], elements(source_tensors)), elements(source_tensors)
+    total = elements(source_tensors)
+    return min(report.coverage_params[0], total), total
